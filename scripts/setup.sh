@@ -1,0 +1,40 @@
+#!/bin/sh
+# One-time set-up shared by `npm start`, `npm test` and `npm run bench`:
+# install the Debian tools strata drives (only the missing ones) and the npm
+# dependencies (only when node_modules is absent or older than the lockfile).
+set -e
+cd "$(dirname "$0")/.."
+
+need=""
+want() { command -v "$1" >/dev/null 2>&1 || need="$need $2"; }
+want tar2sqfs squashfs-tools-ng
+want sqfs2tar squashfs-tools-ng
+want unsquashfs squashfs-tools
+want bsdtar libarchive-tools
+want zstd zstd
+want xz xz-utils
+want xorriso xorriso
+want ssh openssh-client
+want sshd openssh-server
+want nginx nginx-light
+want qemu-system-x86_64 qemu-system-x86
+want chromium chromium
+want busybox busybox-static
+[ -f /usr/lib/ipxe/qemu/efi-virtio.rom ] || [ -f /usr/lib/ipxe/qemu/pxe-virtio.rom ] || need="$need ipxe-qemu"
+ls /boot/vmlinuz-*-amd64 >/dev/null 2>&1 || need="$need linux-image-cloud-amd64"
+[ -f /usr/bin/busybox ] && busybox --help 2>/dev/null | grep -q static || true
+if [ -n "$need" ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "strata: missing Debian packages:$need (run as root or install them)" >&2
+    exit 1
+  fi
+  echo "strata: installing Debian packages:$need" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  # shellcheck disable=SC2086
+  apt-get install -y -q --no-install-recommends $need >/dev/null
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-fund --no-audit >&2
+fi
