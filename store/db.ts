@@ -1,0 +1,148 @@
+/**
+ * SQLite metadata (better-sqlite3, WAL). Blobs live in objects/; rows here
+ * only name them. Schema changes are numbered migrations recorded in
+ * schema_version, applied in one transaction each at open.
+ *
+ * synchronous=FULL: in WAL mode better-sqlite3's bundled SQLite defaults to
+ * NORMAL, where a committed transaction can vanish on power loss
+ * (SECURITY-FACTS). A ref move that a client may already have booted must
+ * not be forgotten, so every commit is fsynced.
+ */
+import Database from 'better-sqlite3';
+import { StrataError } from './errors.ts';
+
+export type DB = Database.Database;
+
+const MIGRATIONS: string[] = [
+  // 1: the whole first schema.
+  `
+  CREATE TABLE profiles (
+    name TEXT PRIMARY KEY,
+    cmdline TEXT NOT NULL DEFAULT '',
+    compressor TEXT NOT NULL DEFAULT 'zstd',
+    level INTEGER,
+    kernel_digest TEXT, kernel_size INTEGER,
+    initrd_digest TEXT, initrd_size INTEGER,
+    created_at INTEGER NOT NULL
+  );
+  CREATE TABLE layers (
+    digest TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    entry_count INTEGER NOT NULL,
+    uncompressed_bytes INTEGER NOT NULL,
+    compressor TEXT NOT NULL,
+    entries BLOB NOT NULL,          -- gzip'd JSON LayerEntry[]: what the layer adds, deletes, makes opaque
+    created_at INTEGER NOT NULL
+  );
+  CREATE TABLE commits (
+    id TEXT PRIMARY KEY,
+    parent TEXT,
+    merge_parent TEXT,
+    profile TEXT NOT NULL,
+    message TEXT NOT NULL,
+    author TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    manifest TEXT NOT NULL,
+    added_layer TEXT,
+    kind TEXT NOT NULL
+  );
+  CREATE INDEX commits_parent ON commits(parent);
+  CREATE INDEX commits_profile ON commits(profile);
+  CREATE TABLE refs (
+    name TEXT PRIMARY KEY,
+    type TEXT NOT NULL CHECK (type IN ('branch','tag')),
+    commit_id TEXT NOT NULL,
+    profile TEXT NOT NULL
+  );
+  CREATE TABLE reflog (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ref TEXT NOT NULL,
+    old TEXT,
+    new TEXT,
+    action TEXT NOT NULL,
+    message TEXT NOT NULL,
+    time INTEGER NOT NULL
+  );
+  CREATE INDEX reflog_ref ON reflog(ref);
+  CREATE TABLE assignments (
+    match TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    pin TEXT,
+    cmdline TEXT NOT NULL DEFAULT ''
+  );
+  CREATE TABLE clients (
+    mac TEXT PRIMARY KEY,
+    ip TEXT NOT NULL,
+    commit_id TEXT,
+    profile TEXT,
+    last_seen INTEGER NOT NULL,
+    last_boot INTEGER,
+    assignment TEXT
+  );
+  CREATE TABLE keys (
+    name TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    algo TEXT NOT NULL,
+    key_data BLOB NOT NULL,
+    fingerprint TEXT NOT NULL,
+    admin INTEGER NOT NULL,
+    profiles TEXT NOT NULL
+  );
+  CREATE TABLE tokens (
+    name TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+  );
+  CREATE TABLE pushes (
+    id TEXT PRIMARY KEY,
+    profile TEXT NOT NULL,
+    parent TEXT NOT NULL,
+    message TEXT NOT NULL,
+    author TEXT NOT NULL,
+    state TEXT NOT NULL,
+    commit_id TEXT,
+    branch TEXT,
+    reason TEXT,
+    bytes INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  );
+  CREATE INDEX pushes_state ON pushes(state);
+  `,
+];
+
+export function openDb(path: string): DB {
+  let db: DB;
+  try {
+    db = new Database(path, { timeout: 15000 });
+  } catch (e) {
+    throw new StrataError('E_BAD_ARGUMENT', `cannot open the strata database ${path}: ${(e as Error).message}`, {}, { cause: e });
+  }
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('busy_timeout = 15000');
+  migrate(db);
+  return db;
+}
+
+export function migrate(db: DB): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
+  const row = db.prepare('SELECT version FROM schema_version').get() as { version: number } | undefined;
+  let version = row?.version ?? 0;
+  if (!row) db.prepare('INSERT INTO schema_version (version) VALUES (0)').run();
+  if (version > MIGRATIONS.length) {
+    throw new StrataError('E_BAD_ARGUMENT', `this data directory has schema version ${version}, newer than this strata knows (${MIGRATIONS.length}); upgrade strata`);
+  }
+  while (version < MIGRATIONS.length) {
+    const sql = MIGRATIONS[version]!;
+    db.transaction(() => {
+      db.exec(sql);
+      db.prepare('UPDATE schema_version SET version = ?').run(version + 1);
+    }).immediate();
+    version++;
+  }
+}
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
