@@ -262,6 +262,17 @@ export class Store {
     return this.rowToProfile(r);
   }
 
+  /**
+   * A branch and what it belongs to. History operations take a branch name:
+   * a profile's own branch (`lab`) or one of its side branches (`lab/feature`).
+   */
+  branchInfo(ref: string): { profile: Profile; ref: string; head: CommitId } {
+    const r = this.db.prepare('SELECT commit_id, type, profile FROM refs WHERE name = ?').get(ref) as { commit_id: string; type: string; profile: string } | undefined;
+    if (!r) { this.getProfile(ref); throw new StrataError('E_PROFILE_NOT_FOUND', `profile ${ref} has no commits`); }
+    if (r.type !== 'branch') throw new StrataError('E_BAD_ARGUMENT', `${ref} is a tag; tags do not move (use a branch or a profile)`);
+    return { profile: this.getProfile(r.profile), ref, head: r.commit_id };
+  }
+
   /** The profile a branch belongs to: `lab` and `lab/push-x` both belong to `lab`. */
   private profileOfRef(ref: string): string {
     return ref.split('/')[0]!;
@@ -427,14 +438,13 @@ export class Store {
    * changed; otherwise nothing moves and E_STALE_PARENT says why.
    */
   async commitTar(profileName: string, input: NodeJS.ReadableStream | string, opts: { message?: string; parent?: string; author?: string; policy?: TarPolicy } = {}): Promise<{ commit: Commit; warnings: string[] }> {
-    const profile = this.getProfile(profileName);
-    if (!profile.head) throw new StrataError('E_PROFILE_NOT_FOUND', `profile ${profileName} has no commits`);
-    const parent = opts.parent ? this.resolve(opts.parent) : profile.head;
+    const { profile, head: startHead } = this.branchInfo(profileName);
+    const parent = opts.parent ? this.resolve(opts.parent) : startHead;
     const baked = await bakeTar(input, this.bakeOptions(profile, opts.policy));
     const layer = await this.registerBaked(baked);
     const warnings = [...baked.warnings];
     for (let attempt = 0; ; attempt++) {
-      const head = this.getProfile(profileName).head!;
+      const head = this.branchInfo(profileName).head;
       const decision = this.decideParent(parent, head, baked.entries);
       if (decision.kind === 'conflict') {
         throw new StrataError('E_STALE_PARENT', `${profileName} moved past ${parent.slice(0, 12)} and the new commits change the same paths: ${decision.paths.slice(0, 10).join(', ')}${decision.paths.length > 10 ? ', ...' : ''}. Nothing was committed; commit against ${head.slice(0, 12)} or use a branch.`, { paths: decision.paths });
@@ -442,7 +452,7 @@ export class Store {
       const base = this.getCommit(decision.onto);
       try {
         const r = this.createCommit({
-          profile: profileName, ref: profileName, expectedHead: head, parent: decision.onto, mergeParent: decision.onto === parent ? null : parent,
+          profile: profile.name, ref: profileName, expectedHead: head, parent: decision.onto, mergeParent: decision.onto === parent ? null : parent,
           layers: [...base.manifest.layers, layer], kernel: base.manifest.kernel, initrd: base.manifest.initrd,
           message: opts.message ?? 'commit', author: opts.author ?? 'admin', kind: 'commit', addedLayer: layer.digest,
           newLayer: { info: { digest: layer.digest, size: layer.size, kind: 'layer', entryCount: baked.entries.length, uncompressedBytes: baked.uncompressedBytes, compressor: profile.compressor }, entries: baked.entries },
@@ -477,21 +487,21 @@ export class Store {
   // ---------------------------------------------------------------- history operations
 
   rollback(profile: string, rev?: string): { from: CommitId; to: CommitId } {
-    const p = this.getProfile(profile);
-    const from = p.head!;
+    const b = this.branchInfo(profile);
+    const from = b.head;
     const to = rev ? this.resolve(rev) : this.resolve(`${profile}~1`);
     if (to === from) throw new StrataError('E_NOTHING_TO_DO', `${profile} is already at ${to.slice(0, 12)}`);
     this.db.transaction(() => {
       const cur = this.db.prepare('SELECT commit_id FROM refs WHERE name = ?').get(profile) as { commit_id: string };
       if (cur.commit_id !== from) throw new StrataError('E_STALE_PARENT', `${profile} moved while rolling back; nothing was changed, try again`);
-      this.moveRefTx(profile, 'branch', to, profile, 'rollback', `rollback from ${from.slice(0, 12)} to ${to.slice(0, 12)}`);
+      this.moveRefTx(profile, 'branch', to, b.profile.name, 'rollback', `rollback from ${from.slice(0, 12)} to ${to.slice(0, 12)}`);
     }).immediate();
     return { from, to };
   }
 
   async revert(profile: string, rev: string, opts: { author?: string } = {}): Promise<{ commit: Commit; warnings: string[] }> {
-    const p = this.getProfile(profile);
-    const head = this.getCommit(p.head!);
+    const b = this.branchInfo(profile);
+    const head = this.getCommit(b.head);
     const target = this.getCommit(this.resolve(rev));
     const layer = target.addedLayer;
     const chain = head.manifest.layers.map((l) => l.digest);
@@ -503,7 +513,7 @@ export class Store {
     const overlap = conflictingPaths(touchedPaths(this.layerEntries(layer)), this.touch(later));
     if (overlap.length) warnings.push(`later layers also change ${overlap.length} of the reverted paths (${overlap.slice(0, 5).join(', ')}${overlap.length > 5 ? ', ...' : ''}); their version stays`);
     const r = this.createCommit({
-      profile, ref: profile, expectedHead: head.id, parent: head.id, layers: head.manifest.layers.filter((l) => l.digest !== layer),
+      profile: b.profile.name, ref: profile, expectedHead: head.id, parent: head.id, layers: head.manifest.layers.filter((l) => l.digest !== layer),
       kernel: head.manifest.kernel, initrd: head.manifest.initrd, message: `revert ${target.id.slice(0, 12)}: ${target.message}`,
       author: opts.author ?? 'admin', kind: 'revert', addedLayer: null, action: 'revert',
     });
@@ -512,7 +522,7 @@ export class Store {
 
   /** Paths a cherry-pick of `rev` onto `profile` would collide on (empty = clean). */
   cherryPickConflicts(profile: string, rev: string): string[] {
-    const head = this.getCommit(this.getProfile(profile).head!);
+    const head = this.getCommit(this.branchInfo(profile).head);
     const picked = this.getCommit(this.resolve(rev));
     if (!picked.addedLayer) return [];
     const base = picked.parent ? mergeBase(head.id, picked.parent, this.dagSnapshot()) : null;
@@ -521,7 +531,8 @@ export class Store {
   }
 
   async cherryPick(profile: string, rev: string, opts: { force?: boolean; author?: string } = {}): Promise<{ commit: Commit; warnings: string[] }> {
-    const head = this.getCommit(this.getProfile(profile).head!);
+    const b = this.branchInfo(profile);
+    const head = this.getCommit(b.head);
     const picked = this.getCommit(this.resolve(rev));
     if (!picked.addedLayer || picked.kind === 'import') throw new StrataError('E_BAD_ARGUMENT', `${picked.id.slice(0, 12)} adds no layer of its own (${picked.kind}); only commits that add a layer can be cherry-picked`);
     if (head.manifest.layers.some((l) => l.digest === picked.addedLayer)) throw new StrataError('E_NOTHING_TO_DO', `${profile} already contains the layer of ${picked.id.slice(0, 12)}`);
@@ -534,7 +545,7 @@ export class Store {
     const layer = picked.manifest.layers.find((l) => l.digest === picked.addedLayer)!;
     // The picked layer is reused as is: same digest, no re-bake.
     const r = this.createCommit({
-      profile, ref: profile, expectedHead: head.id, parent: head.id, layers: [...head.manifest.layers, layer],
+      profile: b.profile.name, ref: profile, expectedHead: head.id, parent: head.id, layers: [...head.manifest.layers, layer],
       kernel: head.manifest.kernel, initrd: head.manifest.initrd, message: `cherry-pick ${picked.id.slice(0, 12)}: ${picked.message}`,
       author: opts.author ?? 'admin', kind: 'cherry-pick', addedLayer: layer.digest, action: 'cherry-pick',
     });
@@ -542,8 +553,8 @@ export class Store {
   }
 
   async flatten(profileName: string, opts: { from?: string; author?: string } = {}): Promise<{ commit: Commit; warnings: string[] }> {
-    const profile = this.getProfile(profileName);
-    const head = this.getCommit(profile.head!);
+    const { profile, head: headId } = this.branchInfo(profileName);
+    const head = this.getCommit(headId);
     const chain = head.manifest.layers;
     let keep = 0;
     if (opts.from) {
@@ -560,7 +571,7 @@ export class Store {
     const baked = await bakeTar(tar, this.bakeOptions(profile));
     const layer = await this.registerBaked(baked);
     const r = this.createCommit({
-      profile: profileName, ref: profileName, expectedHead: head.id, parent: head.id, layers: [...chain.slice(0, keep), layer],
+      profile: profile.name, ref: profileName, expectedHead: head.id, parent: head.id, layers: [...chain.slice(0, keep), layer],
       kernel: head.manifest.kernel, initrd: head.manifest.initrd,
       message: `flatten ${part.length} layers${keep ? ` above ${chain[keep - 1]!.digest.slice(0, 12)}` : ''}`,
       author: opts.author ?? 'admin', kind: 'flatten', addedLayer: layer.digest, action: 'flatten',

@@ -1,0 +1,48 @@
+/**
+ * Real mounts for tests: loop-mounted squashfs layers and overlayfs stacks.
+ * Every mount is recorded and undone by cleanup(), newest first, so a failed
+ * test does not leave loop devices behind.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export class Mounts {
+  private mounted: string[] = [];
+  readonly base: string;
+  private n = 0;
+  constructor(prefix = 'strata-mnt-') {
+    this.base = mkdtempSync(join(tmpdir(), prefix));
+  }
+  dir(name = `d${this.n++}`): string {
+    const d = join(this.base, name);
+    mkdirSync(d, { recursive: true });
+    return d;
+  }
+  squashfs(image: string): string {
+    const d = this.dir();
+    execFileSync('mount', ['-t', 'squashfs', '-o', 'loop,ro', image, d]);
+    this.mounted.push(d);
+    return d;
+  }
+  /** lowers: top first, as overlayfs wants them. Read-only when no upper is given. */
+  overlay(lowers: string[], upper?: { upper: string; work: string }): string {
+    const d = this.dir();
+    const opts = upper ? `lowerdir=${lowers.join(':')},upperdir=${upper.upper},workdir=${upper.work}` : `lowerdir=${lowers.join(':')}`;
+    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', opts, d]);
+    this.mounted.push(d);
+    return d;
+  }
+  unmount(d: string): void {
+    execFileSync('umount', [d]);
+    this.mounted = this.mounted.filter((x) => x !== d);
+  }
+  cleanup(): void {
+    for (const d of this.mounted.reverse()) {
+      try { execFileSync('umount', ['-l', d]); } catch { /* already gone */ }
+    }
+    this.mounted = [];
+    rmSync(this.base, { recursive: true, force: true });
+  }
+}
