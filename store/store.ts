@@ -8,7 +8,7 @@
  * the rows that name them (store/objects.ts).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, promises as fsp, statSync, openSync, readSync, closeSync } from 'node:fs';
+import { existsSync, promises as fsp, statSync, openSync, readSync, closeSync, readFileSync } from 'node:fs';
 import { join, resolve as resolvePath } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { spawn } from 'node:child_process';
@@ -93,7 +93,7 @@ export class Store {
     await fsp.mkdir(dir, { recursive: true });
     await fsp.mkdir(join(dir, 'incoming'), { recursive: true });
     const db = openDb(dbPath);
-    const store = new Store(dir, db, { ...DEFAULT_CONFIG, ...opts.config });
+    const store = new Store(dir, db, { ...DEFAULT_CONFIG, ...readConfigFile(dir), ...opts.config });
     await store.objects.init();
     return store;
   }
@@ -307,6 +307,7 @@ export class Store {
     const id = commitIdOf(text);
     const now = Date.now();
     this.db.transaction(() => {
+      faultPoint('ref-move');
       const cur = this.db.prepare('SELECT commit_id, type FROM refs WHERE name = ?').get(c.ref) as { commit_id: string; type: string } | undefined;
       if (cur && cur.type !== 'branch') throw new StrataError('E_REF_EXISTS', `${c.ref} is a tag, not a branch`);
       if (c.expectedHead !== undefined && (cur?.commit_id ?? null) !== c.expectedHead) {
@@ -991,6 +992,32 @@ export class Store {
     for (const r of this.listRefs()) if (!this.commitRow(r.commit)) problems.push(`${r.type} ${r.name} points to missing commit ${r.commit}`);
     return { ok: problems.length === 0, problems, objects, commits: commits.length };
   }
+}
+
+/**
+ * <data>/config.json overrides StoreConfig (limits, chain lengths, keep
+ * times), e.g. {"maxUncompressedBytes": 4294967296, "warnChainLength": 32}.
+ */
+function readConfigFile(dir: string): Partial<StoreConfig> {
+  const p = join(dir, 'config.json');
+  if (!existsSync(p)) return {};
+  try {
+    return JSON.parse(readFileSync(p, 'utf8')) as Partial<StoreConfig>;
+  } catch (e) {
+    throw new StrataError('E_BAD_ARGUMENT', `${p} is not valid JSON: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Fault injection for the crash tests: STRATA_FAULT=<point>:<ms> makes the
+ * process sleep at that point (inside the transaction for 'ref-move') so a
+ * test can SIGKILL it there. Unset in production: a no-op.
+ */
+function faultPoint(name: string): void {
+  const f = process.env.STRATA_FAULT;
+  if (!f) return;
+  const [point, ms] = f.split(':');
+  if (point === name) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(ms ?? 1000));
 }
 
 function sameEntry(a: LayerEntry, b: LayerEntry): boolean {
