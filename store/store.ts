@@ -63,6 +63,8 @@ interface NewCommit {
   addedLayer: Digest | null;
   /** A freshly baked layer to register in the same transaction. */
   newLayer?: { info: Omit<LayerInfo, 'createdAt'>; entries: LayerEntry[] };
+  /** Further new layers (an ISO whose root is a stack of squashfs files). */
+  moreLayers?: { info: Omit<LayerInfo, 'createdAt'>; entries: LayerEntry[] }[];
   action: string;
   /** Extra statements to run inside the same transaction (e.g. marking a push committed). */
   also?: (id: CommitId) => void;
@@ -313,8 +315,7 @@ export class Store {
       if (c.expectedHead !== undefined && (cur?.commit_id ?? null) !== c.expectedHead) {
         throw new StrataError('E_STALE_PARENT', `${c.ref} moved to ${cur?.commit_id.slice(0, 12) ?? 'nothing'} while this was being prepared; nothing was changed, try again`);
       }
-      if (c.newLayer) {
-        const l = c.newLayer;
+      for (const l of [...(c.newLayer ? [c.newLayer] : []), ...(c.moreLayers ?? [])]) {
         this.db.prepare(`INSERT OR IGNORE INTO layers (digest, size, kind, entry_count, uncompressed_bytes, compressor, entries, created_at)
           VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(l.info.digest, l.info.size, l.info.kind, l.info.entryCount, l.info.uncompressedBytes, l.info.compressor,
           gzipSync(JSON.stringify(l.entries)), now);
@@ -368,6 +369,8 @@ export class Store {
     let layer: BlobRef;
     let entries: LayerEntry[];
     let uncompressed = 0;
+    /** Layers above the base when an ISO ships its root as a stack (newer Ubuntu). */
+    const upperLayers: { ref: BlobRef; entries: LayerEntry[]; uncompressed: number }[] = [];
     let kernelSrc = opts.kernel;
     let initrdSrc = opts.initrd;
     const tmpFiles: string[] = [];
@@ -397,6 +400,14 @@ export class Store {
           }
           if (!kernelSrc) { kernelSrc = this.objects.tempPath('iso-kernel'); tmpFiles.push(kernelSrc); await extractIsoFile(source, iso.kernel, kernelSrc); }
           if (!initrdSrc) { initrdSrc = this.objects.tempPath('iso-initrd'); tmpFiles.push(initrdSrc); await extractIsoFile(source, iso.initrd, initrdSrc); }
+          for (const inner of (iso.layers ?? []).slice(1)) {
+            const f = this.objects.tempPath('iso-layer');
+            tmpFiles.push(f);
+            await extractIsoFile(source, inner, f);
+            await assertSquashfs(f);
+            const le = await listSquashfs(f);
+            upperLayers.push({ ref: await this.objects.putFile(f), entries: le, uncompressed: le.reduce((a, e) => a + (e.type === 'file' ? e.size : 0), 0) });
+          }
         }
         await assertSquashfs(sqfs);
         entries = await listSquashfs(sqfs);
@@ -414,7 +425,8 @@ export class Store {
           this.db.prepare(`INSERT INTO profiles (name, cmdline, compressor, level, kernel_digest, kernel_size, initrd_digest, initrd_size, created_at)
             VALUES (?, '', ?, ?, ?, ?, ?, ?, ?)`).run(name, compressor, level, kernel?.digest ?? null, kernel?.size ?? null, initrd?.digest ?? null, initrd?.size ?? null, now);
           result = this.createCommit({
-            profile: name, ref: name, expectedHead: null, parent: null, layers: [layer], kernel, initrd,
+            profile: name, ref: name, expectedHead: null, parent: null, layers: [layer, ...upperLayers.map((u) => u.ref)], kernel, initrd,
+            moreLayers: upperLayers.map((u) => ({ info: { digest: u.ref.digest, size: u.ref.size, kind: 'base' as const, entryCount: u.entries.length, uncompressedBytes: u.uncompressed, compressor }, entries: u.entries })),
             message: opts.message ?? `import ${source.split('/').pop()}`, author: opts.author ?? 'admin', kind: 'import', addedLayer: layer.digest,
             newLayer: { info: { digest: layer.digest, size: layer.size, kind: 'base', entryCount: entries.length, uncompressedBytes: uncompressed, compressor }, entries },
             action: 'import',
