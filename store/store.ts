@@ -1033,6 +1033,8 @@ function faultPoint(name: string): void {
 }
 
 function sameEntry(a: LayerEntry, b: LayerEntry): boolean {
+  // Content first when both sides know it; otherwise size and mtime stand in.
+  if (a.sha256 && b.sha256 && a.sha256 !== b.sha256) return false;
   return a.type === b.type && a.mode === b.mode && a.uid === b.uid && a.gid === b.gid && a.size === b.size && a.mtime === b.mtime &&
     (a.linkname ?? '') === (b.linkname ?? '') && JSON.stringify(a.xattrs ?? {}) === JSON.stringify(b.xattrs ?? {});
 }

@@ -24,6 +24,9 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { StrataError } from './errors.ts';
 import type { LayerEntry } from './types.ts';
+import { createHash, type Hash } from 'node:crypto';
+
+const EMPTY_SHA256 = createHash('sha256').digest('hex');
 
 export interface TarPolicy {
   /** Device nodes other than char 0:0 (overlay whiteouts, always allowed). */
@@ -333,6 +336,14 @@ export class TarChecker {
   private carryLen = 0;
   private need = BLOCK;
   private remaining = 0;
+  /**
+   * Content hash of the file being read: diff tells "changed" from "same"
+   * by content, not by size and mtime (an upper dir holds every file that was
+   * merely copied up, and rewrites often keep the size).
+   */
+  private hash: Hash | null = null;
+  private hashLeft = 0;
+  private hashEntry: LayerEntry | null = null;
   private metaType = '';
   private metaSize = 0;
   private zeroRun = 0;
@@ -368,6 +379,12 @@ export class TarChecker {
       }
       if (this.state === 'data') {
         const n = Math.min(this.remaining, chunk.length - off);
+        if (this.hash) {
+          const h = Math.min(n, this.hashLeft);
+          this.hash.update(chunk.subarray(off, off + h));
+          this.hashLeft -= h;
+          if (this.hashLeft === 0) { this.hashEntry!.sha256 = this.hash.digest('hex'); this.hash = null; this.hashEntry = null; }
+        }
         emit(chunk.subarray(off, off + n));
         this.remaining -= n;
         this.offset += n;
@@ -602,6 +619,11 @@ export class TarChecker {
     if (type === 'file' && size > 0) {
       this.remaining = roundUp(size);
       this.state = 'data';
+      this.hash = createHash('sha256');
+      this.hashLeft = size;
+      this.hashEntry = entry;
+    } else if (type === 'file') {
+      entry.sha256 = EMPTY_SHA256;
     }
   }
 }

@@ -29,6 +29,8 @@ export interface LayerEntry {
   /** A directory with trusted.overlay.opaque=y: hides everything below it in lower layers. */
   opaque?: boolean;
   xattrs?: Record<string, string>;
+  /** sha256 of a regular file's content, when the baker read it. */
+  sha256?: string;
 }
 
 export interface LayerInfo {
