@@ -1,0 +1,93 @@
+/**
+ * History benchmarks (issue 2):
+ *  - flatten of a 10-layer chain vs one tar2sqfs of the merged tree (goal <= 2x)
+ *  - log of a 10,000-commit profile (goal < 100 ms)
+ * Run: node --import tsx bench/history.ts
+ */
+import { execFileSync } from 'node:child_process';
+import { createWriteStream, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Store } from '../store/store.ts';
+import { flattenToTar } from '../store/flatten-stream.ts';
+
+const now = () => performance.now();
+
+/** Real system files, spread over 10 layers, each layer also deleting and rewriting some. */
+function makeLayerTars(work: string): string[] {
+  const sources = ['/usr/share/perl5', '/usr/lib/python3', '/usr/share/zoneinfo', '/usr/share/i18n', '/usr/share/doc', '/usr/lib/x86_64-linux-gnu/perl-base', '/usr/share/mime', '/usr/share/locale', '/usr/include', '/usr/share/vim'];
+  const tars: string[] = [];
+  sources.forEach((src, i) => {
+    const dir = join(work, `l${i}`);
+    mkdirSync(join(dir, 'data'), { recursive: true });
+    try { execFileSync('sh', ['-c', `cp -a ${src} ${dir}/data/ 2>/dev/null; du -sm ${dir} >/dev/null`]); } catch { /* source may be absent */ }
+    // Each layer rewrites a common file and deletes the previous layer's marker.
+    execFileSync('sh', ['-c', `echo layer ${i} > ${dir}/data/common; echo ${i} > ${dir}/data/marker-${i}; ${i > 0 ? `mknod ${dir}/data/marker-${i - 1} c 0 0` : 'true'}`]);
+    const tar = join(work, `l${i}.tar`);
+    execFileSync('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-C', dir, '-cf', tar, '.']);
+    rmSync(dir, { recursive: true, force: true });
+    tars.push(tar);
+  });
+  return tars;
+}
+
+export async function main(): Promise<{ flattenRatio: number; logMs: number }> {
+  const work = mkdtempSync(join(tmpdir(), 'strata-bench-history-'));
+  try {
+    const store = await Store.open(join(work, 'data'), { create: true });
+    const tars = makeLayerTars(work);
+    await store.importBase('bench', tars[0]!, { level: 3 });
+    for (const t of tars.slice(1)) await store.commitTar('bench', t, { message: t });
+    const head = store.getCommit(store.getProfile('bench').head!);
+    const total = tars.reduce((a, t) => a + statSync(t).size, 0);
+    console.log(`flatten bench: 10-layer chain, ${(total / 1e6).toFixed(0)} MB of tars, zstd level 3`);
+
+    // The reference: tar2sqfs alone on the merged tree (made once, untimed).
+    const merged = join(work, 'merged.tar');
+    await pipeline(flattenToTar(head.manifest.layers.map((l) => store.objectPath(l.digest)), head.manifest.layers.map((l) => store.layerEntries(l.digest)), { keepBelow: false }), createWriteStream(merged));
+    let t = now();
+    execFileSync('sh', ['-c', `tar2sqfs -q -f -c zstd -X level=3 ${work}/ref.sqfs < ${merged}`]);
+    const refMs = now() - t;
+    t = now();
+    await store.flatten('bench');
+    const flatMs = now() - t;
+    const flattenRatio = flatMs / refMs;
+    console.log(`  tar2sqfs of the merged tree: ${(refMs / 1000).toFixed(2)} s`);
+    console.log(`  strata flatten (merge + check + bake): ${(flatMs / 1000).toFixed(2)} s`);
+    console.log(`  flatten ratio: ${flattenRatio.toFixed(2)} (goal <= 2)`);
+
+    // 10,000 commits through the store's own commit transaction (each one
+    // drops or re-adds the top layer: real manifests, real parents).
+    type Maker = { createCommit(c: Record<string, unknown>): { commit: { id: string } } };
+    const maker = store as unknown as Maker;
+    store.db.pragma('synchronous = OFF'); // setting up the history only; the timed part is the read
+    t = now();
+    let n = store.log('bench').length;
+    const full = store.getCommit(store.getProfile('bench').head!).manifest;
+    let parent = store.getProfile('bench').head!;
+    while (n < 10_000) {
+      const layers = n % 2 ? full.layers : full.layers.slice(0, -1);
+      parent = maker.createCommit({ profile: 'bench', ref: 'bench', expectedHead: parent, parent, layers, kernel: null, initrd: null,
+        message: `commit ${n}`, author: 'bench', kind: 'revert', addedLayer: null, action: 'bench' }).commit.id;
+      n++;
+    }
+    store.db.pragma('synchronous = FULL');
+    console.log(`log bench: made ${n} commits in ${((now() - t) / 1000).toFixed(1)} s`);
+    const runs: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      t = now();
+      const log = store.log('bench');
+      runs.push(now() - t);
+      if (log.length < 10_000) throw new Error(`log returned ${log.length}`);
+    }
+    const logMs = Math.min(...runs);
+    console.log(`  strata log of ${n} commits: ${logMs.toFixed(0)} ms (best of 5; goal < 100 ms)`);
+    store.close();
+    return { flattenRatio, logMs };
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await main();

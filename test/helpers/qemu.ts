@@ -1,0 +1,106 @@
+/**
+ * Boots QEMU (TCG; KVM is unusable on these machines, see BOOT-FACTS.md) with
+ * the serial console on stdout, and collects what the guest prints. Every run
+ * has a hard timeout that SIGKILLs QEMU, so a hung guest never hangs a test.
+ */
+import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export interface QemuOptions {
+  /** Network boot: QEMU's iPXE ROM fetches boot.ipxe from this dir over the built-in TFTP. */
+  tftpDir?: string;
+  /** Direct kernel boot (as from a local boot loader) instead of PXE. */
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  /** Raw disk images, attached as virtio disks (/dev/vda, /dev/vdb, ...). */
+  disks?: string[];
+  memoryMb?: number;
+  timeoutMs?: number;
+  /** Called with each console line as it arrives. */
+  onLine?: (line: string) => void;
+}
+
+export interface QemuResult {
+  output: string;
+  lines: string[];
+  exitCode: number | null;
+  timedOut: boolean;
+  ms: number;
+}
+
+/** The newest Debian cloud kernel (or any -amd64 kernel) in /boot. */
+export function findKernel(): { path: string; version: string } {
+  const names = readdirSync('/boot')
+    .filter((n) => /^vmlinuz-.*-amd64$/.test(n))
+    .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+  const cloud = names.filter((n) => n.includes('-cloud-'));
+  const pick = (cloud.length ? cloud : names).at(-1);
+  if (!pick) throw new Error('no /boot/vmlinuz-*-amd64: apt-get install linux-image-cloud-amd64');
+  return { path: join('/boot', pick), version: pick.slice('vmlinuz-'.length) };
+}
+
+/** The two-line iPXE script QEMU's ROM gets over TFTP: chain to the server's boot route. */
+export async function writeIpxeChain(tftpDir: string, port: number): Promise<void> {
+  await writeFile(join(tftpDir, 'boot.ipxe'), `#!ipxe\nchain http://10.0.2.2:${port}/v1/boot/ipxe?mac=\${net0/mac}\n`);
+}
+
+export function runQemu(opts: QemuOptions): Promise<QemuResult> {
+  const args = ['-accel', 'tcg', '-m', String(opts.memoryMb ?? 512), '-nographic', '-no-reboot', '-nodefaults', '-serial', 'stdio', '-monitor', 'none'];
+  if (opts.tftpDir) {
+    args.push('-netdev', `user,id=n0,tftp=${opts.tftpDir},bootfile=boot.ipxe`, '-device', 'virtio-net-pci,netdev=n0', '-boot', 'n');
+  } else {
+    if (!opts.kernel) throw new Error('runQemu needs tftpDir or kernel');
+    args.push('-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0', '-kernel', opts.kernel);
+    if (opts.initrd) args.push('-initrd', opts.initrd);
+    args.push('-append', opts.append ?? 'console=ttyS0');
+  }
+  for (const d of opts.disks ?? []) args.push('-drive', `file=${d},format=raw,if=virtio`);
+  // -nodefaults drops the VGA card too; iPXE still prints to serial.
+  args.push('-vga', 'none');
+
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    let partial = '';
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, opts.timeoutMs ?? 60_000);
+    const onData = (buf: Buffer) => {
+      const text = buf.toString('utf8').replace(/\r/g, '');
+      output += text;
+      partial += text;
+      const parts = partial.split('\n');
+      partial = parts.pop() ?? '';
+      for (const l of parts) opts.onLine?.(l);
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      if (partial) opts.onLine?.(partial);
+      resolve({ output, lines: output.split('\n'), exitCode: code, timedOut, ms: Date.now() - started });
+    });
+  });
+}
+
+/** "PROOF key=value" lines printed by the guest's init, as a record. */
+export function proofs(output: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of output.matchAll(/^PROOF ([\w-]+)=(.*)$/gm)) out[m[1]!] = m[2]!.trim();
+  return out;
+}
+
+/** The hook's lines ("strata: ..."), for assertions and for failure messages. */
+export function strataLines(output: string): string[] {
+  return output.split('\n').filter((l) => l.startsWith('strata: '));
+}
