@@ -74,16 +74,23 @@ export async function main(): Promise<{ flattenRatio: number; logMs: number }> {
     }
     store.db.pragma('synchronous = FULL');
     console.log(`log bench: made ${n} commits in ${((now() - t) / 1000).toFixed(1)} s`);
+    store.close();
+    // Cold: a fresh process-level store (what one `strata log` does after start-up).
+    const cold = await Store.open(join(work, 'data'));
+    t = now();
+    const first = cold.log('bench');
+    const coldMs = now() - t;
+    if (first.length < 10_000) throw new Error(`log returned ${first.length}`);
+    // Warm: the long-running server, whose commit cache is filled.
     const runs: number[] = [];
     for (let i = 0; i < 5; i++) {
       t = now();
-      const log = store.log('bench');
+      cold.log('bench');
       runs.push(now() - t);
-      if (log.length < 10_000) throw new Error(`log returned ${log.length}`);
     }
     const logMs = Math.min(...runs);
-    console.log(`  strata log of ${n} commits: ${logMs.toFixed(0)} ms (best of 5; goal < 100 ms)`);
-    store.close();
+    console.log(`  strata log of ${n} commits: cold ${coldMs.toFixed(0)} ms, warm ${logMs.toFixed(0)} ms (best of 5; goal < 100 ms)`);
+    cold.close();
     return { flattenRatio, logMs };
   } finally {
     rmSync(work, { recursive: true, force: true });
