@@ -4,24 +4,13 @@
  * tools, the overlay visible under /.rw).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { StrataError } from '../store/errors.ts';
-
-export function findBusybox(): string {
-  for (const p of ['/usr/bin/busybox', '/bin/busybox']) {
-    if (existsSync(p)) {
-      // A dynamically linked ELF names its interpreter (ld-linux); the
-      // busybox-static build does not, and it is the one that runs alone.
-      if (!readFileSync(p).includes('ld-linux')) return p;
-    }
-  }
-  throw new StrataError('E_BAD_SOURCE', 'no static busybox found; apt-get install busybox-static');
-}
+import { findBusybox } from './initrd-build.ts';
 
 /** Writes a busybox root into DIR (which must be empty or absent). */
 export async function makeBusyboxRoot(dir: string, opts: { init?: string; motd?: string } = {}): Promise<void> {
-  const bb = findBusybox();
+  const bb = await findBusybox();
   for (const d of ['bin', 'sbin', 'usr/bin', 'usr/sbin', 'etc', 'proc', 'sys', 'dev', 'tmp', 'run', 'root', 'var/tmp', 'mnt']) {
     await fsp.mkdir(join(dir, d), { recursive: true });
   }

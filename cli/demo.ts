@@ -62,13 +62,14 @@ export async function runDemo(opts: { dataDir: string; http?: string; ssh?: stri
   const http = opts.http ?? '127.0.0.1:8080';
   const ssh = opts.ssh ?? '127.0.0.1:2222';
   const { startServer } = await import('../server/main.ts');
-  await startServer({ dataDir, http, ssh });
-  const [, hport] = http.split(':');
-  const [, sport] = ssh.split(':');
+  const running = await startServer({ dataDir, http, ssh });
+  const hport = running.httpPort;
+  const sport = running.sshPort;
+  const hostPart = http.replace(/:\d+$/, '');
   process.stdout.write(`
 strata is serving ${dataDir}
-  web UI and API   http://${http}/   (admin token: ${token})
-  boot script      http://${http}/v1/boot/ipxe
+  web UI and API   http://${hostPart}:${hport}/   (admin token: ${token})
+  boot script      http://${hostPart}:${hport}/v1/boot/ipxe
   SSH pushes       ssh -p ${sport} strata@127.0.0.1
 
 Boot a diskless QEMU VM from it (QEMU's iPXE ROM, user networking, host = 10.0.2.2):

@@ -131,7 +131,7 @@ async function isStatic(binary: string): Promise<boolean> {
   return /not a dynamic executable|statically linked/.test(text);
 }
 
-async function findBusybox(given?: string): Promise<string> {
+export async function findBusybox(given?: string): Promise<string> {
   const candidates = given ? [given] : ['/usr/bin/busybox', '/bin/busybox'];
   for (const c of candidates) {
     if (!(await exists(c))) continue;

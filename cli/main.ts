@@ -221,10 +221,12 @@ program.command('serve').description('boot (HTTP) and push (SSH) server with the
   });
 
 program.command('demo').description('npm start: a server with a demo profile in ./strata-data')
-  .action(async (_o: unknown, cmd: Command) => {
+  .option('--http <host:port>', 'HTTP listen address', process.env.STRATA_HTTP ?? '127.0.0.1:8080')
+  .option('--ssh <host:port>', 'SSH listen address', process.env.STRATA_SSH ?? '127.0.0.1:2222')
+  .action(async (o: { http: string; ssh: string }, cmd: Command) => {
     const g = globals(cmd);
     const { runDemo } = await import('./demo.ts');
-    await runDemo({ dataDir: g.data });
+    await runDemo({ dataDir: g.data, http: o.http, ssh: o.ssh });
   });
 
 const initrd = program.command('initrd').description('the strata initramfs');
