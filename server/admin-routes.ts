@@ -1,0 +1,134 @@
+/**
+ * The admin API under /v1 (bearer token on every route here). Each handler
+ * parses, calls one store function, and returns its JSON; errors are mapped
+ * to statuses in http-errors.ts. Reference: docs/api.md.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Store } from '../store/store.ts';
+import { requireToken } from './auth.ts';
+import { asObject, optBool, optLimit, optString, reqString } from './body.ts';
+import { sseFrame, type EventHub } from './events.ts';
+
+export interface AdminDeps {
+  store: Store;
+  events: EventHub;
+}
+
+type P<T> = FastifyRequest<{ Params: T; Querystring: Record<string, string>; Body: unknown }>;
+
+const author = (req: FastifyRequest): string => `token:${req.tokenName ?? 'unknown'}`;
+
+export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void {
+  const { store, events } = deps;
+
+  // The SSE route is the only one that also reads ?token= (EventSource cannot send headers).
+  app.register(async (sse) => {
+    sse.addHook('onRequest', requireToken(store, { allowQueryToken: true }));
+    sse.get('/v1/events', async (req, reply) => {
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, {
+        'Content-Type': 'text/event-stream; charset=utf-8',
+        'Cache-Control': 'no-store',
+        Connection: 'keep-alive',
+        'X-Accel-Buffering': 'no',
+      });
+      res.write(': strata events\n\n');
+      const off = events.subscribe((e) => res.write(sseFrame(e)));
+      // Proxies drop idle streams; a comment line every 15 s keeps it open.
+      const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
+      ping.unref();
+      const done = (): void => {
+        off();
+        clearInterval(ping);
+      };
+      req.raw.on('close', done);
+      res.on('close', done);
+    });
+  });
+
+  app.register(async (a) => {
+    a.addHook('onRequest', requireToken(store));
+
+    a.get('/v1/profiles', async () => ({ profiles: store.listProfiles() }));
+    a.get('/v1/profiles/:name', async (req: P<{ name: string }>) => ({ profile: store.getProfile(req.params.name) }));
+    a.put('/v1/profiles/:name/cmdline', async (req: P<{ name: string }>) => {
+      const b = asObject(req.body, 'PUT cmdline');
+      const cmdline = optString(b, 'cmdline', 'PUT cmdline') ?? '';
+      const profile = store.setCmdline(req.params.name, cmdline);
+      events.emit('ref', { action: 'cmdline', profile: profile.name });
+      return { profile };
+    });
+    a.get('/v1/profiles/:name/log', async (req: P<{ name: string }>) => ({ commits: store.log(req.params.name, { limit: optLimit(req.query) }) }));
+    a.get('/v1/profiles/:name/graph', async (req: P<{ name: string }>) => store.graph(req.params.name));
+    a.get('/v1/profiles/:name/reflog', async (req: P<{ name: string }>) => ({ reflog: store.reflog(req.params.name) }));
+
+    a.post('/v1/profiles/:name/rollback', async (req: P<{ name: string }>) => {
+      const b = asObject(req.body, 'rollback');
+      const r = store.rollback(req.params.name, optString(b, 'to', 'rollback'));
+      events.emit('ref', { action: 'rollback', profile: req.params.name, ...r });
+      return r;
+    });
+    a.post('/v1/profiles/:name/revert', async (req: P<{ name: string }>) => {
+      const b = asObject(req.body, 'revert');
+      const r = await store.revert(req.params.name, reqString(b, 'commit', 'revert'), { author: author(req) });
+      events.emit('ref', { action: 'revert', profile: req.params.name, commit: r.commit.id });
+      return r;
+    });
+    a.post('/v1/profiles/:name/cherry-pick', async (req: P<{ name: string }>) => {
+      const b = asObject(req.body, 'cherry-pick');
+      const r = await store.cherryPick(req.params.name, reqString(b, 'commit', 'cherry-pick'), { force: optBool(b, 'force', 'cherry-pick'), author: author(req) });
+      events.emit('ref', { action: 'cherry-pick', profile: req.params.name, commit: r.commit.id });
+      return r;
+    });
+    a.post('/v1/profiles/:name/flatten', async (req: P<{ name: string }>) => {
+      const b = asObject(req.body, 'flatten');
+      const r = await store.flatten(req.params.name, { from: optString(b, 'from', 'flatten'), author: author(req) });
+      events.emit('ref', { action: 'flatten', profile: req.params.name, commit: r.commit.id });
+      return r;
+    });
+
+    a.get('/v1/commits/:rev', async (req: P<{ rev: string }>) => ({ commit: store.getCommit(store.resolve(req.params.rev)) }));
+    a.get('/v1/commits/:rev/diff', async (req: P<{ rev: string }>) => {
+      const against = optString(req.query, 'against', 'diff');
+      return { diff: store.diff(req.params.rev, against) };
+    });
+
+    a.get('/v1/refs', async () => ({ refs: store.listRefs() }));
+    a.post('/v1/tags', async (req) => {
+      const b = asObject(req.body, 'tag');
+      const ref = store.tag(reqString(b, 'name', 'tag'), reqString(b, 'commit', 'tag'));
+      events.emit('ref', { action: 'tag', ref });
+      return { ref };
+    });
+    a.post('/v1/branches', async (req) => {
+      const b = asObject(req.body, 'branch');
+      const ref = store.branch(reqString(b, 'name', 'branch'), reqString(b, 'commit', 'branch'));
+      events.emit('ref', { action: 'branch', ref });
+      return { ref };
+    });
+
+    a.get('/v1/assignments', async () => ({ assignments: store.listAssignments() }));
+    a.put('/v1/assignments', async (req) => {
+      const b = asObject(req.body, 'assign');
+      const assignment = store.assign(reqString(b, 'match', 'assign'), reqString(b, 'target', 'assign'), { cmdline: optString(b, 'cmdline', 'assign') });
+      events.emit('ref', { action: 'assign', assignment });
+      return { assignment };
+    });
+    a.delete('/v1/assignments', async (req: P<Record<string, never>>) => {
+      const b = { ...req.query, ...asObject(req.body, 'unassign') };
+      const match = reqString(b, 'match', 'unassign');
+      store.unassign(match);
+      events.emit('ref', { action: 'unassign', match });
+      return { ok: true, match };
+    });
+
+    a.get('/v1/clients', async () => ({ clients: store.listClients() }));
+    a.get('/v1/pushes', async (req: P<Record<string, never>>) => ({ pushes: store.listPushes({ limit: optLimit(req.query) }) }));
+    a.get('/v1/pushes/:id', async (req: P<{ id: string }>) => ({ push: store.getPush(req.params.id) }));
+    a.post('/v1/gc', async (req) => {
+      const b = asObject(req.body, 'gc');
+      return store.gc({ dryRun: optBool(b, 'dryRun', 'gc') ?? false });
+    });
+  });
+}

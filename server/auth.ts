@@ -1,0 +1,41 @@
+/**
+ * Bearer-token authentication for the admin API. Tokens come from
+ * `strata token create` and are checked by the store (stored hashed).
+ *
+ * EventSource (the web UI's live updates) cannot set headers, so the SSE
+ * route alone also accepts `?token=`; no other route looks at the query,
+ * so a token never needs to appear in URLs that get logged or cached.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { StrataError } from '../store/errors.ts';
+
+export interface TokenVerifier {
+  verifyToken(token: string): { name: string } | null;
+}
+
+export function bearerToken(header: string | undefined): string | null {
+  if (!header) return null;
+  const m = /^\s*Bearer\s+(\S+)\s*$/i.exec(header);
+  return m ? m[1] : null;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The token's name, for authorship of admin actions; set by requireToken. */
+    tokenName?: string;
+  }
+}
+
+export function requireToken(verifier: TokenVerifier, opts: { allowQueryToken?: boolean } = {}) {
+  return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+    let token = bearerToken(req.headers.authorization);
+    if (!token && opts.allowQueryToken) {
+      const q = req.query as Record<string, unknown> | undefined;
+      if (q && typeof q.token === 'string') token = q.token;
+    }
+    if (!token) throw new StrataError('E_UNAUTHORIZED', 'this route needs a token: send "Authorization: Bearer <token>" (make one with strata token create NAME)');
+    const who = verifier.verifyToken(token);
+    if (!who) throw new StrataError('E_UNAUTHORIZED', 'the token is not valid; make a new one with strata token create NAME');
+    req.tokenName = who.name;
+  };
+}

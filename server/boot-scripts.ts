@@ -1,0 +1,107 @@
+/**
+ * Pure renderers for the scripts PXE firmware fetches: iPXE and GRUB.
+ * Nothing here does I/O; the boot routes decide what to render.
+ */
+
+export interface BootScriptInput {
+  /** Base URL clients use, e.g. http://10.0.2.2:8080 (no trailing slash). */
+  serverUrl: string;
+  kernel: string;
+  initrd: string | null;
+  /** Kernel command line words, already in order. */
+  args: string[];
+  /** One line said on the console before loading, e.g. "booting lab at 1a2b3c4". */
+  banner: string;
+  /** The URL of this script, for the retry after a failed download. */
+  selfUrl: string;
+}
+
+export const RETRY_SECONDS = 30;
+
+/**
+ * Firmware scripts are line-oriented: a newline smuggled into an argument
+ * would become a command. Control characters are dropped, never passed on.
+ */
+export function oneLine(s: string): string {
+  return s.replace(/[\x00-\x1f\x7f]+/g, ' ').trim();
+}
+
+/** iPXE expands ${...} anywhere in a line; a literal `$` must not start an expansion. */
+function ipxeText(s: string): string {
+  return oneLine(s).replace(/\$\{/g, '$ {');
+}
+
+export function objectUrl(serverUrl: string, digest: string): string {
+  return `${serverUrl}/objects/sha256/${digest}`;
+}
+
+export function renderIpxe(b: BootScriptInput): string {
+  const args = b.args.map(ipxeText).filter((a) => a.length > 0).join(' ');
+  const lines = [
+    '#!ipxe',
+    `echo strata: ${ipxeText(b.banner)}`,
+    'imgfree',
+    `kernel ${objectUrl(b.serverUrl, b.kernel)} ${args} || goto failed`,
+  ];
+  if (b.initrd) lines.push(`initrd ${objectUrl(b.serverUrl, b.initrd)} || goto failed`);
+  lines.push(
+    'boot || goto failed',
+    ':failed',
+    `echo strata: loading the kernel or initrd failed; retrying in ${RETRY_SECONDS} s`,
+    `sleep ${RETRY_SECONDS}`,
+    `chain ${ipxeText(b.selfUrl)}`,
+    '',
+  );
+  return lines.join('\n');
+}
+
+/** The answer for a client that cannot boot now (no assignment, no kernel): say why, wait, ask again. */
+export function renderIpxeRetry(reason: string, selfUrl: string): string {
+  return [
+    '#!ipxe',
+    `echo strata: ${ipxeText(reason)}`,
+    `echo strata: asking again in ${RETRY_SECONDS} s`,
+    `sleep ${RETRY_SECONDS}`,
+    `chain ${ipxeText(selfUrl)}`,
+    '',
+  ].join('\n');
+}
+
+/** GRUB's network paths are (http,HOST:PORT)/path, not URLs. */
+export function grubPath(url: string): string {
+  const u = new URL(url);
+  const port = u.port || (u.protocol === 'https:' ? '443' : '80');
+  const proto = u.protocol === 'https:' ? 'https' : 'http';
+  return `(${proto},${u.hostname}:${port})${u.pathname}${u.search}`;
+}
+
+/** Single-quote a word for GRUB's shell-like parser ('\'' as in sh). */
+export function grubQuote(s: string): string {
+  const t = oneLine(s);
+  if (/^[A-Za-z0-9_./:=,+@%()-]+$/.test(t)) return t;
+  return `'${t.replace(/'/g, `'\\''`)}'`;
+}
+
+export function renderGrub(b: BootScriptInput): string {
+  const args = b.args.map(oneLine).filter((a) => a.length > 0).map(grubQuote).join(' ');
+  const lines = [
+    'set timeout=0',
+    'set default=0',
+    `menuentry ${grubQuote(`strata: ${b.banner}`)} {`,
+    `  echo ${grubQuote(`strata: ${b.banner}`)}`,
+    `  linux ${grubQuote(grubPath(objectUrl(b.serverUrl, b.kernel)))} ${args}`,
+  ];
+  if (b.initrd) lines.push(`  initrd ${grubQuote(grubPath(objectUrl(b.serverUrl, b.initrd)))}`);
+  lines.push('}', '');
+  return lines.join('\n');
+}
+
+export function renderGrubRetry(reason: string, selfUrl: string): string {
+  return [
+    `echo ${grubQuote(`strata: ${reason}`)}`,
+    `echo ${grubQuote(`strata: asking again in ${RETRY_SECONDS} s`)}`,
+    `sleep ${RETRY_SECONDS}`,
+    `configfile ${grubQuote(grubPath(selfUrl))}`,
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,61 @@
+/**
+ * Assembles the HTTP application (does not listen): open boot and object
+ * routes, the token-protected admin API, the SSE stream and the web UI.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Store } from '../store/store.ts';
+import { registerAdminRoutes } from './admin-routes.ts';
+import { registerBootRoutes } from './boot-routes.ts';
+import { EventHub } from './events.ts';
+import { installErrorHandlers } from './http-errors.ts';
+import { registerObjectRoutes } from './object-routes.ts';
+import { registerWebRoutes } from './web-routes.ts';
+
+export interface BuildServerDeps {
+  store: Store;
+  /** Base URL written into boot scripts; default: derived from each request's Host header. */
+  publicUrl?: string;
+  logger?: boolean;
+  /** Folder with index.html, *.js, *.css of the web UI; no UI routes without it. */
+  webDir?: string;
+  /** Shared with the SSH endpoint and the baker so the UI sees pushes; a new one if absent. */
+  events?: EventHub;
+  /** Pace each object download (bytes/s); off by default (ipxe #1023 workaround). */
+  objectRateLimit?: number;
+}
+
+export function buildServer(deps: BuildServerDeps): FastifyInstance {
+  const events = deps.events ?? new EventHub();
+  const app = Fastify({
+    logger: deps.logger ?? false,
+    // Admin JSON bodies are small; pushes go over SSH.
+    bodyLimit: 1024 * 1024,
+    // The iPXE firmware and curl both send plain requests; keep the defaults otherwise.
+    forceCloseConnections: true,
+  });
+  app.decorate('strataEvents', events);
+  installErrorHandlers(app);
+  // An empty body with Content-Type: application/json (curl -X POST -H ...) means {}.
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, {});
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      const err = new Error('the body is not valid JSON') as Error & { statusCode: number };
+      err.statusCode = 400;
+      done(err, undefined);
+    }
+  });
+  registerObjectRoutes(app, deps.store, { rateLimitBytesPerSec: deps.objectRateLimit });
+  registerBootRoutes(app, { store: deps.store, events, publicUrl: deps.publicUrl });
+  registerAdminRoutes(app, { store: deps.store, events });
+  if (deps.webDir) registerWebRoutes(app, deps.webDir);
+  return app;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    strataEvents: EventHub;
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * The one place where StrataError codes become HTTP statuses. Routes throw
+ * StrataError; this module answers `{"error":{"code","message",...details}}`.
+ */
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { StrataError, isStrataError, type ErrorCode } from '../store/errors.ts';
+
+export function statusForCode(code: string): number {
+  if (code.endsWith('_NOT_FOUND')) return 404;
+  switch (code) {
+    case 'E_AMBIGUOUS_REF':
+    case 'E_UNSAFE_PATH':
+      return 400;
+    case 'E_CONFLICT':
+    case 'E_STALE_PARENT':
+    case 'E_REF_EXISTS':
+    case 'E_PROFILE_EXISTS':
+      return 409;
+    case 'E_TOO_LARGE':
+      return 413;
+    case 'E_UNAUTHORIZED':
+      return 401;
+    case 'E_FORBIDDEN':
+      return 403;
+    case 'E_NO_SPACE':
+      return 507;
+    case 'E_LOCKED':
+      return 423;
+  }
+  if (code.startsWith('E_BAD_')) return 400;
+  return 500;
+}
+
+export interface ErrorBody {
+  error: { code: string; message: string; [k: string]: unknown };
+}
+
+export function errorBody(code: ErrorCode | string, message: string, details: Record<string, unknown> = {}): ErrorBody {
+  return { error: { ...details, code, message } };
+}
+
+/** Turns anything thrown into (status, body). Unknown errors become E_INTERNAL without leaking internals. */
+export function toHttpError(e: unknown): { status: number; body: ErrorBody } {
+  if (isStrataError(e)) return { status: statusForCode(e.code), body: errorBody(e.code, e.message, e.details) };
+  const fe = e as Partial<FastifyError> | undefined;
+  // fastify's own errors (bad JSON, body too large, unsupported media type) are client errors.
+  if (fe && typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    const code = fe.statusCode === 413 ? 'E_TOO_LARGE' : 'E_BAD_ARGUMENT';
+    return { status: fe.statusCode, body: errorBody(code, fe.message ?? 'bad request') };
+  }
+  return { status: 500, body: errorBody('E_INTERNAL', 'internal server error; see the server log') };
+}
+
+export function sendError(reply: FastifyReply, e: unknown): FastifyReply {
+  const { status, body } = toHttpError(e);
+  return reply.code(status).type('application/json; charset=utf-8').send(body);
+}
+
+export function installErrorHandlers(app: FastifyInstance): void {
+  app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
+    const { status } = toHttpError(err);
+    if (status >= 500) req.log.error({ err }, 'request failed');
+    return sendError(reply, err);
+  });
+  app.setNotFoundHandler((req, reply) => {
+    return sendError(reply, new StrataError('E_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}; see docs/api.md`));
+  });
+}

@@ -1,0 +1,120 @@
+/**
+ * `strata serve`: opens the store, serves HTTP (boot, objects, admin API,
+ * web UI) and SSH (pushes), runs the baker, and shuts down cleanly on
+ * SIGTERM/SIGINT. A SIGKILL at any point is safe: pushes are fsynced before
+ * their id is printed and are baked after the next start.
+ */
+import fs from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { Store } from '../store/store.ts';
+import type { StoreConfig } from '../store/types.ts';
+import { StrataError } from '../store/errors.ts';
+import { Baker } from './baker.ts';
+import { buildServer } from './build-server.ts';
+import { EventHub } from './events.ts';
+import { createSshServer, loadOrCreateHostKey } from './ssh-server.ts';
+
+export interface StartServerOptions {
+  dataDir: string;
+  /** HOST:PORT for HTTP; port 0 picks a free port. */
+  http: string;
+  /** HOST:PORT for SSH; port 0 picks a free port. */
+  ssh: string;
+  publicUrl?: string;
+  /** Web UI folder; default: the checkout's web/ when it has an index.html. */
+  webDir?: string;
+  logger?: boolean;
+  /** Largest compressed push accepted over SSH (bytes). */
+  maxPushBytes?: number;
+  /** Pace object downloads per connection (bytes/s); off by default. */
+  objectRateLimit?: number;
+  storeConfig?: Partial<StoreConfig>;
+  /** Install SIGTERM/SIGINT handlers that close everything and exit (default true). */
+  handleSignals?: boolean;
+  /** Where progress lines go (default: stderr). */
+  log?: (msg: string) => void;
+}
+
+export interface RunningServer {
+  store: Store;
+  baker: Baker;
+  events: EventHub;
+  httpUrl: string;
+  httpPort: number;
+  sshPort: number;
+  sshHost: string;
+  close(): Promise<void>;
+}
+
+export function parseHostPort(s: string, what: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s.trim());
+  if (!m) throw new StrataError('E_BAD_ARGUMENT', `${what} must be HOST:PORT (e.g. 127.0.0.1:8080), not "${s}"`);
+  const host = m[1] ?? (m[2] || '0.0.0.0');
+  const port = Number(m[3]);
+  if (port > 65535) throw new StrataError('E_BAD_ARGUMENT', `${what}: port ${port} is out of range`);
+  return { host, port };
+}
+
+const DEFAULT_WEB_DIR = fileURLToPath(new URL('../web/', import.meta.url));
+
+export async function startServer(opts: StartServerOptions): Promise<RunningServer> {
+  const log = opts.log ?? ((m: string) => process.stderr.write(`strata: ${m}\n`));
+  const httpAddr = parseHostPort(opts.http, '--http');
+  const sshAddr = parseHostPort(opts.ssh, '--ssh');
+  const store = await Store.open(opts.dataDir, { create: true, config: opts.storeConfig });
+  const events = new EventHub();
+  const webDir = opts.webDir ?? (fs.existsSync(`${DEFAULT_WEB_DIR}index.html`) ? DEFAULT_WEB_DIR : undefined);
+  const app = buildServer({ store, publicUrl: opts.publicUrl, logger: opts.logger, webDir, events, objectRateLimit: opts.objectRateLimit });
+  const baker = new Baker({ store, events, log });
+  const hostKey = await loadOrCreateHostKey(store.dataDir);
+  const ssh = createSshServer({ store, events, hostKey, maxPushBytes: opts.maxPushBytes, onPush: (id) => baker.enqueue(id), log });
+
+  let closed = false;
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    await new Promise<void>((resolve) => ssh.close(() => resolve()));
+    await app.close();
+    await baker.stop();
+    store.close();
+  };
+
+  try {
+    await app.listen({ host: httpAddr.host, port: httpAddr.port });
+    await new Promise<void>((resolve, reject) => {
+      ssh.once('error', reject);
+      ssh.listen(sshAddr.port, sshAddr.host, () => {
+        ssh.off('error', reject);
+        resolve();
+      });
+    });
+    await baker.start();
+  } catch (e) {
+    await close().catch(() => {});
+    throw e;
+  }
+
+  const httpPort = (app.server.address() as AddressInfo).port;
+  const sshPort = (ssh.address() as AddressInfo).port;
+  const shownHost = httpAddr.host === '0.0.0.0' || httpAddr.host === '::' ? '127.0.0.1' : httpAddr.host;
+  const httpUrl = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${httpPort}`;
+  log(`HTTP on ${httpAddr.host}:${httpPort}, SSH on ${sshAddr.host}:${sshPort}, data in ${store.dataDir}`);
+
+  if (opts.handleSignals !== false) {
+    const onSignal = (sig: NodeJS.Signals): void => {
+      log(`${sig}: shutting down`);
+      close().then(
+        () => process.exit(0),
+        (e) => {
+          log(`shutdown failed: ${String(e)}`);
+          process.exit(1);
+        },
+      );
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  }
+
+  return { store, baker, events, httpUrl, httpPort, sshPort, sshHost: sshAddr.host, close };
+}

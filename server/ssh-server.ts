@@ -1,0 +1,283 @@
+/**
+ * The SSH endpoint: public-key auth against the store's keys, exec commands
+ * `push`, `status` and `log`. A push is streamed to incoming/<id>.tar.zst.tmp,
+ * fsynced, renamed and recorded before its id is printed: once the client has
+ * the id, the archive survives a crash. Baking happens later (baker.ts).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { Transform, pipeline, type TransformCallback } from 'node:stream';
+import ssh2 from 'ssh2';
+import type { AuthContext, Connection, ServerChannel } from 'ssh2';
+import type { Store } from '../store/store.ts';
+import type { SshKey } from '../store/types.ts';
+import { StrataError, isStrataError } from '../store/errors.ts';
+import { DEFAULT_MAX_BUFFERED, guardChannel, type GuardedChannel } from './channel-guard.ts';
+import type { EventHub } from './events.ts';
+import { newPushId } from './push-id.ts';
+import { parseSshCommand, splitShellWords, USAGE, type SshCommand } from './shell-words.ts';
+
+const { Server, utils } = ssh2;
+
+export const HOST_KEY_FILE = 'ssh_host_ed25519';
+export const DEFAULT_MAX_PUSH_BYTES = 4 * 1024 ** 3;
+
+/** fsync a directory so a rename or create in it survives power loss. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fs.promises.open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * The endpoint's host key, generated once: clients pin it in known_hosts, so
+ * it must never change. Written to a temp file, fsynced, then linked into
+ * place without overwriting (two servers starting at once keep one key).
+ */
+export async function loadOrCreateHostKey(dataDir: string): Promise<Buffer> {
+  const file = path.join(dataDir, HOST_KEY_FILE);
+  try {
+    return await fs.promises.readFile(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const pair = utils.generateKeyPairSync('ed25519', { comment: 'strata host key' });
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fh = await fs.promises.open(tmp, 'w', 0o600);
+  try {
+    await fh.writeFile(pair.private);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await fs.promises.link(tmp, file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  } finally {
+    await fs.promises.unlink(tmp).catch(() => {});
+  }
+  await fs.promises.writeFile(`${file}.pub`, `${pair.public}\n`, { mode: 0o644 }).catch(() => {});
+  await fsyncDir(dataDir);
+  return fs.promises.readFile(file);
+}
+
+export interface SshServerDeps {
+  store: Store;
+  events?: EventHub;
+  hostKey: Buffer;
+  /** Refuse pushes whose compressed archive is bigger than this. */
+  maxPushBytes?: number;
+  /** Cap of unread bytes per channel (ssh2 #1505 mitigation). */
+  maxChannelBuffered?: number;
+  /** Called once a push is recorded (the baker queues it at once instead of waiting for the watcher). */
+  onPush?: (id: string) => void;
+  log?: (msg: string) => void;
+}
+
+const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
+
+/** zstd frame or skippable frame (0x184D2A5?, little-endian). */
+export function looksLikeZstd(head: Buffer): boolean {
+  if (head.length < 4) return false;
+  if (head.subarray(0, 4).equals(ZSTD_MAGIC)) return true;
+  return (head[0] & 0xf0) === 0x50 && head[1] === 0x2a && head[2] === 0x4d && head[3] === 0x18;
+}
+
+/** Counts bytes, refuses more than `max`, and checks the zstd magic up front. */
+class PushMeter extends Transform {
+  bytes = 0;
+  private head = Buffer.alloc(0);
+  constructor(private readonly max: number) {
+    super({ highWaterMark: 1024 * 1024 });
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.max) return cb(new StrataError('E_TOO_LARGE', `the push is larger than ${this.max} bytes (compressed); split it or ask the admin to raise the limit`, { limit: this.max }));
+    if (this.head.length < 4) {
+      this.head = Buffer.concat([this.head, chunk.subarray(0, 4 - this.head.length)]);
+      if (this.head.length >= 4 && !looksLikeZstd(this.head)) {
+        return cb(new StrataError('E_BAD_COMPRESSION', 'stdin is not a zstd stream; send a zstd-compressed tar (tar -cf - . | zstd | ssh ... push)'));
+      }
+    }
+    cb(null, chunk);
+  }
+  override _flush(cb: TransformCallback): void {
+    if (this.bytes === 0) return cb(new StrataError('E_BAD_TAR', 'the push was empty; send a zstd-compressed tar on stdin'));
+    if (this.head.length < 4) return cb(new StrataError('E_BAD_COMPRESSION', 'stdin is not a zstd stream'));
+    cb();
+  }
+}
+
+function mayUse(key: SshKey, profile: string): boolean {
+  return key.admin || key.profiles.includes(profile);
+}
+
+function formatPushStatus(p: { state: string; commit: string | null; branch: string | null; reason: string | null }): string {
+  switch (p.state) {
+    case 'committed':
+      return `committed ${p.commit}${p.branch ? ` branch ${p.branch}` : ''}`;
+    case 'rejected':
+      return `rejected ${(p.reason ?? 'no reason recorded').replace(/\s*\n\s*/g, ' ')}`;
+    default:
+      return p.state;
+  }
+}
+
+function isoTime(t: number): string {
+  // Store times are milliseconds; tolerate seconds.
+  const ms = t < 1e11 ? t * 1000 : t;
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server> {
+  const { store } = deps;
+  const log = deps.log ?? (() => {});
+  const maxPush = deps.maxPushBytes ?? DEFAULT_MAX_PUSH_BYTES;
+
+  const connections = new Set<Connection>();
+  const server = new Server({ hostKeys: [deps.hostKey], ident: 'strata' }, (client: Connection) => {
+    let key: SshKey | null = null;
+    connections.add(client);
+    client.on('close', () => connections.delete(client));
+
+    client.on('authentication', (ctx: AuthContext) => {
+      if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
+      let found: SshKey | null = null;
+      try {
+        found = store.findKey(ctx.key.algo, ctx.key.data);
+      } catch {
+        found = null;
+      }
+      if (!found) return ctx.reject(['publickey']);
+      if (ctx.signature && ctx.blob) {
+        // The client proves it holds the private key; without a signature it only asks whether the key would do.
+        const parsed = utils.parseKey(ctx.key.data);
+        if (parsed instanceof Error || !parsed.verify(ctx.blob, ctx.signature, ctx.hashAlgo)) return ctx.reject(['publickey']);
+        key = found;
+        return ctx.accept();
+      }
+      if (ctx.signature) return ctx.reject(['publickey']);
+      return ctx.accept();
+    });
+
+    client.on('ready', () => {
+      client.on('session', (acceptSession) => {
+        const session = acceptSession();
+        session.on('pty', (accept) => accept?.());
+        session.on('env', (accept) => accept?.());
+        session.on('shell', (accept) => {
+          const ch = accept();
+          ch.stderr.write(`strata: no interactive shell here\n${USAGE}\n`);
+          ch.exit(2);
+          ch.end();
+        });
+        session.on('subsystem', (_accept, reject) => reject());
+        session.on('exec', (accept, _reject, info) => {
+          const ch = accept();
+          const guard = guardChannel(ch, {
+            maxBuffered: deps.maxChannelBuffered ?? DEFAULT_MAX_BUFFERED,
+            onViolation: (why) => {
+              log(`ssh: closing a connection: ${why}`);
+              try {
+                ch.stderr.write(`strata: ${why}; closing\n`);
+              } catch {
+                /* already gone */
+              }
+              ch.destroy();
+              client.end();
+            },
+          });
+          void runExec(ch, guard, info.command, key!).catch((e) => log(`ssh: exec failed: ${String(e)}`));
+        });
+      });
+    });
+    client.on('error', (e) => log(`ssh: connection error: ${e.message}`));
+  });
+
+  const finish = (ch: ServerChannel, code: number, out?: string, err?: string): void => {
+    if (ch.destroyed) return;
+    if (out) ch.write(out);
+    if (err) ch.stderr.write(err);
+    ch.exit(code);
+    ch.end();
+  };
+
+  async function runExec(ch: ServerChannel, guard: GuardedChannel, command: string, key: SshKey): Promise<void> {
+    let cmd: SshCommand;
+    try {
+      cmd = parseSshCommand(splitShellWords(command));
+    } catch (e) {
+      ch.resume(); // nothing will read stdin: do not let it pile up
+      return finish(ch, 2, undefined, `strata: ${(e as Error).message}\n`);
+    }
+    try {
+      if (cmd.cmd === 'push') return await runPush(ch, guard, cmd, key);
+      ch.resume();
+      if (cmd.cmd === 'status') {
+        const p = store.getPush(cmd.id);
+        if (!mayUse(key, p.profile)) throw new StrataError('E_FORBIDDEN', `key ${key.name} may not see pushes to profile ${p.profile}`);
+        return finish(ch, 0, `${formatPushStatus(p)}\n`);
+      }
+      if (!mayUse(key, cmd.profile)) throw new StrataError('E_FORBIDDEN', `key ${key.name} may not read profile ${cmd.profile}`);
+      const lines = store.log(cmd.profile).map((c) => `${c.id} ${isoTime(c.createdAt)} ${c.message.replace(/\s*\n\s*/g, ' ')}\n`);
+      return finish(ch, 0, lines.join(''));
+    } catch (e) {
+      const msg = isStrataError(e) ? e.message : 'internal error; see the server log';
+      if (!isStrataError(e)) log(`ssh: ${String((e as Error).stack ?? e)}`);
+      return finish(ch, 1, undefined, `strata: ${msg}\n`);
+    }
+  }
+
+  async function runPush(ch: ServerChannel, guard: GuardedChannel, cmd: Extract<SshCommand, { cmd: 'push' }>, key: SshKey): Promise<void> {
+    if (!mayUse(key, cmd.profile)) throw new StrataError('E_FORBIDDEN', `key ${key.name} may not push to profile ${cmd.profile}; an admin can allow it with strata keys add NAME FILE --profile ${cmd.profile}`);
+    store.getProfile(cmd.profile);
+    const parent = store.resolve(cmd.parent);
+    const id = newPushId();
+    const dir = store.incomingDir;
+    const tmp = path.join(dir, `${id}.tar.zst.tmp`);
+    const final = path.join(dir, `${id}.tar.zst`);
+    const fh = await fs.promises.open(tmp, 'wx', 0o600);
+    const meter = new PushMeter(maxPush);
+    // A numeric fd, not the FileHandle: a stream holding a FileHandle makes fh.close() wait for the stream forever.
+    const out = fs.createWriteStream('', { fd: fh.fd, autoClose: false, highWaterMark: 4 * 1024 * 1024 });
+    try {
+      // Not pipeline(ch, ...): on a refusal it would destroy the channel before we can say why.
+      ch.pipe(meter);
+      await new Promise<void>((resolve, reject) => pipeline(meter, out, (err) => (err ? reject(err) : resolve())));
+      if (!guard.cleanEof) throw new StrataError('E_BAD_TAR', 'the upload ended without EOF (connection lost); push again');
+      // Durability: data, then the name, then the record; only then the id.
+      await fh.sync();
+      await fh.close();
+      await fs.promises.rename(tmp, final);
+      await fsyncDir(dir);
+    } catch (e) {
+      await fh.close().catch(() => {});
+      await fs.promises.unlink(tmp).catch(() => {});
+      ch.unpipe(meter);
+      ch.resume();
+      throw e;
+    }
+    try {
+      store.createPush({ id, profile: cmd.profile, parent, message: cmd.message, author: key.name, bytes: meter.bytes });
+    } catch (e) {
+      await fs.promises.unlink(final).catch(() => {});
+      throw e;
+    }
+    deps.events?.emit('push', { id, profile: cmd.profile, state: 'queued', author: key.name, bytes: meter.bytes });
+    deps.onPush?.(id);
+    finish(ch, 0, `${id}\n`);
+  }
+
+  // net.Server.close waits for open connections; shutting down should not wait for idle clients.
+  const origClose = server.close.bind(server);
+  server.close = ((cb?: (err?: Error) => void) => {
+    origClose(cb);
+    for (const c of connections) c.end();
+    return server;
+  }) as typeof server.close;
+  return server;
+}

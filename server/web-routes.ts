@@ -1,0 +1,45 @@
+/**
+ * The web UI: a handful of static files from web/ at `/`, plus dagre from
+ * node_modules at /vendor/dagre.min.js. Deliberately tiny: a flat folder, no
+ * directory walking, names checked against a strict pattern.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { StrataError } from '../store/errors.ts';
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.map': 'application/json; charset=utf-8',
+  '.json': 'application/json; charset=utf-8',
+};
+
+const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
+
+export const DAGRE_PATH = fileURLToPath(new URL('../node_modules/@dagrejs/dagre/dist/dagre.min.js', import.meta.url));
+
+async function sendFile(reply: FastifyReply, file: string): Promise<FastifyReply> {
+  const body = await fs.promises.readFile(file).catch(() => {
+    throw new StrataError('E_NOT_FOUND', `no such file: ${path.basename(file)}`);
+  });
+  const type = TYPES[path.extname(file)] ?? 'application/octet-stream';
+  // The UI changes with the checkout: revalidate rather than cache for long.
+  return reply.type(type).header('Cache-Control', 'no-cache').send(body);
+}
+
+export function registerWebRoutes(app: FastifyInstance, webDir: string): void {
+  app.get('/', async (_req, reply) => sendFile(reply, path.join(webDir, 'index.html')));
+  app.get('/vendor/dagre.min.js', async (_req, reply) => sendFile(reply, DAGRE_PATH));
+  app.get('/:file', async (req, reply) => {
+    const { file } = req.params as { file: string };
+    if (!SAFE_NAME.test(file) || !(path.extname(file) in TYPES)) throw new StrataError('E_NOT_FOUND', `no such file: ${file.slice(0, 80)}`);
+    return sendFile(reply, path.join(webDir, file));
+  });
+}

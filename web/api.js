@@ -1,0 +1,121 @@
+/**
+ * Talking to the admin API. The token lives in sessionStorage (gone when the
+ * tab closes) and travels only in the Authorization header — never in a URL,
+ * not even for the live event stream, which is read with fetch() instead of
+ * EventSource because EventSource cannot send headers.
+ */
+
+const KEY = 'strata.token';
+
+export const session = {
+  get: () => sessionStorage.getItem(KEY),
+  set: (t) => sessionStorage.setItem(KEY, t),
+  clear: () => sessionStorage.removeItem(KEY),
+};
+
+export class ApiError extends Error {
+  constructor(status, error) {
+    super(error.message || `HTTP ${status}`);
+    this.status = status;
+    this.code = error.code || 'E_HTTP';
+    this.details = error;
+  }
+}
+
+/** One JSON call; throws ApiError with the server's code, message and details. */
+export async function api(method, path, body, token = session.get()) {
+  const headers = { Accept: 'application/json' };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let res;
+  try {
+    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store' });
+  } catch (e) {
+    throw new ApiError(0, { code: 'E_NETWORK', message: `cannot reach the server (${e.message})` });
+  }
+  const text = await res.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!res.ok) throw new ApiError(res.status, (data && data.error) || { code: 'E_HTTP', message: `${res.status} ${res.statusText}` });
+  return data;
+}
+
+/** Splits a text/event-stream into { type, data } events; returns what is left unparsed. */
+export function parseSse(buffer, onEvent) {
+  let rest = buffer;
+  for (let i = rest.indexOf('\n\n'); i >= 0; i = rest.indexOf('\n\n')) {
+    const frame = rest.slice(0, i);
+    rest = rest.slice(i + 2);
+    let type = 'message';
+    const data = [];
+    for (const line of frame.split('\n')) {
+      if (line.startsWith(':')) continue;
+      const c = line.indexOf(':');
+      const field = c < 0 ? line : line.slice(0, c);
+      const value = c < 0 ? '' : line.slice(c + 1).replace(/^ /, '');
+      if (field === 'event') type = value;
+      else if (field === 'data') data.push(value);
+    }
+    if (data.length) {
+      let parsed;
+      try {
+        parsed = JSON.parse(data.join('\n'));
+      } catch {
+        parsed = data.join('\n');
+      }
+      onEvent({ type, data: parsed });
+    }
+  }
+  return rest;
+}
+
+/**
+ * Streams /v1/events with the token in a header; reconnects with backoff.
+ * onState('live' | 'reconnecting' | 'unauthorized'). Returns stop().
+ */
+export function streamEvents(onEvent, onState) {
+  let stopped = false;
+  let ctrl = null;
+  let delay = 1000;
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  (async () => {
+    while (!stopped) {
+      ctrl = new AbortController();
+      try {
+        const res = await fetch('/v1/events', {
+          headers: { Authorization: `Bearer ${session.get()}`, Accept: 'text/event-stream' },
+          signal: ctrl.signal,
+          cache: 'no-store',
+        });
+        if (res.status === 401) {
+          onState('unauthorized');
+          return;
+        }
+        if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
+        onState('live');
+        delay = 1000;
+        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = '';
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf = parseSse(buf + value.replace(/\r/g, ''), onEvent);
+        }
+      } catch {
+        // aborted or the connection dropped: fall through to reconnect
+      }
+      if (stopped) return;
+      onState('reconnecting');
+      await sleep(delay);
+      delay = Math.min(delay * 2, 15000);
+    }
+  })();
+  return () => {
+    stopped = true;
+    if (ctrl) ctrl.abort();
+  };
+}
