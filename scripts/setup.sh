@@ -21,6 +21,7 @@ want qemu-system-x86_64 qemu-system-x86
 want chromium chromium
 want busybox busybox-static
 want setfattr attr
+want getfattr attr
 want cpio cpio
 [ -f /usr/lib/ipxe/qemu/efi-virtio.rom ] || [ -f /usr/lib/ipxe/qemu/pxe-virtio.rom ] || need="$need ipxe-qemu"
 ls /boot/vmlinuz-*-amd64 >/dev/null 2>&1 || need="$need linux-image-cloud-amd64"
