@@ -127,10 +127,23 @@ export class ObjectStore {
     }
   }
 
-  /** Removes temp files left by a crash (they never became objects). */
+  /**
+   * Removes temp files left by a crash (they never became objects). Another
+   * strata process may be baking right now: a temp name carries its
+   * writer's pid, and only files of dead writers (or, without a pid, older
+   * than a day) are removed.
+   */
   async cleanTemp(): Promise<void> {
     for (const f of await fsp.readdir(this.tmpDir).catch(() => [] as string[])) {
-      await fsp.rm(join(this.tmpDir, f), { force: true, recursive: true });
+      const pid = /-(\d+)-[0-9a-f]{6,}/.exec(f)?.[1];
+      let dead: boolean;
+      if (pid) {
+        try { process.kill(Number(pid), 0); dead = false; } catch (e) { dead = (e as NodeJS.ErrnoException).code === 'ESRCH'; }
+      } else {
+        const st = await fsp.stat(join(this.tmpDir, f)).catch(() => null);
+        dead = !!st && Date.now() - st.mtimeMs > 24 * 3600 * 1000;
+      }
+      if (dead) await fsp.rm(join(this.tmpDir, f), { force: true, recursive: true });
     }
   }
 }

@@ -5,7 +5,8 @@
  * concurrent commits never lose or corrupt a commit.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import Database from 'better-sqlite3';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,6 +36,15 @@ async function expectUnchanged(before: Awaited<ReturnType<typeof state>>, d = da
   expect(f.code).toBe(0);
   // No half-written temp files left behind by the failed operation.
   expect(readdirSync(join(d, 'tmp'))).toEqual([]);
+}
+
+/** SIGKILLs P as soon as `ready()` holds (polled), and waits for it to die. */
+async function killWhen(p: ChildProcess, ready: () => boolean): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline && p.exitCode === null && !ready()) await new Promise((r) => setTimeout(r, 20));
+  expect(p.exitCode, 'the process finished before the point it was to be killed at').toBeNull();
+  p.kill('SIGKILL');
+  await new Promise((r) => p.on('close', r));
 }
 
 async function commitFails(tarPath: string, pattern: RegExp, d = data) {
@@ -116,7 +126,6 @@ describe('bad names and sources', () => {
     // chance; make a scratch store and give it two such ids by hand.
     const d3 = join(work, 'data-ambiguous');
     expect((await runStrata(['import', 'lab', join(work, 'base.tar'), '--level', '3'], { data: d3 })).code).toBe(0);
-    const Database = (await import('better-sqlite3')).default;
     const db = new Database(join(d3, 'strata.db'));
     const row = db.prepare('SELECT * FROM commits').get() as Record<string, unknown>;
     for (const id of ['abcdef1' + '0'.repeat(57), 'abcdef1' + '1'.repeat(57)]) {
@@ -160,38 +169,31 @@ describe('disk full and crashes', () => {
 
   it('SIGKILL in the middle of a bake loses nothing', async () => {
     const before = await state();
-    writeFileSync(join(work, 'slow.tar'), await makeTar({ 'big/blob': randomBytes(40_000_000).toString('latin1') }));
+    writeFileSync(join(work, 'slow.tar'), await makeTar({ 'big/blob': randomBytes(60_000_000).toString('latin1') }));
     const p = spawn(STRATA, ['--data', data, 'commit', 'lab', '--tar', join(work, 'slow.tar'), '-m', 'killed'], { stdio: 'ignore' });
-    await new Promise((r) => setTimeout(r, 1500));
-    p.kill('SIGKILL');
-    await new Promise((r) => p.on('close', r));
+    // Mid-bake: tar2sqfs has started writing its image in <data>/tmp.
+    await killWhen(p, () => readdirSync(join(data, 'tmp')).some((f) => f.endsWith('.sqfs.tmp')));
     const after = await state();
     expect(after.refs).toEqual(before.refs);
     const f = await runStrata(['fsck'], { data });
     expect(f.code).toBe(0);
-    // The next command works and commits normally.
+    // The next command works and commits normally; gc sweeps the dead bake's temp file.
     writeFileSync(join(work, 'next.tar'), await makeTar({ 'etc/next': 'n\n' }));
     expect((await runStrata(['commit', 'lab', '--tar', join(work, 'next.tar'), '-m', 'next'], { data })).code).toBe(0);
     expect((await runStrata(['rollback', 'lab'], { data })).code).toBe(0);
+    expect((await runStrata(['gc'], { data })).code).toBe(0);
+    expect(readdirSync(join(data, 'tmp'))).toEqual([]);
   });
 
   it('SIGKILL in the middle of a ref move: either the old head or the new one, never half', async () => {
     const before = await state();
     writeFileSync(join(work, 'move.tar'), await makeTar({ 'etc/moved': 'm\n' }));
     const p = spawn(STRATA, ['--data', data, 'commit', 'lab', '--tar', join(work, 'move.tar'), '-m', 'mid-move'], { stdio: 'ignore', env: { ...process.env, STRATA_FAULT: 'ref-move:20000' } });
-    // Wait until the process sits inside the transaction (it holds the write lock).
-    const deadline = Date.now() + 60_000;
-    while (Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 300));
-      const Database = (await import('better-sqlite3')).default;
+    // Inside the transaction: the process holds SQLite's write lock.
+    await killWhen(p, () => {
       const db = new Database(join(data, 'strata.db'), { timeout: 0 });
-      let locked = false;
-      try { db.exec('BEGIN IMMEDIATE; ROLLBACK;'); } catch { locked = true; }
-      db.close();
-      if (locked) break;
-    }
-    p.kill('SIGKILL');
-    await new Promise((r) => p.on('close', r));
+      try { db.exec('BEGIN IMMEDIATE; ROLLBACK;'); return false; } catch { return true; } finally { db.close(); }
+    });
     const after = await state();
     expect(after.refs).toEqual(before.refs);
     const f = await runStrata(['fsck'], { data });
