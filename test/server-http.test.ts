@@ -388,3 +388,30 @@ describe('garbage collection', () => {
     expect((await store.fsck()).ok).toBe(true);
   });
 });
+
+describe('web UI files', () => {
+  it('serves web/index.html at /, flat assets, and dagre at /vendor; nothing outside', async () => {
+    const web = tempDir('strata-web-');
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(`${web.dir}/index.html`, '<!doctype html><title>strata</title>');
+    writeFileSync(`${web.dir}/app.js`, 'console.log(1)');
+    const ui = buildServer({ store, webDir: web.dir });
+    await ui.listen({ host: '127.0.0.1', port: 0 });
+    const base = `http://127.0.0.1:${(ui.server.address() as AddressInfo).port}`;
+    try {
+      const index = await fetch(`${base}/`);
+      expect(index.headers.get('content-type')).toContain('text/html');
+      expect(await index.text()).toContain('<title>strata</title>');
+      const js = await fetch(`${base}/app.js`);
+      expect(js.headers.get('content-type')).toContain('javascript');
+      const dagre = await fetch(`${base}/vendor/dagre.min.js`);
+      expect(dagre.status).toBe(200);
+      expect((await dagre.text()).length).toBeGreaterThan(10_000);
+      expect((await fetch(`${base}/..%2Fpackage.json`)).status).toBe(404);
+      expect((await fetch(`${base}/missing.js`)).status).toBe(404);
+    } finally {
+      await ui.close();
+      web.cleanup();
+    }
+  });
+});
