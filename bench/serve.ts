@@ -1,0 +1,273 @@
+/**
+ * Serving benchmark (issue 3), both ratios measured in the same run:
+ *  - 50 concurrent clients each GET a 100 MB layer from strata's object route,
+ *    then from nginx (Debian package, its own temp config, sendfile on) serving
+ *    the very same file. Goal: strata/nginx throughput >= 0.8.
+ *  - A 200 MB push over SSH (OpenSSH client -> strata's ssh2 endpoint, until
+ *    the push id is printed) against `scp` of the same file to a local sshd
+ *    (temp config, host key and authorized_keys). Goal: >= 0.7.
+ *
+ *   node --import tsx bench/serve.ts
+ *
+ * The strata server runs in a child process, like `strata serve`, so the
+ * load generator does not share its event loop. Prints; never fails on a
+ * slow machine.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const SELF = fileURLToPath(import.meta.url);
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const CLIENTS = 50;
+const LAYER_BYTES = 100 * 1024 * 1024;
+const PUSH_BYTES = 200 * 1024 * 1024;
+const RUNS = 3;
+
+export interface ServeBenchResult {
+  httpStrataMBps: number;
+  httpNginxMBps: number;
+  httpRatio: number;
+  pushStrataMBps: number;
+  pushScpMBps: number;
+  pushRatio: number;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+async function waitPort(port: number, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = net.connect(port, '127.0.0.1', () => {
+        c.end();
+        resolve(true);
+      });
+      c.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function stop(child: ChildProcess | null): Promise<void> {
+  return new Promise((resolve) => {
+    if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+  });
+}
+
+/** 50 parallel GETs of the same URL; returns aggregate MB/s. */
+async function loadHttp(url: string, expectBytes: number): Promise<number> {
+  const agent = new http.Agent({ keepAlive: false, maxSockets: CLIENTS });
+  const t0 = process.hrtime.bigint();
+  const sizes = await Promise.all(Array.from({ length: CLIENTS }, () => new Promise<number>((resolve, reject) => {
+    http.get(url, { agent }, (res) => {
+      if (res.statusCode !== 200) return reject(new Error(`${url}: HTTP ${res.statusCode}`));
+      let n = 0;
+      res.on('data', (c: Buffer) => (n += c.length));
+      res.on('end', () => resolve(n));
+      res.on('error', reject);
+    }).on('error', reject);
+  })));
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  agent.destroy();
+  for (const n of sizes) if (n !== expectBytes) throw new Error(`${url}: got ${n} bytes, want ${expectBytes}`);
+  return (CLIENTS * expectBytes) / 1e6 / s;
+}
+
+function timeCommand(cmd: string, args: string[], input?: string): Promise<{ seconds: number; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    // The file itself is stdin, as with `ssh ... push < file`.
+    const fd = input ? openSync(input, 'r') : 'ignore';
+    const t0 = process.hrtime.bigint();
+    const child = spawn(cmd, args, { stdio: [fd, 'pipe', 'pipe'] });
+    if (typeof fd === 'number') closeSync(fd);
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (c) => (out += c));
+    child.stderr!.on('data', (c) => (err += c));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      if (code !== 0) reject(new Error(`${cmd} exited ${code}: ${err.trim()}`));
+      else resolve({ seconds, stdout: out });
+    });
+  });
+}
+
+const sshOpts = (port: number, key: string) => ['-i', key, '-P_OR_p', String(port), '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'LogLevel=ERROR'];
+
+async function startStrataChild(data: string): Promise<{ child: ChildProcess; http: number; ssh: number }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', SELF, '--child', data], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+    // File reads go through libuv's pool (4 threads by default); 50 clients want more.
+    env: { ...process.env, UV_THREADPOOL_SIZE: '16' },
+  });
+  const line = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once('line', resolve);
+    child.once('exit', (c) => reject(new Error(`strata server exited (${c})`)));
+  });
+  const p = JSON.parse(line) as { http: number; ssh: number };
+  return { child, ...p };
+}
+
+async function childMain(data: string): Promise<void> {
+  const { startServer } = await import('../server/main.ts');
+  const srv = await startServer({ dataDir: data, http: '127.0.0.1:0', ssh: '127.0.0.1:0', log: () => {} });
+  process.stdout.write(`${JSON.stringify({ http: srv.httpPort, ssh: srv.sshPort })}\n`);
+}
+
+export async function main(): Promise<ServeBenchResult | null> {
+  for (const bin of ['/usr/sbin/nginx', '/usr/sbin/sshd']) {
+    if (!existsSync(bin)) {
+      console.log(`bench serve: ${bin} is missing; install nginx-light and openssh-server (scripts/setup.sh does)`);
+      return null;
+    }
+  }
+  const { Store } = await import('../store/store.ts');
+  const work = await mkdtemp(join(tmpdir(), 'strata-bench-serve-'));
+  const data = join(work, 'data');
+  let strata: ChildProcess | null = null;
+  let nginx: ChildProcess | null = null;
+  let sshd: ChildProcess | null = null;
+  try {
+    // --- a store with a 100 MB blob (stored as the profile's kernel: any blob is served alike)
+    const blobFile = join(work, 'layer.bin');
+    writeFileSync(blobFile, randomBytes(LAYER_BYTES));
+    execFileSync('tar', ['-C', work, '-cf', join(work, 'base.tar'), '--files-from', '/dev/null']);
+    mkdirSync(join(work, 'root', 'etc'), { recursive: true });
+    writeFileSync(join(work, 'root', 'etc', 'hostname'), 'bench\n');
+    execFileSync('tar', ['-C', join(work, 'root'), '-cf', join(work, 'base.tar'), '.']);
+    const store = await Store.open(data, { create: true });
+    const commit = await store.importBase('bench', join(work, 'base.tar'), { kernel: blobFile });
+    const digest = commit.manifest.kernel!.digest;
+    const objectFile = store.objectPath(digest);
+    const key = join(work, 'client_key');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+    const pub = readFileSync(`${key}.pub`, 'utf8').trim();
+    store.addKey('bench', pub, { admin: true, profiles: [] });
+    store.close();
+
+    // --- servers
+    const s = await startStrataChild(data);
+    strata = s.child;
+    const nginxPort = await freePort();
+    const objectsRoot = objectFile.slice(0, objectFile.length - 65); // .../objects/sha256
+    mkdirSync(join(work, 'nginx'), { recursive: true });
+    writeFileSync(join(work, 'nginx', 'nginx.conf'), `
+user root;
+daemon off;
+worker_processes auto;
+pid ${work}/nginx/nginx.pid;
+error_log ${work}/nginx/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  client_body_temp_path ${work}/nginx/body;
+  proxy_temp_path ${work}/nginx/proxy;
+  fastcgi_temp_path ${work}/nginx/fastcgi;
+  uwsgi_temp_path ${work}/nginx/uwsgi;
+  scgi_temp_path ${work}/nginx/scgi;
+  server {
+    listen 127.0.0.1:${nginxPort};
+    location ~ "^/objects/sha256/([0-9a-f]{2})([0-9a-f]{62})$" {
+      alias ${objectsRoot}/$1/$2;
+      default_type application/octet-stream;
+    }
+  }
+}
+`);
+    nginx = spawn('/usr/sbin/nginx', ['-c', join(work, 'nginx', 'nginx.conf'), '-p', join(work, 'nginx')], { stdio: ['ignore', 'ignore', 'inherit'] });
+    await waitPort(nginxPort);
+
+    const sshdPort = await freePort();
+    mkdirSync('/run/sshd', { recursive: true }); // sshd's privilege-separation directory
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(work, 'sshd_host_key')]);
+    writeFileSync(join(work, 'authorized_keys'), `${pub}\n`, { mode: 0o600 });
+    writeFileSync(join(work, 'sshd_config'), `
+Port ${sshdPort}
+ListenAddress 127.0.0.1
+HostKey ${work}/sshd_host_key
+AuthorizedKeysFile ${work}/authorized_keys
+PidFile ${work}/sshd.pid
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+Subsystem sftp /usr/lib/openssh/sftp-server
+`);
+    sshd = spawn('/usr/sbin/sshd', ['-D', '-E', join(work, 'sshd.log'), '-f', join(work, 'sshd_config')], { stdio: ['ignore', 'ignore', 'inherit'] });
+    await waitPort(sshdPort);
+
+    // --- HTTP: best of RUNS, alternating so both see the same page cache state
+    let strataHttp = 0;
+    let nginxHttp = 0;
+    const path = `/objects/sha256/${digest}`;
+    await loadHttp(`http://127.0.0.1:${nginxPort}${path}`, LAYER_BYTES); // warm the page cache
+    for (let i = 0; i < RUNS; i++) {
+      strataHttp = Math.max(strataHttp, await loadHttp(`http://127.0.0.1:${s.http}${path}`, LAYER_BYTES));
+      nginxHttp = Math.max(nginxHttp, await loadHttp(`http://127.0.0.1:${nginxPort}${path}`, LAYER_BYTES));
+    }
+
+    // --- SSH: a 200 MB zstd stream (not a tar: the bake rejects it at once and does not load the CPU)
+    const pushFile = join(work, 'push.zst');
+    execFileSync('sh', ['-c', `head -c ${PUSH_BYTES} /dev/urandom | zstd -q -1 -c > '${pushFile}'`]);
+    const pushMB = Number(execFileSync('stat', ['-c', '%s', pushFile]).toString()) / 1e6;
+    let strataPush = Infinity;
+    let scpPush = Infinity;
+    for (let i = 0; i < RUNS; i++) {
+      const sshArgs = sshOpts(s.ssh, key).map((a) => (a === '-P_OR_p' ? '-p' : a));
+      const r = await timeCommand('ssh', [...sshArgs, 'bench@127.0.0.1', `push bench --parent ${commit.id} -m bench`], pushFile);
+      if (!/^p[0-9a-z]+$/.test(r.stdout.trim().split('\n').pop() ?? '')) throw new Error(`push answered ${r.stdout}`);
+      strataPush = Math.min(strataPush, r.seconds);
+      const scpArgs = sshOpts(sshdPort, key).map((a) => (a === '-P_OR_p' ? '-P' : a));
+      const c = await timeCommand('scp', [...scpArgs, pushFile, `root@127.0.0.1:${work}/scp-dest-${i}`]);
+      scpPush = Math.min(scpPush, c.seconds);
+    }
+
+    const result: ServeBenchResult = {
+      httpStrataMBps: strataHttp,
+      httpNginxMBps: nginxHttp,
+      httpRatio: strataHttp / nginxHttp,
+      pushStrataMBps: pushMB / strataPush,
+      pushScpMBps: pushMB / scpPush,
+      pushRatio: scpPush / strataPush,
+    };
+    const f = (n: number) => n.toFixed(0);
+    console.log(`HTTP, ${CLIENTS} clients x ${LAYER_BYTES / 2 ** 20} MiB: strata ${f(result.httpStrataMBps)} MB/s, nginx ${f(result.httpNginxMBps)} MB/s, ratio ${result.httpRatio.toFixed(2)} (goal >= 0.8)`);
+    console.log(`SSH push of ${pushMB.toFixed(0)} MB: strata ${f(result.pushStrataMBps)} MB/s, scp to sshd ${f(result.pushScpMBps)} MB/s, ratio ${result.pushRatio.toFixed(2)} (goal >= 0.7)`);
+    return result;
+  } finally {
+    await Promise.all([stop(strata), stop(nginx), stop(sshd)]);
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[1] && fileURLToPath(new URL(`file://${process.argv[1]}`)) === SELF) {
+  if (process.argv[2] === '--child') await childMain(process.argv[3]);
+  else await main();
+}
