@@ -21,9 +21,8 @@ const author = (req: FastifyRequest): string => `token:${req.tokenName ?? 'unkno
 export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void {
   const { store, events } = deps;
 
-  // The SSE route is the only one that also reads ?token= (EventSource cannot send headers).
   app.register(async (sse) => {
-    sse.addHook('onRequest', requireToken(store, { allowQueryToken: true }));
+    sse.addHook('onRequest', requireToken(store));
     sse.get('/v1/events', async (req, reply) => {
       reply.hijack();
       const res = reply.raw;

@@ -2,9 +2,10 @@
  * Bearer-token authentication for the admin API. Tokens come from
  * `strata token create` and are checked by the store (stored hashed).
  *
- * EventSource (the web UI's live updates) cannot set headers, so the SSE
- * route alone also accepts `?token=`; no other route looks at the query,
- * so a token never needs to appear in URLs that get logged or cached.
+ * Only the Authorization header is read, on every route including the
+ * event stream: a token never appears in a URL, where it would be logged,
+ * cached or kept in browser history. (The web UI reads the event stream with
+ * fetch(), which can send the header; EventSource cannot.)
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { StrataError } from '../store/errors.ts';
@@ -26,13 +27,9 @@ declare module 'fastify' {
   }
 }
 
-export function requireToken(verifier: TokenVerifier, opts: { allowQueryToken?: boolean } = {}) {
+export function requireToken(verifier: TokenVerifier) {
   return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
-    let token = bearerToken(req.headers.authorization);
-    if (!token && opts.allowQueryToken) {
-      const q = req.query as Record<string, unknown> | undefined;
-      if (q && typeof q.token === 'string') token = q.token;
-    }
+    const token = bearerToken(req.headers.authorization);
     if (!token) throw new StrataError('E_UNAUTHORIZED', 'this route needs a token: send "Authorization: Bearer <token>" (make one with strata token create NAME)');
     const who = verifier.verifyToken(token);
     if (!who) throw new StrataError('E_UNAUTHORIZED', 'the token is not valid; make a new one with strata token create NAME');
