@@ -4,7 +4,7 @@
  * /run/strata/commit (written by the initramfs) fill in what the booted system
  * already knows: the server, the profile and the booted commit.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { StrataError } from '../store/errors.ts';
 import { hostOfServer, parseCmdline, readCmdline, type StrataCmdline } from './cmdline.ts';
@@ -67,6 +67,8 @@ export interface ConfigSources {
   cmdlineFile?: string;
   /** Defaults to /run/strata/commit. */
   commitFile?: string;
+  /** Where the initramfs leaves the backup disk mounted; defaults to /run/strata/backup. */
+  backupMount?: string;
 }
 
 export const DEFAULT_CONFIG_FILE = '/etc/strata/agent.json';
@@ -125,13 +127,19 @@ export function loadConfig(flags: ConfigFlags = {}, sources: ConfigSources = {})
   const cmd: StrataCmdline = flags.cmdline !== undefined ? parseCmdline(flags.cmdline) : readCmdline(sources.cmdlineFile);
 
   const upper = flags.upper ?? fromFile.upper ?? DEFAULTS.upper;
-  const backupDir = fromFile.backupDir;
-  // The default spool and state sit next to the upper dir (under /.rw, which is
-  // not part of the snapshot), or on the backup disk so they survive a reboot.
-  const base = backupDir ?? '/.rw';
+  // The initramfs leaves a strata.backup disk mounted at /run/strata/backup
+  // (docs/booting.md): when it is there, pushes wait on it and survive a
+  // reboot, not only an agent restart.
+  const backupMount = sources.backupMount ?? '/run/strata/backup';
+  const detectedBackup = existsSync(backupMount) && statSync(backupMount).isDirectory() ? backupMount : undefined;
+  const backupDir = fromFile.backupDir ?? detectedBackup;
+  // The default state sits next to the upper dir (under /.rw, which is not
+  // part of the snapshot), or on a configured backup disk; the spool goes to
+  // any backup disk.
+  const base = fromFile.backupDir ?? '/.rw';
   const stateDir = flags.stateDir ?? fromFile.stateDir ?? join(base, 'strata-agent');
   const spoolDir =
-    flags.spoolDir ?? fromFile.spoolDir ?? (flags.stateDir ? join(flags.stateDir, 'spool') : join(base, 'strata-spool'));
+    flags.spoolDir ?? fromFile.spoolDir ?? (flags.stateDir ? join(flags.stateDir, 'spool') : join(backupDir ?? '/.rw', 'strata-spool'));
   const server = flags.server ?? fromFile.server ?? cmd.server;
   const sshHost = flags.server ? hostOfServer(flags.server) : (fromFile.sshHost ?? (server ? hostOfServer(server) : undefined));
   const commitFile = sources.commitFile ?? '/run/strata/commit';

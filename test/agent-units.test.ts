@@ -38,6 +38,19 @@ describe('kernel command line and config', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('spools on the backup disk the initramfs left mounted, so pushes survive a reboot', () => {
+    const disk = mkdtempSync(join(tmpdir(), 'strata-agent-backup-'));
+    try {
+      const cfg = loadConfig({ cmdline: 'strata.server=http://s:8080 strata.commit=c0ffee strata.profile=lab' }, { env: {}, backupMount: disk });
+      expect(cfg.spoolDir).toBe(join(disk, 'strata-spool'));
+      expect(cfg.stateDir).toBe('/.rw/strata-agent');
+      const none = loadConfig({ cmdline: 'strata.server=http://s:8080' }, { env: {}, backupMount: join(disk, 'absent') });
+      expect(none.spoolDir).toBe('/.rw/strata-spool');
+    } finally {
+      rmSync(disk, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('excludes', () => {
