@@ -17,7 +17,7 @@ import { excludePatterns, makeExcluder, type Excluder } from './excludes.ts';
 import { startZstd } from './compress.ts';
 import { tryLock } from './lock.ts';
 import { join } from 'node:path';
-import { SnapshotRestart, syncFilesystem, unstable, writeSnapshot, type SnapshotResult } from './snapshot.ts';
+import { SETTLE_MS, SnapshotRestart, syncFilesystem, unstable, writeSnapshot, type SnapshotResult } from './snapshot.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cleanTemps, discardTemp, finishSpool, newSpoolId, openSpoolTemp, type SpoolMeta } from './spool.ts';
 import { bootKeyOf, loadPushedPaths, savePushedPaths } from './state.ts';
@@ -112,6 +112,8 @@ export async function commitToSpool(cfg: AgentConfig, o: CommitOptions): Promise
         discardTemp(fd, tmp.path);
         if (e instanceof SnapshotRestart && attempt < cfg.unstableRetries) {
           o.log?.(`${e.message}; taking the snapshot again`);
+          // Give the writer time to finish (a file must be SETTLE_MS old to be read).
+          await new Promise((r) => setTimeout(r, SETTLE_MS));
           continue;
         }
         if (e instanceof SnapshotRestart) {

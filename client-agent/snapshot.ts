@@ -8,8 +8,11 @@
  * fstat'ed before and after it is read (size, mtime, ctime). A file that
  * changed is read again, up to `unstableRetries` times; then the commit is
  * refused (E_BAD_SOURCE, details.unstable) rather than writing a torn file.
- * A file changed in the last 100 ms is not read until it is older: a
- * same-size rewrite inside one timestamp tick leaves size and mtime alike.
+ * A file changed in the last second is not read until it is older: a
+ * same-size rewrite inside one timestamp tick leaves size and mtime alike,
+ * and a program that truncates and then rewrites a file may pause between
+ * the two (a loaded machine deschedules it), leaving a short-lived empty or
+ * partial file that must not be taken for a finished one.
  * Files too large to hold in memory are streamed; if one of those changed, the
  * whole snapshot is restarted (SnapshotRestart) since its bytes are already out.
  */
@@ -35,7 +38,15 @@ const CHUNK = 1024 * 1024;
  * newer mtime/ctime. A file that stays this fresh through every retry is
  * being written continuously: refused.
  */
-const SETTLE_NS = 100_000_000n;
+export const SETTLE_MS = 1000;
+const SETTLE_NS = BigInt(SETTLE_MS) * 1_000_000n;
+
+/** How long until a file with these timestamps counts as settled (0 when it does). */
+export function settleWaitMs(st: BigIntStats, nowNs = BigInt(Date.now()) * 1_000_000n): number {
+  const newest = st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs;
+  const left = SETTLE_NS - (nowNs - newest);
+  return left > 0n ? Number(left / 1_000_000n) + 10 : 0;
+}
 
 export interface SnapshotOptions {
   upper: string;
@@ -122,7 +133,7 @@ interface StableFile {
  */
 async function readStable(abs: string, retries: number): Promise<StableFile | null | 'large'> {
   for (let attempt = 0; attempt <= retries; attempt++) {
-    if (attempt > 0) await sleep(150 * attempt);
+    if (attempt > 0) await sleep(50 * attempt);
     let fd: number;
     try {
       fd = openSync(abs, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
@@ -130,17 +141,22 @@ async function readStable(abs: string, retries: number): Promise<StableFile | nu
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw e;
     }
+    let wait = 0;
     try {
       const before = fstatSync(fd, { bigint: true });
       if (!before.isFile()) return null; // replaced by something else: the next commit sees it
-      if (!settled(before)) continue;
-      if (before.size > BigInt(BUFFER_LIMIT)) return 'large';
-      const data = readAll(fd, Number(before.size));
-      const after = fstatSync(fd, { bigint: true });
-      if (data && sameContentStat(before, after)) return { data, st: after };
+      wait = settleWaitMs(before);
+      if (wait === 0) {
+        if (before.size > BigInt(BUFFER_LIMIT)) return 'large';
+        const data = readAll(fd, Number(before.size));
+        const after = fstatSync(fd, { bigint: true });
+        if (data && sameContentStat(before, after)) return { data, st: after };
+      }
     } finally {
       closeSync(fd);
     }
+    // Too fresh: wait until it would have settled, then look again.
+    if (wait > 0) await sleep(wait);
   }
   throw unstable(abs, retries);
 }
