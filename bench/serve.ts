@@ -2,7 +2,9 @@
  * Serving benchmark (issue 3), both ratios measured in the same run:
  *  - 50 concurrent clients each GET a 100 MB layer from strata's object route,
  *    then from nginx (Debian package, its own temp config, sendfile on) serving
- *    the very same file. Goal: strata/nginx throughput >= 0.8.
+ *    the very same file. Goal: strata/nginx throughput >= 0.8. Measured twice:
+ *    strata in one process (the default) and with httpWorkers = 2 (node:cluster,
+ *    server/cluster.ts); both are divided by the best nginx run.
  *  - A 200 MB push over SSH (OpenSSH client -> strata's ssh2 endpoint, until
  *    the push id is printed) against `scp` of the same file to a local sshd
  *    (temp config, host key and authorized_keys). Goal: >= 0.7.
@@ -19,7 +21,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +37,9 @@ export interface ServeBenchResult {
   httpStrataMBps: number;
   httpNginxMBps: number;
   httpRatio: number;
+  /** The same load against `startServer({ httpWorkers: 2 })`. */
+  httpStrata2MBps: number;
+  httpRatio2: number;
   pushStrataMBps: number;
   pushScpMBps: number;
   pushRatio: number;
@@ -117,8 +122,8 @@ function timeCommand(cmd: string, args: string[], input?: string): Promise<{ sec
 
 const sshOpts = (port: number, key: string) => ['-i', key, '-P_OR_p', String(port), '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'LogLevel=ERROR'];
 
-async function startStrataChild(data: string): Promise<{ child: ChildProcess; http: number; ssh: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', SELF, '--child', data], {
+async function startStrataChild(data: string, httpWorkers = 1): Promise<{ child: ChildProcess; http: number; ssh: number }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', SELF, '--child', data, String(httpWorkers)], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'inherit'],
     // File reads go through libuv's pool (4 threads by default); 50 clients want more.
@@ -132,9 +137,9 @@ async function startStrataChild(data: string): Promise<{ child: ChildProcess; ht
   return { child, ...p };
 }
 
-async function childMain(data: string): Promise<void> {
+async function childMain(data: string, httpWorkers: number): Promise<void> {
   const { startServer } = await import('../server/main.ts');
-  const srv = await startServer({ dataDir: data, http: '127.0.0.1:0', ssh: '127.0.0.1:0', log: () => {} });
+  const srv = await startServer({ dataDir: data, http: '127.0.0.1:0', ssh: '127.0.0.1:0', log: () => {}, httpWorkers });
   process.stdout.write(`${JSON.stringify({ http: srv.httpPort, ssh: srv.sshPort })}\n`);
 }
 
@@ -149,6 +154,7 @@ export async function main(): Promise<ServeBenchResult | null> {
   const work = await mkdtemp(join(tmpdir(), 'strata-bench-serve-'));
   const data = join(work, 'data');
   let strata: ChildProcess | null = null;
+  let strata2: ChildProcess | null = null;
   let nginx: ChildProcess | null = null;
   let sshd: ChildProcess | null = null;
   try {
@@ -169,7 +175,7 @@ export async function main(): Promise<ServeBenchResult | null> {
     store.addKey('bench', pub, { admin: true, profiles: [] });
     store.close();
 
-    // --- servers
+    // --- servers (the two-worker strata starts later, after the single-process one stopped: one baker per data dir)
     const s = await startStrataChild(data);
     strata = s.child;
     const nginxPort = await freePort();
@@ -249,25 +255,39 @@ Subsystem sftp /usr/lib/openssh/sftp-server
       scpPush = Math.min(scpPush, c.seconds);
     }
 
+    // --- HTTP again with two HTTP worker processes (the primary keeps SSH and the baker)
+    await stop(strata);
+    strata = null;
+    const s2 = await startStrataChild(data, 2);
+    strata2 = s2.child;
+    let strata2Http = 0;
+    for (let i = 0; i < RUNS; i++) {
+      strata2Http = Math.max(strata2Http, await loadHttp(`http://127.0.0.1:${s2.http}${path}`, LAYER_BYTES));
+      nginxHttp = Math.max(nginxHttp, await loadHttp(`http://127.0.0.1:${nginxPort}${path}`, LAYER_BYTES));
+    }
+
     const result: ServeBenchResult = {
       httpStrataMBps: strataHttp,
       httpNginxMBps: nginxHttp,
       httpRatio: strataHttp / nginxHttp,
+      httpStrata2MBps: strata2Http,
+      httpRatio2: strata2Http / nginxHttp,
       pushStrataMBps: pushMB / strataPush,
       pushScpMBps: pushMB / scpPush,
       pushRatio: scpPush / strataPush,
     };
     const f = (n: number) => n.toFixed(0);
     console.log(`HTTP, ${CLIENTS} clients x ${LAYER_BYTES / 2 ** 20} MiB: strata ${f(result.httpStrataMBps)} MB/s, nginx ${f(result.httpNginxMBps)} MB/s, ratio ${result.httpRatio.toFixed(2)} (goal >= 0.8)`);
+    console.log(`HTTP, same load, strata --http-workers 2: ${f(result.httpStrata2MBps)} MB/s, ratio ${result.httpRatio2.toFixed(2)} (goal >= 0.8; ${os.availableParallelism()} cores shared with nginx and the load generator)`);
     console.log(`SSH push of ${pushMB.toFixed(0)} MB: strata ${f(result.pushStrataMBps)} MB/s, scp to sshd ${f(result.pushScpMBps)} MB/s, ratio ${result.pushRatio.toFixed(2)} (goal >= 0.7)`);
     return result;
   } finally {
-    await Promise.all([stop(strata), stop(nginx), stop(sshd)]);
+    await Promise.all([stop(strata), stop(strata2), stop(nginx), stop(sshd)]);
     await rm(work, { recursive: true, force: true });
   }
 }
 
 if (process.argv[1] && fileURLToPath(new URL(`file://${process.argv[1]}`)) === SELF) {
-  if (process.argv[2] === '--child') await childMain(process.argv[3]);
+  if (process.argv[2] === '--child') await childMain(process.argv[3], Number(process.argv[4] ?? '1'));
   else await main();
 }

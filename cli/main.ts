@@ -214,10 +214,13 @@ program.command('serve').description('boot (HTTP) and push (SSH) server with the
   .option('--http <host:port>', 'HTTP listen address', '0.0.0.0:8080')
   .option('--ssh <host:port>', 'SSH listen address', '0.0.0.0:2222')
   .option('--public-url <url>', 'URL clients use to reach this server (default: from each request)')
-  .action(async (o: { http: string; ssh: string; publicUrl?: string }, cmd: Command) => {
+  .option('--http-workers <n>', 'HTTP processes sharing the port (SSH and the baker stay in one); see docs/api.md', '1')
+  .action(async (o: { http: string; ssh: string; publicUrl?: string; httpWorkers: string }, cmd: Command) => {
     const g = globals(cmd);
+    const httpWorkers = Number(o.httpWorkers);
+    if (!/^\d+$/.test(o.httpWorkers.trim()) || httpWorkers < 1) throw new StrataError('E_BAD_ARGUMENT', `--http-workers must be a whole number >= 1, not "${o.httpWorkers}"`);
     const { startServer } = await import('../server/main.ts');
-    await startServer({ dataDir: g.data, http: o.http, ssh: o.ssh, publicUrl: o.publicUrl });
+    await startServer({ dataDir: g.data, http: o.http, ssh: o.ssh, publicUrl: o.publicUrl, httpWorkers });
   });
 
 program.command('demo').description('npm start: a server with a demo profile in ./strata-data')

@@ -14,6 +14,7 @@ import { Baker } from './baker.ts';
 import { buildServer } from './build-server.ts';
 import { EventHub } from './events.ts';
 import { createSshServer, loadOrCreateHostKey } from './ssh-server.ts';
+import { HttpWorkerPool } from './cluster.ts';
 
 export interface StartServerOptions {
   dataDir: string;
@@ -34,6 +35,12 @@ export interface StartServerOptions {
   handleSignals?: boolean;
   /** Where progress lines go (default: stderr). */
   log?: (msg: string) => void;
+  /**
+   * HTTP processes (default 1: HTTP runs in this process). With N > 1 this
+   * process keeps the store, SSH and the baker and forks N node:cluster
+   * workers that serve HTTP on the same port (server/cluster.ts).
+   */
+  httpWorkers?: number;
 }
 
 export interface RunningServer {
@@ -44,6 +51,8 @@ export interface RunningServer {
   httpPort: number;
   sshPort: number;
   sshHost: string;
+  /** Pids of the HTTP worker processes (empty with httpWorkers = 1). */
+  httpWorkerPids(): number[];
   close(): Promise<void>;
 }
 
@@ -62,10 +71,25 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   const log = opts.log ?? ((m: string) => process.stderr.write(`strata: ${m}\n`));
   const httpAddr = parseHostPort(opts.http, '--http');
   const sshAddr = parseHostPort(opts.ssh, '--ssh');
+  const workers = opts.httpWorkers ?? 1;
+  if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
+    throw new StrataError('E_BAD_ARGUMENT', `httpWorkers must be a whole number from 1 to 256, not ${workers}`);
+  }
   const store = await Store.open(opts.dataDir, { create: true, config: opts.storeConfig });
   const events = new EventHub();
   const webDir = opts.webDir ?? (fs.existsSync(`${DEFAULT_WEB_DIR}index.html`) ? DEFAULT_WEB_DIR : undefined);
-  const app = buildServer({ store, publicUrl: opts.publicUrl, logger: opts.logger, webDir, events, objectRateLimit: opts.objectRateLimit });
+  // One process: HTTP is served here. Several: only the workers serve HTTP (they relay events through `events`).
+  const app = workers === 1
+    ? buildServer({ store, publicUrl: opts.publicUrl, logger: opts.logger, webDir, events, objectRateLimit: opts.objectRateLimit })
+    : null;
+  const pool = workers > 1
+    ? new HttpWorkerPool({
+      count: workers,
+      events,
+      log,
+      config: { dataDir: store.dataDir, host: httpAddr.host, port: httpAddr.port, publicUrl: opts.publicUrl, webDir, logger: opts.logger, objectRateLimit: opts.objectRateLimit, storeConfig: opts.storeConfig },
+    })
+    : null;
   const baker = new Baker({ store, events, log });
   const hostKey = await loadOrCreateHostKey(store.dataDir);
   const ssh = createSshServer({ store, events, hostKey, maxPushBytes: opts.maxPushBytes, onPush: (id) => baker.enqueue(id), log });
@@ -74,14 +98,18 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   const close = async (): Promise<void> => {
     if (closed) return;
     closed = true;
+    // Started first: from here on a worker that exits (^C reaches the whole process group) is not restarted.
+    const workersStopped = pool?.close();
     await new Promise<void>((resolve) => ssh.close(() => resolve()));
-    await app.close();
+    await app?.close();
+    await workersStopped;
     await baker.stop();
     store.close();
   };
 
   try {
-    await app.listen({ host: httpAddr.host, port: httpAddr.port });
+    if (app) await app.listen({ host: httpAddr.host, port: httpAddr.port });
+    else await pool!.start();
     await new Promise<void>((resolve, reject) => {
       ssh.once('error', reject);
       ssh.listen(sshAddr.port, sshAddr.host, () => {
@@ -95,11 +123,11 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     throw e;
   }
 
-  const httpPort = (app.server.address() as AddressInfo).port;
+  const httpPort = app ? (app.server.address() as AddressInfo).port : pool!.port;
   const sshPort = (ssh.address() as AddressInfo).port;
   const shownHost = httpAddr.host === '0.0.0.0' || httpAddr.host === '::' ? '127.0.0.1' : httpAddr.host;
   const httpUrl = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${httpPort}`;
-  log(`HTTP on ${httpAddr.host}:${httpPort}, SSH on ${sshAddr.host}:${sshPort}, data in ${store.dataDir}`);
+  log(`HTTP on ${httpAddr.host}:${httpPort}${pool ? ` (${workers} worker processes)` : ''}, SSH on ${sshAddr.host}:${sshPort}, data in ${store.dataDir}`);
 
   if (opts.handleSignals !== false) {
     const onSignal = (sig: NodeJS.Signals): void => {
@@ -116,5 +144,6 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     process.once('SIGINT', onSignal);
   }
 
-  return { store, baker, events, httpUrl, httpPort, sshPort, sshHost: sshAddr.host, close };
+  const httpWorkerPids = (): number[] => pool?.pids() ?? [];
+  return { store, baker, events, httpUrl, httpPort, sshPort, sshHost: sshAddr.host, httpWorkerPids, close };
 }
