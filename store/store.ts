@@ -119,10 +119,18 @@ export class Store {
   // ---------------------------------------------------------------- commits
 
   private rowToCommit(r: CommitRow): Commit {
-    return {
+    const c = {
       id: r.id, parent: r.parent, mergeParent: r.merge_parent, profile: r.profile, message: r.message, author: r.author,
-      createdAt: r.created_at, manifest: parseManifest(r.manifest, { trusted: true }), addedLayer: r.added_layer, kind: r.kind,
-    };
+      createdAt: r.created_at, addedLayer: r.added_layer, kind: r.kind,
+    } as Commit;
+    // Parsed on first use: a log of 10,000 commits rarely looks at every
+    // manifest. Enumerable, so JSON output still carries it.
+    let parsed: Manifest | undefined;
+    Object.defineProperty(c, 'manifest', {
+      enumerable: true,
+      get: () => (parsed ??= parseManifest(r.manifest, { trusted: true })),
+    });
+    return c;
   }
 
   private commitRow(id: string): CommitRow | undefined {
