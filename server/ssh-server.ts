@@ -37,6 +37,19 @@ export async function fsyncDir(dir: string): Promise<void> {
  * it must never change. Written to a temp file, fsynced, then linked into
  * place without overwriting (two servers starting at once keep one key).
  */
+/**
+ * A new ed25519 key pair in OpenSSH format. ssh2's generator occasionally
+ * (about 1 in 300 here) writes a key that its own parser then rejects
+ * ("Malformed OpenSSH private key"): only a key that parses is returned.
+ */
+export function generateHostKey(comment = 'strata host key'): { private: string; public: string } {
+  for (let i = 0; i < 20; i++) {
+    const pair = utils.generateKeyPairSync('ed25519', { comment });
+    if (!(utils.parseKey(pair.private) instanceof Error)) return pair;
+  }
+  throw new StrataError('E_INTERNAL', 'could not generate a usable SSH host key');
+}
+
 export async function loadOrCreateHostKey(dataDir: string): Promise<Buffer> {
   const file = path.join(dataDir, HOST_KEY_FILE);
   try {
@@ -44,7 +57,7 @@ export async function loadOrCreateHostKey(dataDir: string): Promise<Buffer> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }
-  const pair = utils.generateKeyPairSync('ed25519', { comment: 'strata host key' });
+  const pair = generateHostKey();
   const tmp = `${file}.tmp-${process.pid}`;
   const fh = await fs.promises.open(tmp, 'w', 0o600);
   try {

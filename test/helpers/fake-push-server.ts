@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
+import { generateHostKey } from '../../server/ssh-server.ts';
 
 const { Server, utils } = ssh2;
 
@@ -84,7 +85,7 @@ export function shellSplit(s: string): string[] {
 
 export async function startFakePushServer(o: FakePushServerOptions): Promise<FakePushServer> {
   mkdirSync(o.dir, { recursive: true });
-  const host = utils.generateKeyPairSync('ed25519');
+  const host = generateHostKey();
   const allowed = utils.parseKey(o.authorizedKey);
   if (allowed instanceof Error) throw allowed;
   const allowedKey = Array.isArray(allowed) ? allowed[0]! : allowed;
