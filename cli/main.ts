@@ -215,12 +215,15 @@ program.command('serve').description('boot (HTTP) and push (SSH) server with the
   .option('--ssh <host:port>', 'SSH listen address', '0.0.0.0:2222')
   .option('--public-url <url>', 'URL clients use to reach this server (default: from each request)')
   .option('--http-workers <n>', 'HTTP processes sharing the port (SSH and the baker stay in one); see docs/api.md', '1')
-  .action(async (o: { http: string; ssh: string; publicUrl?: string; httpWorkers: string }, cmd: Command) => {
+  .option('--max-push-size <bytes>', 'largest compressed push accepted over SSH (default 4 GiB; also maxPushBytes in <data>/config.json)')
+  .action(async (o: { http: string; ssh: string; publicUrl?: string; httpWorkers: string; maxPushSize?: string }, cmd: Command) => {
     const g = globals(cmd);
     const httpWorkers = Number(o.httpWorkers);
     if (!/^\d+$/.test(o.httpWorkers.trim()) || httpWorkers < 1) throw new StrataError('E_BAD_ARGUMENT', `--http-workers must be a whole number >= 1, not "${o.httpWorkers}"`);
+    const maxPushBytes = o.maxPushSize === undefined ? undefined : Number(o.maxPushSize);
+    if (maxPushBytes !== undefined && !(Number.isSafeInteger(maxPushBytes) && maxPushBytes > 0)) throw new StrataError('E_BAD_ARGUMENT', `--max-push-size must be a number of bytes, not "${o.maxPushSize}"`);
     const { startServer } = await import('../server/main.ts');
-    await startServer({ dataDir: g.data, http: o.http, ssh: o.ssh, publicUrl: o.publicUrl, httpWorkers });
+    await startServer({ dataDir: g.data, http: o.http, ssh: o.ssh, publicUrl: o.publicUrl, httpWorkers, maxPushBytes });
   });
 
 program.command('demo').description('npm start: a server with a demo profile in ./strata-data')

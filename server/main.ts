@@ -92,7 +92,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     : null;
   const baker = new Baker({ store, events, log });
   const hostKey = await loadOrCreateHostKey(store.dataDir);
-  const ssh = createSshServer({ store, events, hostKey, maxPushBytes: opts.maxPushBytes, onPush: (id) => baker.enqueue(id), log });
+  const ssh = createSshServer({ store, events, hostKey, maxPushBytes: opts.maxPushBytes ?? store.config.maxPushBytes, onPush: (id) => baker.enqueue(id), log });
 
   let closed = false;
   const close = async (): Promise<void> => {

@@ -167,6 +167,8 @@ export interface StoreConfig {
   leaseMs: number;
   /** Caps on one pushed/committed archive once decompressed. */
   maxUncompressedBytes: number;
+  /** Cap on one push as sent over SSH (compressed). */
+  maxPushBytes: number;
   maxEntries: number;
 }
 
@@ -176,5 +178,6 @@ export const DEFAULT_CONFIG: StoreConfig = {
   reflogKeepMs: 30 * 24 * 3600 * 1000,
   leaseMs: 24 * 3600 * 1000,
   maxUncompressedBytes: 16 * 1024 ** 3,
+  maxPushBytes: 4 * 1024 ** 3,
   maxEntries: 2_000_000,
 };
