@@ -12,7 +12,7 @@
  * that is not valid UTF-8 (its pack() also cannot emit a raw PAX block). The
  * reader and writer below keep xattr values as Buffers end to end.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { Readable } from 'node:stream';
 import { StrataError } from './errors.ts';
 import { planMerge, type MergePlan } from './overlay-merge.ts';
@@ -177,58 +177,56 @@ export interface TarItem {
   body(): AsyncGenerator<Buffer>;
 }
 
-/** Streams the entries of a tar (ustar, GNU, PAX). Bodies are never buffered whole. */
-export async function* readTar(chunks: AsyncIterable<Buffer>): AsyncGenerator<TarItem> {
-  const src = new ByteSource(chunks[Symbol.asyncIterator]());
-  let pax: Map<string, Buffer> | null = null;
-  const globalPax = new Map<string, Buffer>();
-  let longName: string | null = null;
-  let longLink: string | null = null;
-  for (;;) {
-    const block = await src.read(512);
-    if (!block || block.every((x) => x === 0)) {
-      await src.drain();
-      return;
-    }
-    if (!checksumOk(block)) throw new StrataError('E_BAD_TAR', 'bad tar header checksum in a layer tar stream');
-    const flag = String.fromCharCode(block[156]!);
-    const size = numeric(block, 124, 12);
-    const pad = (512 - (size % 512)) % 512;
+/** Extended-header state carried from 'x'/'g'/'L'/'K' records to the entry they describe. */
+interface Pending {
+  pax: Map<string, Buffer> | null;
+  globalPax: Map<string, Buffer>;
+  longName: string | null;
+  longLink: string | null;
+}
 
-    if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
-      if (size > 64 * 1024 * 1024) throw new StrataError('E_BAD_TAR', 'oversized extended header in a layer tar stream');
-      const body = (await src.read(size)) ?? Buffer.alloc(0);
-      if (size > 0 && body.length < size) throw new StrataError('E_BAD_TAR', 'truncated extended header');
-      await src.skip(pad);
-      if (flag === 'x') parsePax(body, (pax ??= new Map()));
-      else if (flag === 'g') parsePax(body, globalPax);
-      else if (flag === 'L') longName = cstr(body, 0, body.length);
-      else longLink = cstr(body, 0, body.length);
-      continue;
-    }
+const isMetaFlag = (flag: string): boolean => flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K';
 
-    const type = TYPES[flag];
-    if (!type) throw new StrataError('E_BAD_TAR', `unsupported tar entry type '${flag}' in a layer tar stream`);
-    const ustar = block.subarray(257, 263).toString('latin1') === 'ustar\0';
-    const prefix = ustar ? cstr(block, 345, 155) : '';
-    let name = prefix ? `${prefix}/${cstr(block, 0, 100)}` : cstr(block, 0, 100);
-    let linkname = cstr(block, 157, 100);
-    const h: TarHeader = {
-      path: '',
-      type,
-      mode: numeric(block, 100, 8) & 0o7777,
-      uid: numeric(block, 108, 8),
-      gid: numeric(block, 116, 8),
-      size,
-      mtime: numeric(block, 136, 12),
-      linkname: '',
-      devmajor: numeric(block, 329, 8),
-      devminor: numeric(block, 337, 8),
-      xattrs: new Map(),
-    };
-    if (longName !== null) name = longName;
-    if (longLink !== null) linkname = longLink;
-    const records = new Map([...globalPax, ...(pax ?? [])]);
+function checkMetaSize(size: number): void {
+  if (size > 64 * 1024 * 1024) throw new StrataError('E_BAD_TAR', 'oversized extended header in a layer tar stream');
+}
+
+function applyMeta(flag: string, body: Buffer, st: Pending): void {
+  if (flag === 'x') parsePax(body, (st.pax ??= new Map()));
+  else if (flag === 'g') parsePax(body, st.globalPax);
+  else if (flag === 'L') st.longName = cstr(body, 0, body.length);
+  else st.longLink = cstr(body, 0, body.length);
+}
+
+/**
+ * The entry a (checksummed, non-meta) header block describes, with the
+ * pending extended records applied and then cleared. `dataLen` is how many
+ * bytes of data follow the block in the stream (before padding).
+ */
+function decodeEntry(block: Buffer, flag: string, size: number, st: Pending): { header: TarHeader; dataLen: number } {
+  const type = TYPES[flag];
+  if (!type) throw new StrataError('E_BAD_TAR', `unsupported tar entry type '${flag}' in a layer tar stream`);
+  const ustar = block.subarray(257, 263).toString('latin1') === 'ustar\0';
+  const prefix = ustar ? cstr(block, 345, 155) : '';
+  let name = prefix ? `${prefix}/${cstr(block, 0, 100)}` : cstr(block, 0, 100);
+  let linkname = cstr(block, 157, 100);
+  const h: TarHeader = {
+    path: '',
+    type,
+    mode: numeric(block, 100, 8) & 0o7777,
+    uid: numeric(block, 108, 8),
+    gid: numeric(block, 116, 8),
+    size,
+    mtime: numeric(block, 136, 12),
+    linkname: '',
+    devmajor: numeric(block, 329, 8),
+    devminor: numeric(block, 337, 8),
+    xattrs: new Map(),
+  };
+  if (st.longName !== null) name = st.longName;
+  if (st.longLink !== null) linkname = st.longLink;
+  const records = st.globalPax.size === 0 ? st.pax : new Map([...st.globalPax, ...(st.pax ?? [])]);
+  if (records) {
     for (const [k, v] of records) {
       const s = () => v.toString('utf8');
       if (k === 'path') name = s();
@@ -244,17 +242,171 @@ export async function* readTar(chunks: AsyncIterable<Buffer>): AsyncGenerator<Ta
         h.xattrs.set(decodeURIComponent(k.slice('LIBARCHIVE.xattr.'.length)), Buffer.from(s(), 'base64'));
       }
     }
-    pax = null;
-    longName = null;
-    longLink = null;
-    h.path = normaliseTarPath(name);
-    h.linkname = type === 'hardlink' ? normaliseTarPath(linkname) : linkname;
-    const dataLen = type === 'file' ? h.size : type === 'dir' ? 0 : h.size;
+  }
+  st.pax = null;
+  st.longName = null;
+  st.longLink = null;
+  h.path = normaliseTarPath(name);
+  h.linkname = type === 'hardlink' ? normaliseTarPath(linkname) : linkname;
+  const dataLen = type === 'file' ? h.size : type === 'dir' ? 0 : h.size;
+  if (type !== 'file') h.size = 0;
+  return { header: h, dataLen };
+}
+
+function isZeroBlock(block: Buffer): boolean {
+  for (let i = 0; i < 512; i++) if (block[i] !== 0) return false;
+  return true;
+}
+
+/** Streams the entries of a tar (ustar, GNU, PAX). Bodies are never buffered whole. */
+export async function* readTar(chunks: AsyncIterable<Buffer>): AsyncGenerator<TarItem> {
+  const src = new ByteSource(chunks[Symbol.asyncIterator]());
+  const st: Pending = { pax: null, globalPax: new Map(), longName: null, longLink: null };
+  for (;;) {
+    const block = await src.read(512);
+    if (!block || isZeroBlock(block)) {
+      await src.drain();
+      return;
+    }
+    if (!checksumOk(block)) throw new StrataError('E_BAD_TAR', 'bad tar header checksum in a layer tar stream');
+    const flag = String.fromCharCode(block[156]!);
+    const size = numeric(block, 124, 12);
+    const pad = (512 - (size % 512)) % 512;
+
+    if (isMetaFlag(flag)) {
+      checkMetaSize(size);
+      const body = (await src.read(size)) ?? Buffer.alloc(0);
+      if (size > 0 && body.length < size) throw new StrataError('E_BAD_TAR', 'truncated extended header');
+      await src.skip(pad);
+      applyMeta(flag, body, st);
+      continue;
+    }
+    const { header: h, dataLen } = decodeEntry(block, flag, size, st);
     const dataPad = (512 - (dataLen % 512)) % 512;
-    if (type !== 'file') h.size = 0;
     const progress = { left: dataLen };
     yield { header: h, body: () => src.pieces(progress) };
     await src.skip(progress.left + dataPad);
+  }
+}
+
+/** What a TarParser hands each entry to. */
+export interface TarVisitor {
+  /** A new entry; return true to receive its data (files) and a bodyEnd() call. */
+  entry(h: TarHeader): boolean;
+  /** Pieces of the wanted entry's data, in order (the producer's buffers, not copies). */
+  data(piece: Buffer): void;
+  /** After the last data piece of a wanted entry (at once for entries without data). */
+  bodyEnd(): void;
+}
+
+/**
+ * The same reading as readTar, but push-driven and synchronous: chunks go in
+ * with push(), the visitor is called from inside it. Flatten uses this one on
+ * its hot path: an async generator step per chunk and per entry cost more CPU
+ * than the merge itself (see docs/decisions.md, "Flatten speed").
+ */
+export class TarParser {
+  private state: 'header' | 'meta' | 'data' | 'end' = 'header';
+  private need = 512;
+  private carry: Buffer | null = null;
+  private carryLen = 0;
+  private metaFlag = '';
+  private metaSize = 0;
+  private dataLeft = 0;
+  private padLeft = 0;
+  private want = false;
+  private readonly st: Pending = { pax: null, globalPax: new Map(), longName: null, longLink: null };
+
+  constructor(private readonly visitor: TarVisitor) {}
+
+  push(chunk: Buffer): void {
+    let off = 0;
+    const len = chunk.length;
+    while (off < len) {
+      if (this.state === 'end') return; // sqfs2tar may pad after the end-of-archive blocks
+      if (this.state === 'data') {
+        if (this.dataLeft > 0) {
+          const n = Math.min(this.dataLeft, len - off);
+          if (this.want) this.visitor.data(n === len && off === 0 ? chunk : chunk.subarray(off, off + n));
+          this.dataLeft -= n;
+          off += n;
+          if (this.dataLeft > 0) return;
+        }
+        const p = Math.min(this.padLeft, len - off);
+        this.padLeft -= p;
+        off += p;
+        if (this.padLeft > 0) return;
+        this.state = 'header';
+        this.need = 512;
+        if (this.want) {
+          this.want = false;
+          this.visitor.bodyEnd();
+        }
+        continue;
+      }
+      // 'header' or 'meta': gather `need` bytes.
+      let block: Buffer;
+      if (this.carryLen === 0 && len - off >= this.need) {
+        block = chunk.subarray(off, off + this.need);
+        off += this.need;
+      } else {
+        this.carry ??= Buffer.allocUnsafe(this.need);
+        const n = Math.min(this.need - this.carryLen, len - off);
+        chunk.copy(this.carry, this.carryLen, off, off + n);
+        this.carryLen += n;
+        off += n;
+        if (this.carryLen < this.need) return;
+        block = this.carry;
+        this.carry = null;
+        this.carryLen = 0;
+      }
+      if (this.state === 'meta') {
+        applyMeta(this.metaFlag, Buffer.from(block.subarray(0, this.metaSize)), this.st);
+        this.state = 'header';
+        this.need = 512;
+      } else {
+        this.onHeader(block);
+      }
+    }
+  }
+
+  /** At the end of the stream: throws when it stopped in the middle of an entry. */
+  finish(): void {
+    if (this.state === 'end' || (this.state === 'header' && this.carryLen === 0)) return;
+    throw new StrataError('E_BAD_TAR', 'the layer tar stream ended in the middle of an entry');
+  }
+
+  private onHeader(block: Buffer): void {
+    if (isZeroBlock(block)) {
+      this.state = 'end';
+      return;
+    }
+    if (!checksumOk(block)) throw new StrataError('E_BAD_TAR', 'bad tar header checksum in a layer tar stream');
+    const flag = String.fromCharCode(block[156]!);
+    const size = numeric(block, 124, 12);
+    if (isMetaFlag(flag)) {
+      checkMetaSize(size);
+      this.metaFlag = flag;
+      this.metaSize = size;
+      this.state = 'meta';
+      this.need = size + ((512 - (size % 512)) % 512);
+      if (this.need === 0) {
+        applyMeta(flag, Buffer.alloc(0), this.st);
+        this.state = 'header';
+        this.need = 512;
+      }
+      return;
+    }
+    const { header, dataLen } = decodeEntry(block, flag, size, this.st);
+    const want = this.visitor.entry(header);
+    if (dataLen === 0) {
+      if (want) this.visitor.bodyEnd();
+      return;
+    }
+    this.want = want;
+    this.dataLeft = dataLen;
+    this.padLeft = (512 - (dataLen % 512)) % 512;
+    this.state = 'data';
   }
 }
 
@@ -318,71 +470,178 @@ export function encodeTarHeader(h: TarHeader): Buffer {
   return Buffer.concat([paxHead, pax, Buffer.alloc((512 - (pax.length % 512)) % 512), main]);
 }
 
-const padding = (size: number): Buffer => Buffer.alloc((512 - (size % 512)) % 512);
+const ZEROS = Buffer.alloc(1024);
+const padding = (size: number): Buffer => ZEROS.subarray(0, (512 - (size % 512)) % 512);
 
 // ---------------------------------------------------------------- sqfs2tar
 
-interface LayerTar {
-  stdout: AsyncIterable<Buffer>;
-  /** Resolves when sqfs2tar exited 0; rejects with its stderr otherwise. */
-  exited: Promise<void>;
-  kill(): void;
-}
+/** Bytes of one layer's tar held in memory while it waits its turn (read-ahead) or the output is full. */
+const SOURCE_BUFFER = 4 << 20;
+/** Wanted layers whose sqfs2tar already runs while an earlier one is merged. */
+const READ_AHEAD = 2;
 
 /**
- * sqfs2tar of one image. `-r .` keeps the root inode (its mode, owner and
- * xattrs, an opaque mark included) as a './' entry. No `-s`: the only thing
- * sqfs2tar skips is a socket (tar cannot hold one), and a stale socket in a
- * base image must not make every flatten of that chain fail; GNU tar drops
- * sockets from pushed layers the same way.
- * Private until store/squashfs.ts offers the same.
+ * sqfs2tar of one image, its output held in a bounded queue until a parser
+ * consumes it. `-r .` keeps the root inode (its mode, owner and xattrs, an
+ * opaque mark included) as a './' entry. No `-s`: the only thing sqfs2tar
+ * skips is a socket (tar cannot hold one), and a stale socket in a base image
+ * must not make every flatten of that chain fail; GNU tar drops sockets from
+ * pushed layers the same way.
+ *
+ * Why a queue: the next layers' sqfs2tar (single-threaded zstd decompression,
+ * the largest CPU cost of reading) starts while the current layer is merged,
+ * instead of after it; the queue caps what it may read ahead, then its pipe
+ * blocks it. 'data' events instead of async iteration: one promise round per
+ * pipe read (sqfs2tar's writes arrive ~10 KB at a time) was a large share of
+ * flatten's CPU.
  */
-function openLayerTar(image: string): LayerTar {
-  const child = spawn('sqfs2tar', ['-r', '.', image], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (d: string) => {
-    if (stderr.length < 8192) stderr += d;
-  });
-  const exited = new Promise<void>((resolve, reject) => {
-    child.on('error', (e) => reject(new StrataError('E_INTERNAL', `cannot run sqfs2tar (install squashfs-tools-ng): ${e.message}`, {}, { cause: e })));
-    child.on('close', (code, signal) => {
-      if (code === 0) resolve();
-      else reject(new StrataError('E_CORRUPT', `sqfs2tar could not read layer ${image} (${signal ?? `exit ${code}`}): ${stderr.trim()}`, { image }));
+class LayerSource {
+  /** Resolves when sqfs2tar exited 0; rejects with its stderr otherwise. */
+  readonly exited: Promise<void>;
+  private readonly child: ChildProcessByStdio<null, Readable, Readable>;
+  private queue: Buffer[] = [];
+  private head = 0;
+  private queued = 0;
+  private ended = false;
+  private paused = false;
+  private pumping = false;
+  private again = false;
+  private readError: Error | null = null;
+  private sink: { parser: TarParser; blocked: () => boolean; resolve: () => void; reject: (e: unknown) => void } | null = null;
+
+  constructor(readonly image: string) {
+    const child = spawn('sqfs2tar', ['-r', '.', image], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => {
+      if (stderr.length < 8192) stderr += d;
     });
-  });
-  exited.catch(() => undefined); // observed by the caller; avoid an unhandled rejection when it is killed early
-  return {
-    stdout: child.stdout as AsyncIterable<Buffer>,
-    exited,
-    kill: () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    },
-  };
+    this.exited = new Promise<void>((resolve, reject) => {
+      child.on('error', (e) => reject(new StrataError('E_INTERNAL', `cannot run sqfs2tar (install squashfs-tools-ng): ${e.message}`, {}, { cause: e })));
+      child.on('close', (code, signal) => {
+        if (code === 0) resolve();
+        else reject(new StrataError('E_CORRUPT', `sqfs2tar could not read layer ${image} (${signal ?? `exit ${code}`}): ${stderr.trim()}`, { image }));
+      });
+    });
+    this.exited.catch(() => undefined); // observed by the caller; avoid an unhandled rejection when it is killed early
+    child.stdout.on('data', (b: Buffer) => {
+      this.queue.push(b);
+      this.queued += b.length;
+      if (this.queued >= SOURCE_BUFFER && !this.paused) {
+        this.paused = true;
+        child.stdout.pause();
+      }
+      this.pump();
+    });
+    child.stdout.on('end', () => {
+      this.ended = true;
+      this.pump();
+    });
+    child.stdout.on('error', (e) => {
+      this.readError = e;
+      this.ended = true;
+      this.pump();
+    });
+  }
+
+  /** Feeds all of sqfs2tar's output to parser, holding back while blocked(); resolves at its end. */
+  consume(parser: TarParser, blocked: () => boolean): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.sink = { parser, blocked, resolve, reject };
+      this.pump();
+    });
+  }
+
+  /** Moves queued output into the parser while the consumer has room; call again when it has. */
+  pump(): void {
+    if (this.pumping) {
+      this.again = true; // called from inside a push (the output asked for more): loop once more
+      return;
+    }
+    const s = this.sink;
+    if (!s) return;
+    this.pumping = true;
+    try {
+      do {
+        this.again = false;
+        while (this.head < this.queue.length && !s.blocked()) {
+          const b = this.queue[this.head]!;
+          this.queue[this.head++] = EMPTY;
+          this.queued -= b.length;
+          s.parser.push(b);
+        }
+        if (this.head === this.queue.length) {
+          this.queue = [];
+          this.head = 0;
+        }
+      } while (this.again);
+      if (this.paused && this.queued < SOURCE_BUFFER / 2) {
+        this.paused = false;
+        this.child.stdout.resume();
+      }
+      if (this.ended && this.queued === 0 && this.head === this.queue.length) {
+        this.sink = null;
+        if (this.readError) throw this.readError;
+        s.parser.finish();
+        s.resolve();
+      }
+    } catch (e) {
+      this.sink = null;
+      this.kill();
+      s.reject(e);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  kill(): void {
+    const c = this.child;
+    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    // A paused pipe would never see its end: drop it so 'close' can fire.
+    c.stdout.destroy();
+    const s = this.sink;
+    if (s) {
+      this.sink = null;
+      s.reject(new StrataError('E_INTERNAL', `reading layer ${this.image} was stopped`, { image: this.image }));
+    }
+  }
 }
+
+const EMPTY = Buffer.alloc(0);
 
 // ---------------------------------------------------------------- flatten
 
-/** Small headers are gathered into larger chunks; big body pieces pass straight through. */
-class Batcher {
+/** Gathers small headers into larger chunks; big body pieces pass straight through. Tracks backpressure. */
+class TarOut {
   private parts: Buffer[] = [];
   private size = 0;
-  *push(b: Buffer): Generator<Buffer> {
+  /** The consumer's buffer is full: stop feeding parsers until it reads. */
+  full = false;
+  constructor(private readonly rs: Readable) {}
+
+  write(b: Buffer): void {
     if (b.length >= 32 * 1024) {
-      yield* this.flush();
-      yield b;
+      this.flush();
+      this.send(b);
       return;
     }
+    if (b.length === 0) return;
     this.parts.push(b);
     this.size += b.length;
-    if (this.size >= 64 * 1024) yield* this.flush();
+    if (this.size >= 64 * 1024) this.flush();
   }
-  *flush(): Generator<Buffer> {
+
+  flush(): void {
     if (this.size === 0) return;
-    const out = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts);
+    const out = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.size);
     this.parts = [];
     this.size = 0;
-    yield out;
+    this.send(out);
+  }
+
+  private send(b: Buffer): void {
+    if (!this.rs.push(b)) this.full = true;
   }
 }
 
@@ -414,111 +673,213 @@ interface PendingLink {
   target: string;
 }
 
-async function* flattenLayers(images: string[], plan: MergePlan): AsyncGenerator<Buffer> {
-  const out = new Batcher();
-  const done = new Set<string>();
-  const wanted = new Set<number>(plan.owner.values());
-  for (const k of plan.linkCarrier.keys()) wanted.add(k);
-  // The root's mode, owner and xattrs come from the topmost layer, even when
-  // the listings left the root out (every squashfs has one).
-  const rootLayer = plan.owner.get('') ?? images.length - 1;
-  wanted.add(rootLayer);
+/** State shared by the layers of one flatten. */
+interface MergeState {
+  plan: MergePlan;
+  out: TarOut;
+  /** Output paths already written. */
+  done: Set<string>;
+  /** The layer that provides the root's attributes. */
+  rootLayer: number;
+}
 
-  for (let layer = 0; layer < images.length; layer++) {
-    if (!wanted.has(layer)) continue; // fully shadowed: not even read
-    const carriers = plan.linkCarrier.get(layer);
-    const owned = (p: string) => (p === '' ? rootLayer : plan.owner.get(p)) === layer;
-    // Stream path of a file that bore data -> output path that now holds that data.
-    const dataAt = new Map<string, string>();
-    const pending: PendingLink[] = [];
+/** One layer's pass: copies the entries the plan gives to this layer. */
+class LayerMerge implements TarVisitor {
+  readonly pending: PendingLink[] = [];
+  /** Stream path of a file that bore data -> output path that now holds that data. */
+  private readonly dataAt = new Map<string, string>();
+  private readonly carriers: Map<string, string> | undefined;
+  private copying: { h: TarHeader; p: string; as: string } | null = null;
 
-    const tar = openLayerTar(images[layer]!);
-    try {
-      for await (const { header: h, body } of readTar(tar.stdout)) {
-        const p = h.path;
-        if (h.type === 'hardlink') {
-          if (!owned(p) || done.has(p)) continue;
-          const target = dataAt.get(h.linkname);
-          if (target === undefined) pending.push({ header: h, target: h.linkname });
-          else if (target !== p) {
-            // Only the link target changes: the attributes are the shared inode's.
-            yield* out.push(encodeTarHeader(outputHeader({ ...h, linkname: target }, p, plan)));
-            dataAt.set(p, target);
-            done.add(p);
-          }
-          continue;
-        }
-        const carrier = h.type === 'file' ? carriers?.get(p) : undefined;
-        const as = carrier !== undefined && !done.has(carrier) ? carrier : owned(p) && !done.has(p) ? p : undefined;
-        if (as === undefined) continue; // shadowed: its body is skipped by readTar
-        yield* out.push(encodeTarHeader(outputHeader(h, as, plan)));
-        done.add(as);
-        if (h.type === 'file') {
-          for await (const piece of body()) yield* out.push(piece);
-          yield* out.push(padding(h.size));
-          dataAt.set(p, as);
-          if (as !== p && owned(p) && !done.has(p)) {
-            yield* out.push(encodeTarHeader(outputHeader({ ...h, type: 'hardlink', linkname: as, size: 0 }, p, plan)));
-            done.add(p);
-          }
-        }
+  constructor(private readonly layer: number, private readonly m: MergeState) {
+    this.carriers = m.plan.linkCarrier.get(layer);
+  }
+
+  private owned(p: string): boolean {
+    return (p === '' ? this.m.rootLayer : this.m.plan.owner.get(p)) === this.layer;
+  }
+
+  entry(h: TarHeader): boolean {
+    const { plan, out, done } = this.m;
+    const p = h.path;
+    if (h.type === 'hardlink') {
+      if (!this.owned(p) || done.has(p)) return false;
+      const target = this.dataAt.get(h.linkname);
+      if (target === undefined) this.pending.push({ header: h, target: h.linkname });
+      else if (target !== p) {
+        // Only the link target changes: the attributes are the shared inode's.
+        out.write(encodeTarHeader(outputHeader({ ...h, linkname: target }, p, plan)));
+        this.dataAt.set(p, target);
+        done.add(p);
       }
-      await tar.exited;
-    } finally {
-      tar.kill();
+      return false;
     }
-    if (pending.length > 0) yield* resolvePendingLinks(images[layer]!, pending, plan, done, out);
+    const carrier = h.type === 'file' ? this.carriers?.get(p) : undefined;
+    const as = carrier !== undefined && !done.has(carrier) ? carrier : this.owned(p) && !done.has(p) ? p : undefined;
+    if (as === undefined) return false; // shadowed: its body is skipped by the parser
+    out.write(encodeTarHeader(outputHeader(h, as, plan)));
+    done.add(as);
+    if (h.type !== 'file') return false;
+    this.copying = { h, p, as };
+    return true;
   }
 
-  for (const w of plan.whiteouts) {
-    if (done.has(w)) continue;
-    yield* out.push(encodeTarHeader({
-      path: w, type: 'char', mode: 0, uid: 0, gid: 0, size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: new Map(),
-    }));
-    done.add(w);
+  data(piece: Buffer): void {
+    this.m.out.write(piece);
   }
-  yield* out.push(Buffer.alloc(1024)); // end of archive
-  yield* out.flush();
+
+  bodyEnd(): void {
+    const { h, p, as } = this.copying!;
+    this.copying = null;
+    const { plan, out, done } = this.m;
+    out.write(padding(h.size));
+    this.dataAt.set(p, as);
+    if (as !== p && this.owned(p) && !done.has(p)) {
+      out.write(encodeTarHeader(outputHeader({ ...h, type: 'hardlink', linkname: as, size: 0 }, p, plan)));
+      done.add(p);
+    }
+  }
 }
 
 /**
  * Hardlinks whose data-bearing file was shadowed and that the plan's entry
  * lists did not describe as one group (a lister that reports links
- * differently): read the layer once more and give the data to the first
- * pending link, the others link to it.
+ * differently): on a second read of the layer, the first pending link gets
+ * the data, the others link to it.
  */
-async function* resolvePendingLinks(image: string, pending: PendingLink[], plan: MergePlan, done: Set<string>, out: Batcher): AsyncGenerator<Buffer> {
-  const byTarget = new Map<string, PendingLink[]>();
-  for (const l of pending) {
-    const list = byTarget.get(l.target) ?? [];
-    list.push(l);
-    byTarget.set(l.target, list);
+class PendingLinkMerge implements TarVisitor {
+  readonly byTarget = new Map<string, PendingLink[]>();
+  private copying: { h: TarHeader; live: PendingLink[] } | null = null;
+
+  constructor(pending: PendingLink[], private readonly m: MergeState) {
+    for (const l of pending) {
+      const list = this.byTarget.get(l.target) ?? [];
+      list.push(l);
+      this.byTarget.set(l.target, list);
+    }
   }
-  const tar = openLayerTar(image);
-  try {
-    for await (const { header: h, body } of readTar(tar.stdout)) {
-      const links = h.type === 'file' ? byTarget.get(h.path) : undefined;
-      if (!links) continue;
-      byTarget.delete(h.path);
-      const live = links.filter((l) => !done.has(l.header.path));
-      if (live.length === 0) continue;
-      const carrier = live[0]!.header.path;
-      yield* out.push(encodeTarHeader(outputHeader(h, carrier, plan)));
-      for await (const piece of body()) yield* out.push(piece);
-      yield* out.push(padding(h.size));
-      done.add(carrier);
-      for (const l of live.slice(1)) {
-        yield* out.push(encodeTarHeader(outputHeader({ ...l.header, linkname: carrier }, l.header.path, plan)));
-        done.add(l.header.path);
+
+  entry(h: TarHeader): boolean {
+    const links = h.type === 'file' ? this.byTarget.get(h.path) : undefined;
+    if (!links) return false;
+    this.byTarget.delete(h.path);
+    const live = links.filter((l) => !this.m.done.has(l.header.path));
+    if (live.length === 0) return false;
+    const carrier = live[0]!.header.path;
+    this.m.out.write(encodeTarHeader(outputHeader(h, carrier, this.m.plan)));
+    this.m.done.add(carrier);
+    this.copying = { h, live };
+    return true;
+  }
+
+  data(piece: Buffer): void {
+    this.m.out.write(piece);
+  }
+
+  bodyEnd(): void {
+    const { h, live } = this.copying!;
+    this.copying = null;
+    const { plan, out, done } = this.m;
+    out.write(padding(h.size));
+    const carrier = live[0]!.header.path;
+    for (const l of live.slice(1)) {
+      out.write(encodeTarHeader(outputHeader({ ...l.header, linkname: carrier }, l.header.path, plan)));
+      done.add(l.header.path);
+    }
+  }
+}
+
+/**
+ * The merged tar as a Readable. Each wanted layer is read once, in order;
+ * up to READ_AHEAD later wanted layers are already being read into bounded
+ * queues. Backpressure: when the consumer's buffer is full, parsing stops
+ * (the current queue then fills, and its sqfs2tar blocks on its pipe) until
+ * the consumer reads again.
+ */
+function flattenStream(images: string[], plan: MergePlan): Readable {
+  const live = new Set<LayerSource>();
+  let current: LayerSource | null = null;
+  let started = false;
+  let stopped = false;
+  const open = (image: string): LayerSource => {
+    const s = new LayerSource(image);
+    live.add(s);
+    return s;
+  };
+  const close = (s: LayerSource): void => {
+    s.kill();
+    live.delete(s);
+  };
+
+  const rs = new Readable({
+    highWaterMark: 256 * 1024,
+    read() {
+      out.full = false;
+      if (!started) {
+        started = true;
+        run().then(() => rs.push(null), (e: unknown) => rs.destroy(e as Error));
+      } else current?.pump();
+    },
+    destroy(err, cb) {
+      stopped = true;
+      for (const s of live) s.kill();
+      live.clear();
+      cb(err);
+    },
+  });
+  const out = new TarOut(rs);
+  const m: MergeState = { plan, out, done: new Set(), rootLayer: plan.owner.get('') ?? images.length - 1 };
+
+  /** Reads one layer through visitor; the source is closed whatever happens. */
+  const readLayer = async (src: LayerSource, visitor: TarVisitor): Promise<void> => {
+    current = src;
+    try {
+      await src.consume(new TarParser(visitor), () => out.full);
+      await src.exited;
+    } finally {
+      current = null;
+      close(src);
+    }
+  };
+
+  async function run(): Promise<void> {
+    const wantedSet = new Set<number>(plan.owner.values());
+    for (const k of plan.linkCarrier.keys()) wantedSet.add(k);
+    // The root's mode, owner and xattrs come from the topmost layer, even when
+    // the listings left the root out (every squashfs has one).
+    wantedSet.add(m.rootLayer);
+    // Fully shadowed layers are not even read.
+    const wanted = [...wantedSet].filter((l) => l >= 0 && l < images.length).sort((a, b) => a - b);
+    const ahead = new Map<number, LayerSource>();
+    for (let k = 0; k < wanted.length; k++) {
+      if (stopped) return;
+      for (let j = k; j < wanted.length && j <= k + READ_AHEAD; j++) if (!ahead.has(j)) ahead.set(j, open(images[wanted[j]!]!));
+      const src = ahead.get(k)!;
+      ahead.delete(k);
+      const layer = wanted[k]!;
+      const merge = new LayerMerge(layer, m);
+      await readLayer(src, merge);
+      if (merge.pending.length > 0 && !stopped) {
+        const again = new PendingLinkMerge(merge.pending, m);
+        await readLayer(open(images[layer]!), again);
+        if (again.byTarget.size > 0) {
+          throw new StrataError('E_CORRUPT', `layer ${images[layer]} has hardlinks to missing files: ${[...again.byTarget.keys()].slice(0, 5).join(', ')}`, { image: images[layer] });
+        }
       }
     }
-    await tar.exited;
-  } finally {
-    tar.kill();
+    if (stopped) return;
+    for (const w of plan.whiteouts) {
+      if (m.done.has(w)) continue;
+      out.write(encodeTarHeader({
+        path: w, type: 'char', mode: 0, uid: 0, gid: 0, size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: new Map(),
+      }));
+      m.done.add(w);
+    }
+    out.write(ZEROS); // end of archive
+    out.flush();
   }
-  if (byTarget.size > 0) {
-    throw new StrataError('E_CORRUPT', `layer ${image} has hardlinks to missing files: ${[...byTarget.keys()].slice(0, 5).join(', ')}`, { image });
-  }
+
+  return rs;
 }
 
 /**
@@ -535,5 +896,5 @@ export function flattenToTar(layerImages: string[], entries: LayerEntry[][], opt
   }
   if (layerImages.length === 0) throw new StrataError('E_NOTHING_TO_DO', 'nothing to flatten: the chain has no layers');
   const plan = planMerge(entries, opts);
-  return Readable.from(flattenLayers(layerImages, plan), { objectMode: false, highWaterMark: 256 * 1024 });
+  return flattenStream(layerImages, plan);
 }

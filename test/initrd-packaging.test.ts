@@ -85,6 +85,14 @@ describe('initramfs-tools packaging (boot=strata)', () => {
   }, 150_000);
 });
 
+/** apt-get download, after an apt-get update when the package lists are missing or stale. */
+function download(): { stderr: string } {
+  const first = spawnSync('apt-get', ['download', 'dracut-core'], { cwd: join(dir, 'deb'), encoding: 'utf8', timeout: 120_000 });
+  if (first.status === 0) return first;
+  spawnSync('apt-get', ['update', '-q'], { encoding: 'utf8', timeout: 300_000 });
+  return spawnSync('apt-get', ['download', 'dracut-core'], { cwd: join(dir, 'deb'), encoding: 'utf8', timeout: 120_000 });
+}
+
 describe('dracut packaging (90strata, root=strata)', () => {
   it('an unpacked dracut-core builds an image with the module, its hooks and the script, and it boots', async () => {
     const deb = join(dir, 'deb');
@@ -93,7 +101,7 @@ describe('dracut packaging (90strata, root=strata)', () => {
     const cached = readdirSync('/var/cache/apt/archives').filter((f) => /^dracut-core_.*\.deb$/.test(f)).sort().at(-1);
     const dl = cached
       ? (cpSync(join('/var/cache/apt/archives', cached), join(deb, cached)), { stderr: '' })
-      : spawnSync('apt-get', ['download', 'dracut-core'], { cwd: deb, encoding: 'utf8', timeout: 120_000 });
+      : download();
     const debs = readdirSync(deb).filter((f) => f.endsWith('.deb'));
     expect(debs, `apt-get download dracut-core failed: ${dl.stderr}`).toHaveLength(1);
     const root = join(dir, 'dracut-root');
