@@ -13,9 +13,11 @@
  * reader and writer below keep xattr values as Buffers end to end.
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { createHash, type Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { StrataError } from './errors.ts';
 import { planMerge, type MergePlan } from './overlay-merge.ts';
+import { xattrValueToString } from './tar-check.ts';
 import type { LayerEntry } from './types.ts';
 
 const OPAQUE_XATTR = 'trusted.overlay.opaque';
@@ -681,6 +683,80 @@ interface MergeState {
   done: Set<string>;
   /** The layer that provides the root's attributes. */
   rootLayer: number;
+  listing: Listing;
+}
+
+const EMPTY_SHA256 = createHash('sha256').digest('hex');
+const MAX_U32 = 0xffffffff;
+/** squashfs stores xattrs only in these namespaces (as TarChecker keeps them). */
+const SQUASHFS_XATTR_PREFIXES = ['user.', 'trusted.', 'security.'];
+
+/**
+ * The LayerEntry list of the output stream, built as headers are written: the
+ * list TarChecker would make of the same bytes (store/bake.ts's trusted
+ * path skips the re-check for a stream the store made itself). A file's
+ * sha256 is its input entry's when the input listing has one for the stream
+ * path the body was copied from (the body is copied unchanged), else it is
+ * hashed on the way through.
+ */
+class Listing {
+  readonly entries: LayerEntry[] = [];
+  private nonUtf8 = 0;
+  private hashing: { entry: LayerEntry; hash: Hash } | null = null;
+
+  get warnings(): string[] {
+    return this.nonUtf8 ? [`${this.nonUtf8} paths are not valid UTF-8; they are listed with replacement characters`] : [];
+  }
+
+  /** Records the entry encodeTarHeader(h) describes; returns it. */
+  add(h: TarHeader): LayerEntry {
+    const e: LayerEntry = {
+      path: h.path,
+      type: h.type,
+      mode: h.type === 'symlink' ? 0o777 : h.mode & 0o7777,
+      uid: h.uid,
+      gid: h.gid,
+      size: h.type === 'file' ? h.size : 0,
+      // What TarChecker reads back from encodeTarHeader: whole seconds, clamped like squashfs.
+      mtime: Math.min(Math.max(Math.trunc(h.mtime), 0), MAX_U32),
+    };
+    if (h.type === 'symlink' || h.type === 'hardlink') e.linkname = h.linkname;
+    if (h.type === 'char' || h.type === 'block') { e.devmajor = h.devmajor; e.devminor = h.devminor; }
+    if (h.type === 'char' && h.devmajor === 0 && h.devminor === 0) e.whiteout = true;
+    const kept = [...h.xattrs.keys()]
+      .filter((n) => !n.startsWith('system.posix_acl_') && SQUASHFS_XATTR_PREFIXES.some((p) => n.startsWith(p) && n.length > p.length))
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    if (kept.length) {
+      e.xattrs = Object.fromEntries(kept.map((n) => [n, xattrValueToString(h.xattrs.get(n)!)]));
+      if (h.type === 'dir' && e.xattrs['trusted.overlay.opaque'] === 'y') e.opaque = true;
+    }
+    if (h.path.includes('\uFFFD')) this.nonUtf8++;
+    this.entries.push(e);
+    return e;
+  }
+
+  /** A file entry whose body follows: its content hash, known or computed from the data. */
+  body(e: LayerEntry, source: LayerEntry | undefined): void {
+    if (e.size === 0) e.sha256 = EMPTY_SHA256;
+    else if (source?.type === 'file' && source.size === e.size && source.sha256) e.sha256 = source.sha256;
+    else this.hashing = { entry: e, hash: createHash('sha256') };
+  }
+
+  data(piece: Buffer): void {
+    this.hashing?.hash.update(piece);
+  }
+
+  bodyEnd(): void {
+    if (!this.hashing) return;
+    this.hashing.entry.sha256 = this.hashing.hash.digest('hex');
+    this.hashing = null;
+  }
+}
+
+/** Writes one header and lists its entry. */
+function emitHeader(m: MergeState, h: TarHeader): LayerEntry {
+  m.out.write(encodeTarHeader(h));
+  return m.listing.add(h);
 }
 
 /** One layer's pass: copies the entries the plan gives to this layer. */
@@ -691,8 +767,12 @@ class LayerMerge implements TarVisitor {
   private readonly carriers: Map<string, string> | undefined;
   private copying: { h: TarHeader; p: string; as: string } | null = null;
 
-  constructor(private readonly layer: number, private readonly m: MergeState) {
+  /** This layer's listing by path (for content hashes). */
+  private readonly inputs: Map<string, LayerEntry>;
+
+  constructor(private readonly layer: number, private readonly m: MergeState, inputs: LayerEntry[]) {
     this.carriers = m.plan.linkCarrier.get(layer);
+    this.inputs = new Map(inputs.map((e) => [e.path, e]));
   }
 
   private owned(p: string): boolean {
@@ -708,7 +788,7 @@ class LayerMerge implements TarVisitor {
       if (target === undefined) this.pending.push({ header: h, target: h.linkname });
       else if (target !== p) {
         // Only the link target changes: the attributes are the shared inode's.
-        out.write(encodeTarHeader(outputHeader({ ...h, linkname: target }, p, plan)));
+        emitHeader(this.m, outputHeader({ ...h, linkname: target }, p, plan));
         this.dataAt.set(p, target);
         done.add(p);
       }
@@ -717,25 +797,28 @@ class LayerMerge implements TarVisitor {
     const carrier = h.type === 'file' ? this.carriers?.get(p) : undefined;
     const as = carrier !== undefined && !done.has(carrier) ? carrier : this.owned(p) && !done.has(p) ? p : undefined;
     if (as === undefined) return false; // shadowed: its body is skipped by the parser
-    out.write(encodeTarHeader(outputHeader(h, as, plan)));
+    const e = emitHeader(this.m, outputHeader(h, as, plan));
     done.add(as);
     if (h.type !== 'file') return false;
+    this.m.listing.body(e, this.inputs.get(p));
     this.copying = { h, p, as };
     return true;
   }
 
   data(piece: Buffer): void {
     this.m.out.write(piece);
+    this.m.listing.data(piece);
   }
 
   bodyEnd(): void {
     const { h, p, as } = this.copying!;
     this.copying = null;
-    const { plan, out, done } = this.m;
+    const { plan, out, done, listing } = this.m;
+    listing.bodyEnd();
     out.write(padding(h.size));
     this.dataAt.set(p, as);
     if (as !== p && this.owned(p) && !done.has(p)) {
-      out.write(encodeTarHeader(outputHeader({ ...h, type: 'hardlink', linkname: as, size: 0 }, p, plan)));
+      emitHeader(this.m, outputHeader({ ...h, type: 'hardlink', linkname: as, size: 0 }, p, plan));
       done.add(p);
     }
   }
@@ -751,7 +834,7 @@ class PendingLinkMerge implements TarVisitor {
   readonly byTarget = new Map<string, PendingLink[]>();
   private copying: { h: TarHeader; live: PendingLink[] } | null = null;
 
-  constructor(pending: PendingLink[], private readonly m: MergeState) {
+  constructor(pending: PendingLink[], private readonly m: MergeState, private readonly inputs: LayerEntry[]) {
     for (const l of pending) {
       const list = this.byTarget.get(l.target) ?? [];
       list.push(l);
@@ -766,24 +849,28 @@ class PendingLinkMerge implements TarVisitor {
     const live = links.filter((l) => !this.m.done.has(l.header.path));
     if (live.length === 0) return false;
     const carrier = live[0]!.header.path;
-    this.m.out.write(encodeTarHeader(outputHeader(h, carrier, this.m.plan)));
+    const e = emitHeader(this.m, outputHeader(h, carrier, this.m.plan));
     this.m.done.add(carrier);
+    // Rare path (a lister that hides hardlinks): a linear search is fine.
+    this.m.listing.body(e, this.inputs.find((x) => x.path === h.path));
     this.copying = { h, live };
     return true;
   }
 
   data(piece: Buffer): void {
     this.m.out.write(piece);
+    this.m.listing.data(piece);
   }
 
   bodyEnd(): void {
     const { h, live } = this.copying!;
     this.copying = null;
-    const { plan, out, done } = this.m;
+    const { plan, out, done, listing } = this.m;
+    listing.bodyEnd();
     out.write(padding(h.size));
     const carrier = live[0]!.header.path;
     for (const l of live.slice(1)) {
-      out.write(encodeTarHeader(outputHeader({ ...l.header, linkname: carrier }, l.header.path, plan)));
+      emitHeader(this.m, outputHeader({ ...l.header, linkname: carrier }, l.header.path, plan));
       done.add(l.header.path);
     }
   }
@@ -796,7 +883,7 @@ class PendingLinkMerge implements TarVisitor {
  * (the current queue then fills, and its sqfs2tar blocks on its pipe) until
  * the consumer reads again.
  */
-function flattenStream(images: string[], plan: MergePlan): Readable {
+function flattenStream(images: string[], entries: LayerEntry[][], plan: MergePlan): FlattenTar {
   const live = new Set<LayerSource>();
   let current: LayerSource | null = null;
   let started = false;
@@ -811,6 +898,7 @@ function flattenStream(images: string[], plan: MergePlan): Readable {
     live.delete(s);
   };
 
+  const listing = new Listing();
   const rs = new Readable({
     highWaterMark: 256 * 1024,
     read() {
@@ -828,7 +916,7 @@ function flattenStream(images: string[], plan: MergePlan): Readable {
     },
   });
   const out = new TarOut(rs);
-  const m: MergeState = { plan, out, done: new Set(), rootLayer: plan.owner.get('') ?? images.length - 1 };
+  const m: MergeState = { plan, out, done: new Set(), rootLayer: plan.owner.get('') ?? images.length - 1, listing };
 
   /** Reads one layer through visitor; the source is closed whatever happens. */
   const readLayer = async (src: LayerSource, visitor: TarVisitor): Promise<void> => {
@@ -857,10 +945,10 @@ function flattenStream(images: string[], plan: MergePlan): Readable {
       const src = ahead.get(k)!;
       ahead.delete(k);
       const layer = wanted[k]!;
-      const merge = new LayerMerge(layer, m);
+      const merge = new LayerMerge(layer, m, entries[layer]!);
       await readLayer(src, merge);
       if (merge.pending.length > 0 && !stopped) {
-        const again = new PendingLinkMerge(merge.pending, m);
+        const again = new PendingLinkMerge(merge.pending, m, entries[layer]!);
         await readLayer(open(images[layer]!), again);
         if (again.byTarget.size > 0) {
           throw new StrataError('E_CORRUPT', `layer ${images[layer]} has hardlinks to missing files: ${[...again.byTarget.keys()].slice(0, 5).join(', ')}`, { image: images[layer] });
@@ -870,16 +958,32 @@ function flattenStream(images: string[], plan: MergePlan): Readable {
     if (stopped) return;
     for (const w of plan.whiteouts) {
       if (m.done.has(w)) continue;
-      out.write(encodeTarHeader({
+      emitHeader(m, {
         path: w, type: 'char', mode: 0, uid: 0, gid: 0, size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: new Map(),
-      }));
+      });
       m.done.add(w);
     }
     out.write(ZEROS); // end of archive
     out.flush();
   }
 
-  return rs;
+  let finished = false;
+  rs.once('end', () => { finished = true; });
+  return Object.assign(rs, {
+    listing: () => {
+      if (!finished) throw new StrataError('E_INTERNAL', 'the flatten listing is only complete once the stream has ended');
+      return { entries: listing.entries, warnings: listing.warnings };
+    },
+  });
+}
+
+/** The merged tar stream, and after its end the listing of what it holds. */
+export interface FlattenTar extends Readable {
+  /**
+   * The entries of the stream, equal to what TarChecker lists for the same
+   * bytes (sha256 included); only once the stream has ended.
+   */
+  listing(): { entries: LayerEntry[]; warnings: string[] };
 }
 
 /**
@@ -890,11 +994,11 @@ function flattenStream(images: string[], plan: MergePlan): Readable {
  * opaque marks where the segment hid their content. Errors (a layer sqfs2tar
  * cannot read, a malformed stream) surface as an 'error' event on the stream.
  */
-export function flattenToTar(layerImages: string[], entries: LayerEntry[][], opts: { keepBelow: boolean }): NodeJS.ReadableStream {
+export function flattenToTar(layerImages: string[], entries: LayerEntry[][], opts: { keepBelow: boolean }): FlattenTar {
   if (layerImages.length !== entries.length) {
     throw new StrataError('E_BAD_ARGUMENT', `flatten got ${layerImages.length} layer images but ${entries.length} entry lists`);
   }
   if (layerImages.length === 0) throw new StrataError('E_NOTHING_TO_DO', 'nothing to flatten: the chain has no layers');
   const plan = planMerge(entries, opts);
-  return flattenStream(layerImages, plan);
+  return flattenStream(layerImages, entries, plan);
 }

@@ -617,7 +617,9 @@ export class Store {
     if (part.length < 2) throw new StrataError('E_NOTHING_TO_DO', `${part.length === 0 ? 'no layers' : 'only one layer'} above ${keep ? 'that commit' : 'nothing'}; nothing to flatten`);
     const entries = part.map((l) => this.layerEntries(l.digest));
     const tar = flattenToTar(part.map((l) => this.objectPath(l.digest)), entries, { keepBelow: keep > 0 });
-    const baked = await bakeTar(tar, this.bakeOptions(profile));
+    // The merged tar is the store's own (headers encoded from checked layers):
+    // no re-check, its listing comes from the merge (docs/decisions.md, "Flatten speed").
+    const baked = await bakeTar(tar, { ...this.bakeOptions(profile), trustedListing: () => tar.listing() });
     const layer = await this.registerBaked(baked);
     const r = this.createCommit({
       profile: profile.name, ref: profileName, expectedHead: head.id, parent: head.id, layers: [...chain.slice(0, keep), layer],

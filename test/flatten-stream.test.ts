@@ -11,7 +11,9 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bakeTar } from '../store/bake.ts';
 import { flattenToTar, readTar } from '../store/flatten-stream.ts';
+import { listSquashfs } from '../store/squashfs.ts';
 import type { LayerEntry } from '../store/types.ts';
 
 let tmp = '';
@@ -326,6 +328,48 @@ describe('flattenToTar against the kernel overlay', () => {
     } finally {
       await unmount(dir);
     }
+  });
+
+  it("the trusted bake of a flatten lists exactly what TarCheckStream lists, and bakes the same image", async () => {
+    // store.flatten skips the re-check of its own stream: the listing the
+    // merge builds must equal the checker's, sha256 of contents, opaque marks
+    // and whiteouts included. With listings that carry content hashes (the
+    // store's: reused) and without (hashed on the way through).
+    const checked = await Promise.all(layers.map((l) => listSquashfs(l)));
+    expect(checked[0]!.find((e) => e.path === 'etc/hostname')?.sha256).toMatch(/^[0-9a-f]{64}$/);
+    const dir = await fs.mkdtemp(path.join(tmp, 'trusted-'));
+    const opts = { tmpDir: dir, compressor: 'zstd' as const, level: 3, maxUncompressedBytes: 1 << 30, maxEntries: 100_000 };
+    const cases: [string[], LayerEntry[][], boolean][] = [
+      [layers, checked, false], [layers.slice(1), checked.slice(1), true], [layers, entries, false], [layers.slice(1), entries.slice(1), true],
+    ];
+    for (const [imgs, lists, keepBelow] of cases) {
+      const viaCheck = await bakeTar(flattenToTar(imgs, lists, { keepBelow }), opts);
+      const tar = flattenToTar(imgs, lists, { keepBelow });
+      const trusted = await bakeTar(tar, { ...opts, trustedListing: () => tar.listing() });
+      expect(trusted.entries).toEqual(viaCheck.entries);
+      expect(JSON.stringify(trusted.entries)).toBe(JSON.stringify(viaCheck.entries));
+      expect(trusted.digest).toBe(viaCheck.digest);
+      expect(trusted.uncompressedBytes).toBe(viaCheck.uncompressedBytes);
+      expect(trusted.warnings).toEqual(viaCheck.warnings);
+      await fs.rm(viaCheck.path);
+      await fs.rm(trusted.path);
+      // The cases the listing must get right are really there.
+      const files = viaCheck.entries.filter((e) => e.type === 'file');
+      expect(files.length).toBeGreaterThan(5);
+      expect(files.every((e) => /^[0-9a-f]{64}$/.test(e.sha256 ?? ''))).toBe(true);
+      if (keepBelow) {
+        expect(viaCheck.entries.some((e) => e.whiteout)).toBe(true);
+        expect(viaCheck.entries.some((e) => e.opaque)).toBe(true);
+      }
+      expect(viaCheck.entries.some((e) => e.type === 'hardlink')).toBe(true);
+    }
+    // The limits still hold on the trusted path.
+    const tar = flattenToTar(layers, checked, { keepBelow: false });
+    await expect(bakeTar(tar, { ...opts, maxEntries: 3, trustedListing: () => tar.listing() })).rejects.toMatchObject({ code: 'E_TOO_LARGE' });
+    const tar2 = flattenToTar(layers, checked, { keepBelow: false });
+    await expect(bakeTar(tar2, { ...opts, maxUncompressedBytes: 10_000, trustedListing: () => tar2.listing() })).rejects.toMatchObject({ code: 'E_TOO_LARGE' });
+    // Failed bakes leave no temp image behind.
+    expect(await fs.readdir(dir)).toEqual([]);
   });
 
   it('reports a layer that is not a squashfs image as an error on the stream', async () => {
