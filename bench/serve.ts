@@ -4,7 +4,9 @@
  *    then from nginx (Debian package, its own temp config, sendfile on) serving
  *    the very same file. Goal: strata/nginx throughput >= 0.8. Measured twice:
  *    strata in one process (the default) and with httpWorkers = 2 (node:cluster,
- *    server/cluster.ts); both are divided by the best nginx run.
+ *    server/cluster.ts); both are divided by the best nginx run. A third row:
+ *    strata behind nginx as `strata nginx-conf` configures it (objects sent by
+ *    nginx from the store, everything else proxied to strata).
  *  - A 200 MB push over SSH (OpenSSH client -> strata's ssh2 endpoint, until
  *    the push id is printed) against `scp` of the same file to a local sshd
  *    (temp config, host key and authorized_keys). Goal: >= 0.7.
@@ -40,6 +42,9 @@ export interface ServeBenchResult {
   /** The same load against `startServer({ httpWorkers: 2 })`. */
   httpStrata2MBps: number;
   httpRatio2: number;
+  /** The same load through an nginx front made by renderNginxConf (cli/nginx-conf.ts). */
+  httpFrontMBps: number;
+  httpRatioFront: number;
   pushStrataMBps: number;
   pushScpMBps: number;
   pushRatio: number;
@@ -156,6 +161,7 @@ export async function main(): Promise<ServeBenchResult | null> {
   let strata: ChildProcess | null = null;
   let strata2: ChildProcess | null = null;
   let nginx: ChildProcess | null = null;
+  let front: ChildProcess | null = null;
   let sshd: ChildProcess | null = null;
   try {
     // --- a store with a 100 MB blob (stored as the profile's kernel: any blob is served alike)
@@ -209,6 +215,33 @@ http {
     nginx = spawn('/usr/sbin/nginx', ['-c', join(work, 'nginx', 'nginx.conf'), '-p', join(work, 'nginx')], { stdio: ['ignore', 'ignore', 'inherit'] });
     await waitPort(nginxPort);
 
+    // --- strata behind nginx, configured by `strata nginx-conf` (objects from nginx, the rest proxied)
+    const { renderNginxConf } = await import('../cli/nginx-conf.ts');
+    const frontPort = await freePort();
+    const fd = join(work, 'front');
+    mkdirSync(fd, { recursive: true });
+    writeFileSync(join(fd, 'nginx.conf'), `
+user root;
+daemon off;
+worker_processes auto;
+pid ${fd}/nginx.pid;
+error_log ${fd}/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${fd}/body;
+  proxy_temp_path ${fd}/proxy;
+  fastcgi_temp_path ${fd}/fastcgi;
+  uwsgi_temp_path ${fd}/uwsgi;
+  scgi_temp_path ${fd}/scgi;
+${renderNginxConf({ dataDir: data, listen: `127.0.0.1:${frontPort}`, upstream: `127.0.0.1:${s.http}` })}
+}
+`);
+    front = spawn('/usr/sbin/nginx', ['-c', join(fd, 'nginx.conf'), '-p', fd, '-e', join(fd, 'error.log')], { stdio: ['ignore', 'ignore', 'inherit'] });
+    await waitPort(frontPort);
+    const script = await fetch(`http://127.0.0.1:${frontPort}/v1/boot/ipxe`);
+    if (script.status !== 200 || !(await script.text()).startsWith('#!ipxe')) throw new Error(`the nginx front did not proxy /v1/boot/ipxe (HTTP ${script.status})`);
+
     const sshdPort = await freePort();
     mkdirSync('/run/sshd', { recursive: true }); // sshd's privilege-separation directory
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(work, 'sshd_host_key')]);
@@ -232,12 +265,16 @@ Subsystem sftp /usr/lib/openssh/sftp-server
     // --- HTTP: best of RUNS, alternating so both see the same page cache state
     let strataHttp = 0;
     let nginxHttp = 0;
+    let frontHttp = 0;
     const path = `/objects/sha256/${digest}`;
     await loadHttp(`http://127.0.0.1:${nginxPort}${path}`, LAYER_BYTES); // warm the page cache
     for (let i = 0; i < RUNS; i++) {
       strataHttp = Math.max(strataHttp, await loadHttp(`http://127.0.0.1:${s.http}${path}`, LAYER_BYTES));
       nginxHttp = Math.max(nginxHttp, await loadHttp(`http://127.0.0.1:${nginxPort}${path}`, LAYER_BYTES));
+      frontHttp = Math.max(frontHttp, await loadHttp(`http://127.0.0.1:${frontPort}${path}`, LAYER_BYTES));
     }
+    await stop(front); // it proxies to the single-process strata, which stops next
+    front = null;
 
     // --- SSH: a 200 MB zstd stream (not a tar: the bake rejects it at once and does not load the CPU)
     const pushFile = join(work, 'push.zst');
@@ -272,6 +309,8 @@ Subsystem sftp /usr/lib/openssh/sftp-server
       httpRatio: strataHttp / nginxHttp,
       httpStrata2MBps: strata2Http,
       httpRatio2: strata2Http / nginxHttp,
+      httpFrontMBps: frontHttp,
+      httpRatioFront: frontHttp / nginxHttp,
       pushStrataMBps: pushMB / strataPush,
       pushScpMBps: pushMB / scpPush,
       pushRatio: scpPush / strataPush,
@@ -279,10 +318,11 @@ Subsystem sftp /usr/lib/openssh/sftp-server
     const f = (n: number) => n.toFixed(0);
     console.log(`HTTP, ${CLIENTS} clients x ${LAYER_BYTES / 2 ** 20} MiB: strata ${f(result.httpStrataMBps)} MB/s, nginx ${f(result.httpNginxMBps)} MB/s, ratio ${result.httpRatio.toFixed(2)} (goal >= 0.8)`);
     console.log(`HTTP, same load, strata --http-workers 2: ${f(result.httpStrata2MBps)} MB/s, ratio ${result.httpRatio2.toFixed(2)} (goal >= 0.8; ${os.availableParallelism()} cores shared with nginx and the load generator)`);
+    console.log(`HTTP, same load, strata behind nginx (objects from nginx, rest proxied; strata nginx-conf): ${f(result.httpFrontMBps)} MB/s, ratio ${result.httpRatioFront.toFixed(2)} (goal >= 0.8)`);
     console.log(`SSH push of ${pushMB.toFixed(0)} MB: strata ${f(result.pushStrataMBps)} MB/s, scp to sshd ${f(result.pushScpMBps)} MB/s, ratio ${result.pushRatio.toFixed(2)} (goal >= 0.7)`);
     return result;
   } finally {
-    await Promise.all([stop(strata), stop(strata2), stop(nginx), stop(sshd)]);
+    await Promise.all([stop(strata), stop(strata2), stop(nginx), stop(front), stop(sshd)]);
     await rm(work, { recursive: true, force: true });
   }
 }

@@ -226,6 +226,16 @@ program.command('serve').description('boot (HTTP) and push (SSH) server with the
     await startServer({ dataDir: g.data, http: o.http, ssh: o.ssh, publicUrl: o.publicUrl, httpWorkers, maxPushBytes });
   });
 
+program.command('nginx-conf').description('print an nginx server block that serves objects/ from --data and proxies the rest to strata (see docs/api.md)')
+  .option('--listen <host:port>', 'address nginx listens on (what clients use)', '0.0.0.0:80')
+  .option('--upstream <host:port>', 'address of strata serve --http', '127.0.0.1:8080')
+  .action(async (o: { listen: string; upstream: string }, cmd: Command) => {
+    const g = globals(cmd);
+    const { resolve } = await import('node:path');
+    const { renderNginxConf } = await import('./nginx-conf.ts');
+    process.stdout.write(renderNginxConf({ dataDir: resolve(g.data), listen: o.listen, upstream: o.upstream }));
+  });
+
 program.command('demo').description('npm start: a server with a demo profile in ./strata-data')
   .option('--http <host:port>', 'HTTP listen address', process.env.STRATA_HTTP ?? '127.0.0.1:8080')
   .option('--ssh <host:port>', 'SSH listen address', process.env.STRATA_SSH ?? '127.0.0.1:2222')

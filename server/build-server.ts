@@ -32,6 +32,10 @@ export function buildServer(deps: BuildServerDeps): FastifyInstance {
     bodyLimit: 1024 * 1024,
     // The iPXE firmware and curl both send plain requests; keep the defaults otherwise.
     forceCloseConnections: true,
+    // Behind the nginx front that `strata nginx-conf` makes (on the same
+    // host), the client's address arrives in X-Forwarded-For; assignments by
+    // IP and CIDR need it. Only a proxy on loopback is believed.
+    trustProxy: ['127.0.0.1', '::1'],
   });
   app.decorate('strataEvents', events);
   installErrorHandlers(app);

@@ -66,6 +66,17 @@ function rawGet(path: string): Promise<{ status: number; body: string }> {
 }
 
 describe('boot scripts', () => {
+  it('behind a proxy on the same host, the client address comes from X-Forwarded-For', async () => {
+    store.assign('10.77.0.0/16', 'other');
+    try {
+      const viaProxy = await fetch(`${url}/v1/boot/ipxe?mac=52:54:00:77:00:01`, { headers: { 'x-forwarded-for': '10.77.3.4' } });
+      expect(param(await viaProxy.text(), 'strata.profile')).toBe('other');
+      expect(store.listClients().find((c) => c.mac === '52:54:00:77:00:01')?.ip).toBe('10.77.3.4');
+    } finally {
+      store.unassign('10.77.0.0/16');
+    }
+  });
+
   it('match order: MAC over IP over smallest CIDR over default, pins resolved in the script', async () => {
     expect((await api('PUT', '/v1/assignments', { match: 'default', target: 'other' })).status).toBe(200);
     expect((await api('PUT', '/v1/assignments', { match: '10.0.0.0/8', target: 'lab@v1' })).status).toBe(200);
