@@ -42,7 +42,8 @@ function makeLayerTars(work: string): string[] {
     // Each layer rewrites a common file and deletes the previous layer's marker.
     execFileSync('sh', ['-c', `echo layer ${i} > ${dir}/data/common; echo ${i} > ${dir}/data/marker-${i}; ${i > 0 ? `mknod ${dir}/data/marker-${i - 1} c 0 0` : 'true'}`]);
     const tar = join(work, `l${i}.tar`);
-    execFileSync('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-C', dir, '-cf', tar, '.']);
+    // Sorted like the agent's snapshot and the documented one-line push.
+    execFileSync('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '--sort=name', '-C', dir, '-cf', tar, '.']);
     rmSync(dir, { recursive: true, force: true });
     tars.push(tar);
   });

@@ -78,7 +78,7 @@ Boot a diskless QEMU VM from it (QEMU's iPXE ROM, user networking, host = 10.0.2
 
 Push a change (any machine with tar, zstd and ssh; allow its key first with
 "bin/strata keys add NAME KEY.pub --profile demo"):
-  tar --xattrs --xattrs-include='*' -C UPPER -cf - . | zstd | ssh -p ${sport} strata@127.0.0.1 push demo --parent $(bin/strata log demo --json | node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0))[0].id)') -m 'my change'
+  tar --xattrs --xattrs-include='*' --sort=name -C UPPER -cf - . | zstd | ssh -p ${sport} strata@127.0.0.1 push demo --parent $(bin/strata log demo --json | node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0))[0].id)') -m 'my change'
 Then: bin/strata log demo
 `);
 }

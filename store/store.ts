@@ -412,7 +412,10 @@ export class Store {
     const tmpFiles: string[] = [];
     try {
       if (kind === 'dir') {
-        const tar = spawn('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-C', source, '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        // --sort=name: squashfs keeps small files in fragment blocks in tar
+        // order, and sqfs2tar (flatten, export) reads in name order; sorted
+        // input made reading a layer back 4x faster here.
+        const tar = spawn('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '--sort=name', '-C', source, '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'pipe'] });
         let err = '';
         tar.stderr.on('data', (d) => { err += d; });
         const exited = new Promise<number>((res) => tar.on('close', (code) => res(code ?? 1)));
