@@ -15,7 +15,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +22,7 @@ import { loadConfig } from '../client-agent/config.ts';
 import { commitToSpool } from '../client-agent/commit.ts';
 import { sendPending } from '../client-agent/sender.ts';
 import { startFakePushServer } from '../test/helpers/fake-push-server.ts';
+import { freePort, waitPort } from '../test/helpers/ports.ts';
 
 const UPPER_BYTES = 200 * 1024 * 1024;
 const RUNS = 3;
@@ -69,35 +69,6 @@ function pickSystemFiles(bytes: number): { list: string[]; total: number } {
   };
   for (const d of ['/usr/lib', '/usr/share', '/usr/bin', '/usr/sbin']) if (walk(d)) break;
   return { list, total };
-}
-
-function waitPort(port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const end = Date.now() + 20_000;
-    const tryOnce = () => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        resolve();
-      });
-      s.once('error', () => {
-        s.destroy();
-        if (Date.now() > end) reject(new Error(`port ${port} never opened`));
-        else setTimeout(tryOnce, 100);
-      });
-    };
-    tryOnce();
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
 }
 
 export async function main(): Promise<AgentBenchResult | null> {

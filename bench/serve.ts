@@ -22,11 +22,12 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { freePort, waitPort } from '../test/helpers/ports.ts';
+import { nginxMainConf } from '../test/helpers/nginx.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -48,33 +49,6 @@ export interface ServeBenchResult {
   pushStrataMBps: number;
   pushScpMBps: number;
   pushRatio: number;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
-
-async function waitPort(port: number, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const c = net.connect(port, '127.0.0.1', () => {
-        c.end();
-        resolve(true);
-      });
-      c.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 function stop(child: ChildProcess | null): Promise<void> {
@@ -187,31 +161,13 @@ export async function main(): Promise<ServeBenchResult | null> {
     const nginxPort = await freePort();
     const objectsRoot = objectFile.slice(0, objectFile.length - 65); // .../objects/sha256
     mkdirSync(join(work, 'nginx'), { recursive: true });
-    writeFileSync(join(work, 'nginx', 'nginx.conf'), `
-user root;
-daemon off;
-worker_processes auto;
-pid ${work}/nginx/nginx.pid;
-error_log ${work}/nginx/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  client_body_temp_path ${work}/nginx/body;
-  proxy_temp_path ${work}/nginx/proxy;
-  fastcgi_temp_path ${work}/nginx/fastcgi;
-  uwsgi_temp_path ${work}/nginx/uwsgi;
-  scgi_temp_path ${work}/nginx/scgi;
-  server {
+    writeFileSync(join(work, 'nginx', 'nginx.conf'), nginxMainConf(join(work, 'nginx'), `  server {
     listen 127.0.0.1:${nginxPort};
     location ~ "^/objects/sha256/([0-9a-f]{2})([0-9a-f]{62})$" {
       alias ${objectsRoot}/$1/$2;
       default_type application/octet-stream;
     }
-  }
-}
-`);
+  }`, { httpExtra: ['sendfile on;', 'tcp_nopush on;'] }));
     nginx = spawn('/usr/sbin/nginx', ['-c', join(work, 'nginx', 'nginx.conf'), '-p', join(work, 'nginx')], { stdio: ['ignore', 'ignore', 'inherit'] });
     await waitPort(nginxPort);
 
@@ -220,23 +176,7 @@ http {
     const frontPort = await freePort();
     const fd = join(work, 'front');
     mkdirSync(fd, { recursive: true });
-    writeFileSync(join(fd, 'nginx.conf'), `
-user root;
-daemon off;
-worker_processes auto;
-pid ${fd}/nginx.pid;
-error_log ${fd}/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path ${fd}/body;
-  proxy_temp_path ${fd}/proxy;
-  fastcgi_temp_path ${fd}/fastcgi;
-  uwsgi_temp_path ${fd}/uwsgi;
-  scgi_temp_path ${fd}/scgi;
-${renderNginxConf({ dataDir: data, listen: `127.0.0.1:${frontPort}`, upstream: `127.0.0.1:${s.http}` })}
-}
-`);
+    writeFileSync(join(fd, 'nginx.conf'), nginxMainConf(fd, renderNginxConf({ dataDir: data, listen: `127.0.0.1:${frontPort}`, upstream: `127.0.0.1:${s.http}` })));
     front = spawn('/usr/sbin/nginx', ['-c', join(fd, 'nginx.conf'), '-p', fd, '-e', join(fd, 'error.log')], { stdio: ['ignore', 'ignore', 'inherit'] });
     await waitPort(frontPort);
     const script = await fetch(`http://127.0.0.1:${frontPort}/v1/boot/ipxe`);

@@ -59,7 +59,7 @@ export function restartDelayMs(youngDeathsInARow: number): number {
 }
 
 /** A port nothing listens on now (bound and released; the workers bind it a moment later). */
-function freePort(host: string): Promise<number> {
+export function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);

@@ -14,7 +14,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { spawn } from 'node:child_process';
 import { openDb, type DB } from './db.ts';
 import { StrataError, wrapIoError } from './errors.ts';
-import { ObjectStore, assertDigest, fsyncPath } from './objects.ts';
+import { ObjectStore, assertDigest, sha256File } from './objects.ts';
 import { commitIdOf, parseManifest, renderManifest } from './manifest.ts';
 import {
   chainDifference, conflictingPaths, isAncestor, logOrder, mergeBase, nthFirstParent, reachable, touchedPaths, unionTouch,
@@ -1021,7 +1021,6 @@ export class Store {
   /** Re-hashes every blob and checks every manifest, chain and ref. */
   async fsck(): Promise<{ ok: boolean; problems: string[]; objects: number; commits: number }> {
     const problems: string[] = [];
-    const { sha256File } = await import('./objects.ts');
     let objects = 0;
     for await (const d of this.objects.list()) {
       objects++;
@@ -1099,4 +1098,3 @@ export async function sourceKind(source: string): Promise<'dir' | 'tar' | 'squas
   return 'tar';
 }
 
-export { fsyncPath };

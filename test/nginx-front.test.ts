@@ -8,11 +8,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import { join } from 'node:path';
 import { Store } from '../store/store.ts';
 import { startServer, type RunningServer } from '../server/main.ts';
 import { renderNginxConf } from '../cli/nginx-conf.ts';
+import { freePort } from './helpers/ports.ts';
+import { nginxMainConf } from './helpers/nginx.ts';
 import { StrataError } from '../store/errors.ts';
 import { runStrata } from './helpers/cli.ts';
 import { importProfile, tempDir } from './helpers/server-fixture.ts';
@@ -29,17 +30,6 @@ let token: string;
 let kernelBytes: Buffer;
 let kernelHex: string;
 let dataDir: string;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 async function waitHttp(url: string, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -95,21 +85,7 @@ beforeAll(async () => {
   const conf = join(ng, 'nginx.conf');
   const printed = await runStrata(['nginx-conf', '--listen', `127.0.0.1:${port}`, '--upstream', `127.0.0.1:${srv.httpPort}`], { data: dataDir });
   if (printed.code !== 0) throw new Error(`strata nginx-conf failed: ${printed.stderr}`);
-  // As root, nginx workers would drop to "nobody", who cannot enter the 0700 temp dir.
-  writeFileSync(conf, `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
-error_log ${ng}/error.log;
-events { worker_connections 256; }
-http {
-  include /etc/nginx/mime.types;
-  access_log off;
-  client_body_temp_path ${ng}/body;
-  proxy_temp_path ${ng}/proxy;
-  fastcgi_temp_path ${ng}/fastcgi;
-  uwsgi_temp_path ${ng}/uwsgi;
-  scgi_temp_path ${ng}/scgi;
-${printed.stdout}
-}
-`);
+  writeFileSync(conf, nginxMainConf(ng, printed.stdout, { workers: 1, daemonAndPid: false, httpExtra: ['include /etc/nginx/mime.types;'] }));
   nginx = spawn(NGINX, ['-p', ng, '-e', `${ng}/error.log`, '-c', conf, '-g', `daemon off; pid ${ng}/nginx.pid;`], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   nginx.stderr!.on('data', (c) => (stderr += c));

@@ -17,6 +17,7 @@ import { chmod, copyFile, mkdir, stat, symlink, writeFile } from 'node:fs/promis
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { freePort } from './ports.ts';
 
 export interface AccessLogEntry {
   method: string;
@@ -241,10 +242,4 @@ export async function makeTestChain(dir: string): Promise<TestChain> {
 }
 
 /** A TCP port on 127.0.0.1 that nothing listens on (bound, then released). */
-export async function closedPort(): Promise<number> {
-  const s = http.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+export const closedPort = (): Promise<number> => freePort();
