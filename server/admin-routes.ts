@@ -127,7 +127,16 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     a.get('/v1/pushes/:id', async (req: P<{ id: string }>) => ({ push: store.getPush(req.params.id) }));
     a.post('/v1/gc', async (req) => {
       const b = asObject(req.body, 'gc');
-      return store.gc({ dryRun: optBool(b, 'dryRun', 'gc') ?? false });
+      const dryRun = optBool(b, 'dryRun', 'gc') ?? false;
+      const r = await store.gc({ dryRun });
+      // A real gc drops expired reflog rows and unreachable commits: open pages redraw.
+      if (!dryRun) events.emit('ref', { action: 'gc', commits: r.commits.length, objects: r.objects.length, bytes: r.bytes });
+      return r;
     });
+    // Read-only: what gc keeps and why (refs, young reflog entries, pins, client
+    // leases, pending pushes). The web UI draws the kept commits no ref reaches.
+    a.get('/v1/gc/roots', async () => ({
+      roots: [...store.gcRoots()].map(([commit, reason]) => ({ commit, reason })),
+    }));
   });
 }

@@ -6,10 +6,12 @@
  */
 import { api, ApiError, session, streamEvents } from './api.js';
 import { renderGraph } from './graph.js';
+import { collectHeld, describeGcObjects, heldReasons } from './held.js';
 import { matchAssignment, parseMatch, previewChange } from './match.js';
 
 const ONLINE_MS = 5 * 60 * 1000;
-const VIEWS = ['profiles', 'clients', 'assignments', 'pushes'];
+const VIEWS = ['profiles', 'clients', 'assignments', 'pushes', 'gc'];
+const REFLOG_ROWS = 50;
 
 const S = {
   view: 'profiles',
@@ -17,6 +19,16 @@ const S = {
   profile: null,
   graph: { commits: [], refs: [] },
   graphFor: null,
+  /** Commits gc keeps that no branch or tag reaches: { commits, why: Map(id -> {kinds, reasons, via}) }. */
+  held: { commits: [], why: new Map() },
+  /** The reflog shown under the graph: { branch, entries } (newest first). */
+  reflog: { branch: null, entries: [] },
+  reflogBranch: null,
+  reflogAll: false,
+  /** Commits fetched one by one (immutable, so cached): id -> Promise<Commit>. */
+  commitCache: new Map(),
+  /** The storage view: the last dry run (and its commits), or what a real gc freed. */
+  gc: { preview: null, commits: [], freed: null, stale: false, busy: false },
   selected: null,
   branch: null,
   assignments: [],
@@ -100,7 +112,7 @@ function hideToast() {
 function ask({ title, body, ok = 'OK', danger = false, cancel = 'Cancel' }) {
   const dlg = $('#dialog');
   $('#dialog-h').textContent = title;
-  $('#dialog-body').replaceChildren(...body);
+  $('#dialog-body').replaceChildren(...body.filter((n) => n !== null && n !== undefined && n !== false));
   const okBtn = $('#dialog-ok');
   const cancelBtn = $('#dialog-cancel');
   okBtn.hidden = !ok;
@@ -145,28 +157,55 @@ async function loadProfiles() {
   renderAssignForm();
 }
 
+async function fetchCommit(id) {
+  if (!S.commitCache.has(id)) S.commitCache.set(id, api('GET', `/v1/commits/${enc(id)}`).then((r) => r.commit));
+  try {
+    return await S.commitCache.get(id);
+  } catch (e) {
+    S.commitCache.delete(id);
+    throw e;
+  }
+}
+
 async function loadGraph() {
   if (!S.profile) {
     S.graph = { commits: [], refs: [] };
+    S.held = { commits: [], why: new Map() };
+    S.reflog = { branch: null, entries: [] };
     S.graphFor = null;
   } else {
     const name = S.profile;
-    const g = await api('GET', `/v1/profiles/${enc(name)}/graph`);
+    const [g, { roots }] = await Promise.all([api('GET', `/v1/profiles/${enc(name)}/graph`), api('GET', '/v1/gc/roots')]);
     if (name !== S.profile) return; // the user switched profile meanwhile
-    if (unchanged(`graph:${name}`, g) && S.graphFor === name) return;
+    const drawn = new Set(g.commits.map((c) => c.id));
+    const branchNames = g.refs.filter((r) => r.type === 'branch').map((r) => r.name);
+    const rb = S.graphFor === name && branchNames.includes(S.reflogBranch) ? S.reflogBranch : name;
+    const known = { assignments: S.assignments, clients: S.clients, pushes: S.pushes };
+    const [held, { reflog }] = await Promise.all([
+      collectHeld(roots, drawn, name, known, fetchCommit),
+      api('GET', `/v1/profiles/${enc(rb)}/reflog`),
+    ]);
+    if (name !== S.profile) return;
+    const data = { g, held: held.commits.map((c) => c.id), why: [...held.why], rb, reflog };
+    if (unchanged(`graph:${name}`, data) && S.graphFor === name) return;
     S.graph = g;
+    S.held = held;
+    S.reflog = { branch: rb, entries: reflog };
+    S.reflogBranch = rb;
     if (S.graphFor !== name) {
       S.selected = null;
       S.branch = name;
+      S.reflogAll = false;
     }
     S.graphFor = name;
   }
-  const ids = new Set(S.graph.commits.map((c) => c.id));
+  const ids = new Set(allCommits().map((c) => c.id));
   if (!S.selected || !ids.has(S.selected)) S.selected = currentProfile()?.head ?? S.graph.commits[0]?.id ?? null;
   if (!branches().includes(S.branch)) S.branch = S.profile;
   renderProfiles(); // the head's message comes from the graph
   drawGraph();
   renderCommit();
+  renderReflog();
 }
 
 async function loadClients() {
@@ -252,6 +291,9 @@ async function login(ev) {
 function logout(message = '') {
   session.clear();
   seen.clear();
+  S.gc = { preview: null, commits: [], freed: null, stale: false, busy: false };
+  S.commitCache.clear();
+  if ($('#gc-result')) renderGc();
   S.loggedIn = false;
   if (S.stopEvents) S.stopEvents();
   S.stopEvents = null;
@@ -297,6 +339,11 @@ function onEvent(e) {
     schedule('clients');
   } else if (e.type === 'ref') {
     schedule('profiles', 'assignments');
+    // What gc would remove may have changed: the last check is no longer the truth.
+    if (S.gc.preview && !S.gc.busy) {
+      S.gc.stale = true;
+      renderGc();
+    }
   }
 }
 
@@ -316,7 +363,8 @@ function route() {
 // ------------------------------------------------------------------ profiles
 
 const currentProfile = () => S.profiles.find((p) => p.name === S.profile) ?? null;
-const commitById = (id) => S.graph.commits.find((c) => c.id === id) ?? null;
+const allCommits = () => [...S.graph.commits, ...S.held.commits];
+const commitById = (id) => S.graph.commits.find((c) => c.id === id) ?? S.held.commits.find((c) => c.id === id) ?? null;
 const branches = () => S.graph.refs.filter((r) => r.type === 'branch').map((r) => r.name).sort((a, b) => (a === S.profile ? -1 : b === S.profile ? 1 : a.localeCompare(b)));
 const headOf = (branch) => S.graph.refs.find((r) => r.type === 'branch' && r.name === branch)?.commit ?? null;
 
@@ -428,8 +476,15 @@ async function createProfile(ev) {
 
 // ------------------------------------------------------------------ graph and commit
 
+/** Why each held commit is kept, in short words ('reflog', 'pinned by 2 clients', ...). */
+function heldInfo() {
+  const known = { assignments: S.assignments.filter((a) => a.profile === S.profile), clients: S.clients, pushes: S.pushes };
+  const inReflog = new Set(S.reflog.entries.flatMap((e) => [e.old, e.new]).filter(Boolean));
+  return new Map([...S.held.why].map(([id, w]) => [id, heldReasons(id, w, known, inReflog)]));
+}
+
 function graphInfo() {
-  const ids = new Set(S.graph.commits.map((c) => c.id));
+  const ids = new Set(allCommits().map((c) => c.id));
   const pins = new Map();
   for (const a of S.assignments) {
     if (!a.pin || a.profile !== S.profile) continue;
@@ -440,7 +495,7 @@ function graphInfo() {
   }
   const clients = new Map();
   for (const c of S.clients) if (c.commit && ids.has(c.commit)) clients.set(c.commit, (clients.get(c.commit) ?? 0) + 1);
-  return { refs: S.graph.refs, pins, clients, head: currentProfile()?.head ?? null, selected: S.selected, profile: S.profile ?? '' };
+  return { refs: S.graph.refs, pins, clients, held: heldInfo(), head: currentProfile()?.head ?? null, selected: S.selected, profile: S.profile ?? '' };
 }
 
 function drawGraph() {
@@ -448,7 +503,7 @@ function drawGraph() {
   const box = $('#graph');
   const focused = document.activeElement?.closest?.('#graph [data-commit]')?.getAttribute('data-commit');
   const scroll = [box.scrollLeft, box.scrollTop];
-  renderGraph(box, S.graph.commits, graphInfo(), selectCommit);
+  renderGraph(box, allCommits(), graphInfo(), selectCommit);
   [box.scrollLeft, box.scrollTop] = scroll;
   if (focused) box.querySelector(`[data-commit="${focused}"]`)?.focus();
 }
@@ -511,6 +566,7 @@ function renderCommit() {
   const pins = S.assignments.filter((a) => a.profile === S.profile && a.pin && (a.pin === c.id || refs.some((r) => r.type === 'tag' && r.name === a.pin)));
   const running = S.clients.filter((x) => x.commit === c.id);
   const jump = (id) => h('button', { type: 'button', class: 'link', onclick: () => { selectCommit(id); $(`#graph [data-commit="${id}"]`)?.focus(); } }, short(id));
+  const heldWhy = S.held.why.get(c.id);
 
   const facts = h('dl', { class: 'facts' },
     h('dt', {}, 'Message'), h('dd', { class: 'message' }, c.message || h('span', { class: 'muted' }, '(no message)')),
@@ -518,6 +574,10 @@ function renderCommit() {
     h('dt', {}, 'Time'), h('dd', {}, time(c.createdAt)),
     h('dt', {}, 'Kind'), h('dd', {}, c.kind, c.mergeParent ? ' (merge)' : ''),
     h('dt', {}, 'Id'), h('dd', {}, h('code', { class: 'full-id' }, c.id)),
+    heldWhy ? [
+      h('dt', {}, 'Reachable'), h('dd', { class: 'held-note' }, 'No: on no branch or tag.'),
+      h('dt', {}, 'Kept by'), h('dd', { class: 'held-note' }, `${heldInfo().get(c.id)?.join(', ') ?? 'gc'}. Roll back to it to bring it back; once nothing keeps it, gc removes it.`),
+    ] : null,
     h('dt', {}, 'Parent'), h('dd', {}, c.parent ? (commitById(c.parent) ? jump(c.parent) : code(short(c.parent))) : 'none (a base)'),
     c.mergeParent ? [h('dt', {}, 'Merge parent'), h('dd', {}, commitById(c.mergeParent) ? jump(c.mergeParent) : code(short(c.mergeParent)))] : null,
     h('dt', {}, 'Layer'), h('dd', {}, layer ? [code(short(layer.digest)), ` ${bytes(layer.size)}`] : h('span', { class: 'muted' }, 'adds no layer')),
@@ -608,6 +668,196 @@ async function doRollback(branch, c) {
   });
   if (!ok) return;
   await perform(`Rolling back ${branch}`, () => api('POST', `/v1/profiles/${enc(branch)}/rollback`, { to: c.id }), (r) => `${branch} is now at ${short(r.to)}`);
+}
+
+/** Rolls `branch` back to any commit by id (one in the reflog may be drawn nowhere: fetch it). */
+async function doRollbackTo(branch, id) {
+  let c = commitById(id);
+  if (!c) {
+    try {
+      c = await fetchCommit(id);
+    } catch (e) {
+      await showError(e, `Finding commit ${short(id)}`);
+      return;
+    }
+  }
+  await doRollback(branch, c);
+}
+
+// ------------------------------------------------------------------ reflog
+
+function renderReflog() {
+  const sel = $('#reflog-branch');
+  const branch = S.reflog.branch;
+  const bs = branches();
+  if (document.activeElement !== sel) {
+    sel.replaceChildren(...bs.map((b) => h('option', { value: b, selected: b === branch ? true : undefined }, b === S.profile ? `${b} (the profile)` : b)));
+  }
+  const box = $('#reflog-table');
+  const entries = S.reflog.entries;
+  if (!branch || !entries.length) {
+    box.replaceChildren(h('p', { class: 'muted' }, 'No moves recorded for this branch.'));
+    return;
+  }
+  const head = headOf(branch);
+  const link = (id) => {
+    if (!id) return h('span', { class: 'muted' }, 'none');
+    if (!commitById(id)) return h('code', { title: id }, short(id));
+    return h('button', { type: 'button', class: 'link', title: id, 'aria-label': `show commit ${short(id)} in the history`, onclick: () => { selectCommit(id); $(`#graph [data-commit="${id}"]`)?.focus(); } }, short(id));
+  };
+  const buttons = (e, i) => {
+    const out = [];
+    if (e.new === head) out.push(h('span', { class: 'state committed' }, 'current head'));
+    // The newest move is the one an admin most likely wants to take back.
+    if (i === 0 && e.old && e.old !== head) {
+      out.push(h('button', { type: 'button', onclick: () => doRollbackTo(branch, e.old), 'aria-label': `Undo this ${e.action}: roll ${branch} back to ${short(e.old)}` }, `Undo: back to ${short(e.old)}…`));
+    }
+    if (e.new && e.new !== head) {
+      out.push(h('button', { type: 'button', onclick: () => doRollbackTo(branch, e.new), 'aria-label': `Roll ${branch} back to ${short(e.new)}, its head after this ${e.action}` }, `Roll back to ${short(e.new)}…`));
+    }
+    return h('span', { class: 'buttons' }, ...out);
+  };
+  const shown = S.reflogAll ? entries : entries.slice(0, REFLOG_ROWS);
+  box.replaceChildren(
+    table(`Reflog of ${branch}, newest first`, [
+      { label: 'When', cell: (e) => time(e.time) },
+      { label: 'Action', cell: (e) => h('span', { class: 'action' }, e.action) },
+      { label: 'Old → new', cell: (e) => h('span', { class: 'move' }, link(e.old), ' → ', link(e.new)) },
+      { label: 'Message', cell: (e) => e.message || h('span', { class: 'muted' }, '(none)') },
+      { label: 'Go back', cell: (e) => buttons(e, entries.indexOf(e)) },
+    ], shown, (e) => (e.new === head ? 'reflog-head' : undefined)),
+    entries.length > shown.length
+      ? h('button', { type: 'button', class: 'quiet-link', onclick: () => { S.reflogAll = true; renderReflog(); } }, `Show all ${entries.length} moves`)
+      : '',
+  );
+}
+
+function chooseReflogBranch(ev) {
+  S.reflogBranch = ev.target.value;
+  S.reflogAll = false;
+  void reload(['profiles']);
+}
+
+// ------------------------------------------------------------------ garbage collection
+
+const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+const gcWords = (r) => `${plural(r.commits.length, 'commit')} and ${plural(r.objects.length, 'object')} (${bytes(r.bytes)})`;
+
+async function withCommits(r) {
+  // Only the first 200 are named one by one; the counts and bytes cover all.
+  const commits = await Promise.all(r.commits.slice(0, 200).map((id) => fetchCommit(id).catch(() => null)));
+  return commits.filter(Boolean);
+}
+
+async function gcCheck() {
+  if (S.gc.busy) return;
+  S.gc.busy = true;
+  renderGc('Checking what gc would remove…');
+  try {
+    const r = await api('POST', '/v1/gc', { dryRun: true });
+    S.gc = { preview: r, commits: await withCommits(r), freed: null, stale: false, busy: false };
+  } catch (e) {
+    S.gc.busy = false;
+    await showError(e, 'Checking what gc would remove');
+  }
+  renderGc();
+}
+
+const sameSet = (a, b) => a.length === b.length && a.every((x) => b.includes(x));
+
+async function gcRun() {
+  const p = S.gc.preview;
+  if (!p || S.gc.busy) return;
+  const ok = await ask({
+    title: 'Delete for good?',
+    body: [
+      h('p', {}, `gc removes ${gcWords(p)} from the store.`),
+      h('ul', {},
+        h('li', {}, 'This cannot be undone: a removed commit can no longer be rolled back to, and its layers are gone from disk.'),
+        h('li', {}, 'Reflog entries older than the store keeps them are dropped too.'),
+        h('li', {}, 'Commits on a branch or tag, in a recent reflog entry, pinned, or booted by a client are never removed.')),
+    ],
+    ok: 'Delete now',
+    danger: true,
+  });
+  if (!ok) return;
+  S.gc.busy = true;
+  renderGc('Removing…');
+  try {
+    // Look once more right before deleting: if the set changed since the
+    // check (a rollback, a push), show the new set and ask again rather than
+    // delete something the admin never saw.
+    const again = await api('POST', '/v1/gc', { dryRun: true });
+    if (!sameSet(again.commits, p.commits) || !sameSet(again.objects, p.objects)) {
+      S.gc = { preview: again, commits: await withCommits(again), freed: null, stale: false, busy: false };
+      renderGc();
+      await ask({ title: 'What gc would remove changed', body: [h('p', {}, `Since your check the store changed: gc would now remove ${gcWords(again)}. Nothing was deleted. Look at the new list and confirm again.`)], ok: null });
+      return;
+    }
+    const r = await api('POST', '/v1/gc', { dryRun: false });
+    S.gc = { preview: null, commits: S.gc.commits, freed: r, stale: false, busy: false };
+    toast(`gc freed ${bytes(r.bytes)}`);
+    renderGc();
+    $('#gc-result h2')?.focus();
+    void reload(['profiles']);
+  } catch (e) {
+    S.gc.busy = false;
+    renderGc();
+    await showError(e, 'Garbage collection');
+  }
+}
+
+function gcTables(r, commits) {
+  const out = [];
+  const byId = new Map(commits.map((c) => [c.id, c]));
+  if (r.commits.length) {
+    out.push(h('h3', {}, `Commits (${r.commits.length})`));
+    out.push(table('Commits', [
+      { label: 'Commit', cell: (id) => h('code', { title: id }, short(id)) },
+      { label: 'Profile', cell: (id) => byId.get(id)?.profile ?? '—' },
+      { label: 'Message', cell: (id) => byId.get(id)?.message || h('span', { class: 'muted' }, '(none)') },
+      { label: 'Made', cell: (id) => (byId.get(id) ? time(byId.get(id).createdAt) : '—') },
+    ], r.commits.slice(0, 200)));
+  }
+  if (r.objects.length) {
+    out.push(h('h3', {}, `Objects on disk (${r.objects.length})`));
+    out.push(table('Objects', [
+      { label: 'Object', cell: (o) => h('code', { title: `sha256:${o.digest}` }, short(o.digest)) },
+      { label: 'What', cell: (o) => [o.what, ...(o.commits.length ? [' of ', ...o.commits.slice(0, 3).flatMap((id, i) => [i ? ', ' : '', code(short(id))])] : [])] },
+      { label: 'Size', cell: (o) => (o.size === null ? '—' : bytes(o.size)) },
+    ], describeGcObjects(r.objects.slice(0, 500), commits), (o) => `gc-object gc-${o.what.replace(/\W+/g, '-')}`));
+  }
+  return out;
+}
+
+function renderGc(busyText) {
+  const box = $('#gc-result');
+  $('#gc-check').disabled = S.gc.busy;
+  if (busyText) {
+    box.replaceChildren(h('p', { class: 'muted' }, busyText));
+    return;
+  }
+  const { preview, freed, commits, stale } = S.gc;
+  if (freed) {
+    box.replaceChildren(
+      h('h2', { tabindex: '-1' }, 'Removed'),
+      h('p', { id: 'gc-summary', class: 'done' }, freed.commits.length || freed.objects.length ? `Freed ${bytes(freed.bytes)}: removed ${gcWords(freed)}.` : 'Nothing was removed: everything was still kept.'),
+      ...gcTables(freed, commits),
+    );
+    return;
+  }
+  if (!preview) {
+    box.replaceChildren(h('p', { class: 'muted' }, 'Not checked yet.'));
+    return;
+  }
+  const empty = !preview.commits.length && !preview.objects.length;
+  box.replaceChildren(
+    h('h2', {}, 'gc would remove'),
+    h('p', { id: 'gc-summary' }, empty ? 'Nothing: every commit and object is still kept.' : `${gcWords(preview)}. Nothing has been deleted yet.`),
+    stale ? h('p', { class: 'error', role: 'status' }, 'The store changed since this check; check again before deleting.') : '',
+    ...gcTables(preview, commits),
+    empty ? '' : h('div', { class: 'buttons' }, h('button', { type: 'button', id: 'gc-run', class: 'danger', onclick: gcRun, disabled: stale ? true : undefined }, 'Delete these now…')),
+  );
 }
 
 async function diffLine(c) {
@@ -955,12 +1205,15 @@ function start() {
   $('#assign-form').addEventListener('submit', submitAssignment);
   $('#assign-form').addEventListener('input', renderPreview);
   $('#as-cancel').addEventListener('click', resetAssignForm);
+  $('#reflog-branch').addEventListener('change', chooseReflogBranch);
+  $('#gc-check').addEventListener('click', gcCheck);
   $('#online-minutes').textContent = String(ONLINE_MS / 60000);
   // Online/offline and "n min ago" change with time alone.
   setInterval(() => { if (S.loggedIn) { renderClients(); renderPushes(); } }, 30_000);
   // Changes made with the strata command on the server send no event: look now and then.
   setInterval(() => { if (S.loggedIn && document.visibilityState === 'visible') void reload(); }, 60_000);
   renderPreview();
+  renderGc();
   if (session.get()) enter();
   else logout();
 }

@@ -3,6 +3,9 @@
  * out the commits, this module draws them as SVG. Newest on top; an edge goes
  * from a commit down to its parent, dashed to a merge parent (a stacked push's
  * declared parent). Each node is a button: click, Enter or Space selects it.
+ * Commits no branch or tag reaches but gc still keeps ("held": a reflog
+ * entry, a pin, a client running it) are drawn dimmed with a dashed border
+ * and a "kept: ..." badge saying why.
  */
 
 const SVG = 'http://www.w3.org/2000/svg';
@@ -27,6 +30,9 @@ const clip = (s, n) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
  */
 export function badgesFor(id, info) {
   const b = [];
+  const held = info.held?.get(id);
+  // A held commit's pins and clients are part of its "kept" reasons.
+  if (held) return [{ cls: 'held', text: `kept: ${held.join(', ')}` }];
   for (const r of info.refs) if (r.commit === id) b.push({ cls: r.type === 'tag' ? 'tag' : 'branch', text: r.type === 'tag' ? `tag ${r.name}` : r.name });
   for (const p of info.pins.get(id) ?? []) b.push({ cls: 'pin', text: `pin ${p}` });
   const n = info.clients.get(id) ?? 0;
@@ -56,14 +62,14 @@ export function layout(commits, info) {
     const n = g.node(id);
     nodes.set(id, { x: n.x, y: n.y, w: n.width, h: n.height });
   }
-  const edges = g.edges().map((e) => ({ from: e.v, to: e.w, merge: e.name === 'merge', points: g.edge(e).points }));
+  const edges = g.edges().map((e) => ({ from: e.v, to: e.w, merge: e.name === 'merge', held: Boolean(info.held?.has(e.v)), points: g.edge(e).points }));
   const gg = g.graph();
   return { width: Math.ceil(gg.width ?? NODE_W), height: Math.ceil(gg.height ?? NODE_H), nodes, edges };
 }
 
 /**
  * Draws the graph into `container` (replacing what was there).
- * info: { refs, pins: Map(id -> [match]), clients: Map(id -> count), head, selected, profile }
+ * info: { refs, pins: Map(id -> [match]), clients: Map(id -> count), held: Map(id -> [reason]), head, selected, profile }
  */
 export function renderGraph(container, commits, info, onSelect) {
   container.replaceChildren();
@@ -74,7 +80,9 @@ export function renderGraph(container, commits, info, onSelect) {
     return;
   }
   const L = layout(commits, info);
-  const svg = el('svg', { width: L.width, height: L.height, viewBox: `0 0 ${L.width} ${L.height}`, class: 'graph', 'aria-label': `History of ${info.profile}, ${commits.length} commits, newest on top` });
+  const heldCount = info.held?.size ?? 0;
+  const summary = `History of ${info.profile}, ${commits.length} commits${heldCount ? ` (${heldCount} on no branch, kept by gc)` : ''}, newest on top`;
+  const svg = el('svg', { width: L.width, height: L.height, viewBox: `0 0 ${L.width} ${L.height}`, class: 'graph', 'aria-label': summary });
   svg.append(el('title', {}, `History of ${info.profile}`));
   const defs = el('defs');
   const marker = el('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' });
@@ -85,7 +93,7 @@ export function renderGraph(container, commits, info, onSelect) {
   const edgeLayer = el('g', { class: 'edges', 'aria-hidden': 'true' });
   for (const e of L.edges) {
     const d = e.points.map((p, i) => `${i ? 'L' : 'M'} ${p.x.toFixed(1)} ${p.y.toFixed(1)}`).join(' ');
-    edgeLayer.append(el('path', { d, class: e.merge ? 'edge merge' : 'edge', 'marker-end': 'url(#arrow)' }));
+    edgeLayer.append(el('path', { d, class: `edge${e.merge ? ' merge' : ''}${e.held ? ' held' : ''}`, 'marker-end': 'url(#arrow)' }));
   }
   svg.append(edgeLayer);
 
@@ -100,9 +108,12 @@ export function renderGraph(container, commits, info, onSelect) {
     if (id === info.head) classes.push('head');
     if (id === info.selected) classes.push('selected');
     if (c.mergeParent) classes.push('merge');
+    const held = info.held?.has(id);
+    if (held) classes.push('held');
     const label = [
       `commit ${short(id)}`,
       c.kind,
+      held ? 'on no branch or tag' : '',
       c.message || '(no message)',
       c.mergeParent ? 'merge' : '',
       ...badges.map((b) => b.text),
@@ -112,7 +123,7 @@ export function renderGraph(container, commits, info, onSelect) {
     g.append(el('rect', { width: n.w, height: n.h, rx: 7, ry: 7, class: 'box' }));
     const line1 = el('text', { x: 10, y: 19, class: 'id' });
     line1.append(el('tspan', { class: 'mono' }, short(id)));
-    line1.append(el('tspan', { class: 'kind', dx: 8 }, c.mergeParent ? `${c.kind} · merge` : c.kind));
+    line1.append(el('tspan', { class: 'kind', dx: 8 }, [c.kind, c.mergeParent ? 'merge' : '', held ? 'no branch' : ''].filter(Boolean).join(' · ')));
     g.append(line1);
     g.append(el('text', { x: 10, y: 37, class: 'msg' }, clip(c.message || '(no message)', Math.floor((n.w - 20) / 7.2) || MSG_CHARS)));
     let bx = 8;

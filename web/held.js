@@ -1,0 +1,155 @@
+/**
+ * What garbage collection keeps and removes, as the page shows it. Pure
+ * functions (the fetching is injected) so the decisions are easy to read:
+ *
+ * - "held" commits: no branch or tag reaches them, but gc keeps them (a young
+ *   reflog entry, a pin, a client lease, a pending push) — and so keeps their
+ *   ancestors too. The history graph draws them dimmed with the reason.
+ * - a gc dry run's object list, labelled with what each blob was (a layer of
+ *   which commit, a kernel, an initrd, or nothing any commit names).
+ *
+ * The reasons come from GET /v1/gc/roots, whose words are store.gcRoots()'s.
+ */
+
+/** What kind of thing keeps a gc root ('ref' roots are drawn anyway). */
+export function rootKind(reason) {
+  if (/^(branch|tag) /.test(reason)) return 'ref';
+  if (reason.startsWith('reflog of ')) return 'reflog';
+  if (reason.startsWith('pinned by assignment ')) return 'pin';
+  if (reason.startsWith('booted by client ')) return 'client';
+  if (reason.startsWith('parent of pending push ')) return 'push';
+  return 'other';
+}
+
+const ownsRef = (profile, ref) => ref === profile || ref.startsWith(`${profile}/`);
+
+/**
+ * Whether a root may belong to `profile`'s history, judged from what the page
+ * already knows (so roots of other profiles are not fetched one by one).
+ * Unknown cases answer true; the commit's own `profile` decides after fetching.
+ */
+export function rootMayBelong(root, profile, known) {
+  const r = root.reason;
+  switch (rootKind(r)) {
+    case 'ref':
+      return false;
+    case 'reflog':
+      return ownsRef(profile, r.slice('reflog of '.length));
+    case 'pin': {
+      const a = known.assignments.find((x) => x.match === r.slice('pinned by assignment '.length));
+      return !a || a.profile === profile;
+    }
+    case 'client': {
+      const c = known.clients.find((x) => x.mac === r.slice('booted by client '.length));
+      return !c || !c.profile || c.profile === profile;
+    }
+    case 'push': {
+      const p = known.pushes.find((x) => x.id === r.slice('parent of pending push '.length));
+      return !p || p.profile === profile;
+    }
+    default:
+      return true;
+  }
+}
+
+/**
+ * The commits of `profile` that gc keeps but the graph (ids in `drawn`) does
+ * not reach, with their ancestors down to the drawn part. getCommit(id) is
+ * async and may reject (a commit gone meanwhile: skipped). At most `max`
+ * fetches, so a huge store cannot stall the page.
+ * Returns { commits: Commit[], why: Map(id -> { kinds: string[], reasons: string[], via: id|null }) }.
+ */
+export async function collectHeld(roots, drawn, profile, known, getCommit, max = 200) {
+  const why = new Map();
+  const commits = [];
+  const queue = [];
+  for (const root of roots) {
+    if (drawn.has(root.commit) || !rootMayBelong(root, profile, known)) continue;
+    const w = why.get(root.commit) ?? { kinds: [], reasons: [], via: null, root: true };
+    w.kinds.push(rootKind(root.reason));
+    w.reasons.push(root.reason);
+    if (!why.has(root.commit)) queue.push(root.commit);
+    why.set(root.commit, w);
+  }
+  const done = new Set();
+  let fetched = 0;
+  while (queue.length && fetched < max) {
+    const id = queue.shift();
+    if (done.has(id) || drawn.has(id)) continue;
+    done.add(id);
+    fetched += 1;
+    let c;
+    try {
+      c = await getCommit(id);
+    } catch {
+      why.delete(id);
+      continue;
+    }
+    const w = why.get(id);
+    // A root of another profile's commit that only this profile's reflog or
+    // pins name still belongs here; anything else of another profile does not.
+    const named = w.kinds.some((k) => k === 'reflog' || k === 'pin');
+    if (c.profile !== profile && !named && w.root) {
+      why.delete(id);
+      continue;
+    }
+    commits.push(c);
+    for (const p of [c.parent, c.mergeParent]) {
+      if (!p || drawn.has(p) || done.has(p)) continue;
+      if (!why.has(p)) why.set(p, { kinds: [], reasons: [], via: id, root: false });
+      queue.push(p);
+    }
+  }
+  for (const id of [...why.keys()]) if (!commits.some((c) => c.id === id)) why.delete(id);
+  return { commits, why };
+}
+
+const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/**
+ * Short words for why a held commit is kept, for its badge and details:
+ * 'reflog', 'pinned by N clients', 'pin MATCH', 'pending push', 'under a kept commit'.
+ * gc names one reason per commit; the rest is filled in from what the page knows.
+ */
+export function heldReasons(id, w, known, reflogIds) {
+  const out = [];
+  if (w.kinds.includes('reflog') || reflogIds.has(id)) out.push('reflog');
+  const running = known.clients.filter((c) => c.commit === id).length;
+  if (running) out.push(`pinned by ${plural(running, 'client')}`);
+  for (const a of known.assignments) if (a.pin === id) out.push(`pin ${a.match}`);
+  if (w.kinds.includes('push')) out.push('pending push');
+  if (w.kinds.includes('other')) out.push(...w.reasons.filter((r) => rootKind(r) === 'other'));
+  if (!out.length) out.push(w.via ? 'under a kept commit' : 'kept by gc');
+  return out;
+}
+
+/**
+ * Labels a gc result's objects with what they were, from the removed commits'
+ * manifests (fetched before the removal): [{ digest, what, size, commits }].
+ * `size` is null for a blob no removed commit names (its size is in the total only).
+ */
+export function describeGcObjects(objects, deadCommits) {
+  return objects.map((digest) => {
+    const users = [];
+    let what = 'no commit uses it';
+    let size = null;
+    for (const c of deadCommits) {
+      const m = c.manifest;
+      const layer = m.layers.find((l) => l.digest === digest);
+      if (layer) {
+        what = 'layer';
+        size = layer.size;
+        users.push(c.id);
+      } else if (m.kernel?.digest === digest) {
+        if (what !== 'layer') what = 'kernel';
+        size = m.kernel.size;
+        users.push(c.id);
+      } else if (m.initrd?.digest === digest) {
+        if (what !== 'layer') what = 'initrd';
+        size = m.initrd.size;
+        users.push(c.id);
+      }
+    }
+    return { digest, what, size, commits: users };
+  });
+}
