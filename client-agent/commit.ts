@@ -19,7 +19,7 @@ import { tryLock } from './lock.ts';
 import { join } from 'node:path';
 import { SETTLE_MS, SnapshotRestart, syncFilesystem, unstable, writeSnapshot, type SnapshotResult } from './snapshot.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { cleanTemps, discardTemp, finishSpool, newSpoolId, openSpoolTemp, type SpoolMeta } from './spool.ts';
+import { cleanTemps, discardTemp, finishSpool, newPushKey, newSpoolId, openSpoolTemp, type SpoolMeta } from './spool.ts';
 import { bootKeyOf, loadPushedPaths, savePushedPaths } from './state.ts';
 import { statSync } from 'node:fs';
 
@@ -91,6 +91,8 @@ export async function commitToSpool(cfg: AgentConfig, o: CommitOptions): Promise
           profile,
           bootCommit,
           bootKey,
+          // One key per queued push, fixed now: every resend of this entry is the same push to the server.
+          pushKey: newPushKey(),
           message: o.message,
           createdAt: new Date().toISOString(),
           bytes: statSync(tmp.path).size,

@@ -2,9 +2,11 @@
  * Sends spooled pushes, oldest first, one at a time, with retries (backoff +
  * jitter) while the server is unreachable. Exactly once: the push id is
  * recorded (fsynced) before the spool entry is deleted, and only one sender
- * runs at a time (lock file). The window that remains: the server stored the
- * archive but the connection died before its answer reached us; then the
- * archive is sent again and the server makes a second push of it.
+ * runs at a time (lock file). The window where the server stored the archive
+ * but the connection died before its answer reached us is closed by the push
+ * key: every send of one spool entry carries the entry's key, and the server
+ * answers a key it already stored with that push's id instead of storing the
+ * archive again.
  *
  * Stacking: a later push of the same boot goes onto the commit the earlier
  * push became, so the sender first waits (bounded) for earlier pushes to be
@@ -16,7 +18,7 @@ import type { AgentConfig } from './config.ts';
 import { requireSsh } from './config.ts';
 import { lockOwner, tryLock } from './lock.ts';
 import { backoffDelay, withRetries } from './queue.ts';
-import { archivePath, listSpool, moveToFailed, removeSpool, type SpoolMeta } from './spool.ts';
+import { archivePath, ensurePushKey, listSpool, moveToFailed, removeSpool, type SpoolMeta } from './spool.ts';
 import { loadPrivateKey, pushArchive, queryStatus, RefusedError, type PushStatus, type SshTarget } from './ssh-push.ts';
 import { loadState, tipOf, updateState, type PushRecord } from './state.ts';
 import { StrataError } from '../store/errors.ts';
@@ -114,10 +116,16 @@ async function waitForEarlier(cfg: AgentConfig, target: SshTarget, entry: SpoolM
 }
 
 async function sendOne(cfg: AgentConfig, target: SshTarget, entry: SpoolMeta, o: SendOptions, report: SendReport): Promise<void> {
+  if (loadState(cfg.stateDir).pushes.some((p) => p.spoolId === entry.id)) {
+    // Sent and recorded, then the agent died before it deleted the entry.
+    removeSpool(cfg.spoolDir, entry.id);
+    return;
+  }
   await waitForEarlier(cfg, target, entry, o);
   const parent = tipOf(loadState(cfg.stateDir), entry.bootKey) ?? entry.bootCommit;
+  const pushKey = ensurePushKey(cfg.spoolDir, entry);
   try {
-    const pushId = await withRetries(() => pushArchive(target, archivePath(cfg.spoolDir, entry.id), { profile: entry.profile, parent, message: entry.message }), {
+    const pushId = await withRetries(() => pushArchive(target, archivePath(cfg.spoolDir, entry.id), { profile: entry.profile, parent, message: entry.message, pushKey }), {
       baseMs: cfg.retryBaseMs,
       maxMs: cfg.retryMaxMs,
       attempts: o.attempts,
@@ -131,6 +139,7 @@ async function sendOne(cfg: AgentConfig, target: SshTarget, entry: SpoolMeta, o:
       profile: entry.profile,
       parent,
       bootKey: entry.bootKey,
+      pushKey,
       message: entry.message,
       sentAt: new Date().toISOString(),
       bytes: entry.bytes,

@@ -4,6 +4,10 @@
  * exists only once its archive is complete and fsynced. It lives on the backup
  * disk or under /.rw outside the upper dir, so a push waiting for a dead
  * server survives an agent restart (and, on a backup disk, a reboot).
+ *
+ * Each entry carries its push key (idempotency key), made when it is spooled
+ * and stored in its metadata, so every resend of the entry, even by an agent
+ * started after a crash, asks the server for the same push.
  */
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,6 +21,8 @@ export interface SpoolMeta {
   bootCommit: string;
   /** Pushes of one boot chain onto each other (see sender.ts). */
   bootKey: string;
+  /** Sent as `--push-key`; absent only in entries spooled by an older agent (ensurePushKey adds one). */
+  pushKey?: string;
   message: string;
   createdAt: string;
   bytes: number;
@@ -28,6 +34,23 @@ export interface SpoolMeta {
 export function newSpoolId(now = new Date()): string {
   const t = now.toISOString().replace(/[-:]/g, '').replace(/\.(\d{3})Z$/, '$1Z');
   return `${t}-${randomBytes(3).toString('hex')}`;
+}
+
+/** A new push key: 128 random bits, base64url (22 characters of [A-Za-z0-9_-]). */
+export function newPushKey(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+/**
+ * The entry's push key; an entry spooled by an agent that made none gets one
+ * now, written durably before the first send so that all later sends reuse it.
+ */
+export function ensurePushKey(dir: string, meta: SpoolMeta): string {
+  if (meta.pushKey) return meta.pushKey;
+  const pushKey = newPushKey();
+  writeFileDurable(metaPath(dir, meta.id), JSON.stringify({ ...meta, pushKey }, null, 2) + '\n');
+  meta.pushKey = pushKey;
+  return pushKey;
 }
 
 export const archivePath = (dir: string, id: string) => join(dir, `${id}.tar.zst`);

@@ -1,9 +1,11 @@
 /**
  * The push protocol over SSH (ssh2 Client), see DESIGN.md "SSH push":
- *   exec `push <profile> --parent <commit> -m '<message>'`, stdin = zstd tar;
+ *   exec `push <profile> --parent <commit> --push-key <key> -m '<message>'`, stdin = zstd tar;
  *   the server prints the push id alone on its last stdout line once the
  *   archive is fsynced, then exits 0; refusals exit non-zero with stderr text.
  *   exec `status <push id>` -> queued | baking | committed <id> [branch <name>] | rejected <why>.
+ * The push key (one per spooled push, see spool.ts) makes a resend after a
+ * lost answer come back with the id of the push already stored.
  */
 import { createReadStream, readFileSync } from 'node:fs';
 import { Client, type ClientChannel } from 'ssh2';
@@ -34,8 +36,15 @@ export function shellQuote(word: string): string {
   return `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
-export function pushCommand(profile: string, parent: string, message?: string): string {
+/** The server's rule for push keys: 16-64 characters of [A-Za-z0-9_-]. */
+export const PUSH_KEY = /^[A-Za-z0-9_-]{16,64}$/;
+
+export function pushCommand(profile: string, parent: string, message?: string, pushKey?: string): string {
   const words = ['push', shellQuote(profile), '--parent', shellQuote(parent)];
+  if (pushKey !== undefined) {
+    if (!PUSH_KEY.test(pushKey)) throw new StrataError('E_BAD_ARGUMENT', `not a push key: ${JSON.stringify(pushKey)}`);
+    words.push('--push-key', pushKey);
+  }
   if (message !== undefined && message !== '') words.push('-m', shellQuote(message));
   return words.join(' ');
 }
@@ -141,10 +150,10 @@ async function withConnection<T>(t: SshTarget, fn: (c: Client) => Promise<T>): P
 }
 
 /** Sends one archive; resolves with the server's push id. */
-export function pushArchive(t: SshTarget, archive: string, args: { profile: string; parent: string; message?: string }): Promise<string> {
+export function pushArchive(t: SshTarget, archive: string, args: { profile: string; parent: string; message?: string; pushKey?: string }): Promise<string> {
   return withConnection(t, async (c) => {
     let readError: Error | null = null;
-    const r = await exec(c, pushCommand(args.profile, args.parent, args.message), (ch) => {
+    const r = await exec(c, pushCommand(args.profile, args.parent, args.message, args.pushKey), (ch) => {
       const src = createReadStream(archive, { highWaterMark: 1 << 20 });
       src.on('error', (e) => {
         readError = e;

@@ -14,6 +14,8 @@ export interface PushRecord {
   profile: string;
   parent: string;
   bootKey: string;
+  /** The idempotency key the push was sent with (absent in records of older agents). */
+  pushKey?: string;
   message: string;
   sentAt: string;
   bytes: number;

@@ -70,7 +70,7 @@ export type SshCommand =
 
 export const USAGE = [
   'usage:',
-  '  push <profile> --parent <commit id> [-m <message>]   (stdin: zstd-compressed tar of the upper dir)',
+  '  push <profile> --parent <commit id> [-m <message>] [--push-key <key>]   (stdin: zstd-compressed tar of the upper dir)',
   '  status <push id>',
   '  log <profile>',
 ].join('\n');

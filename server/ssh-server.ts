@@ -3,6 +3,11 @@
  * `push`, `status` and `log`. A push is streamed to incoming/<id>.tar.zst.tmp,
  * fsynced, renamed and recorded before its id is printed: once the client has
  * the id, the archive survives a crash. Baking happens later (baker.ts).
+ *
+ * `push ... --push-key KEY` (optional, client-chosen) makes a push
+ * idempotent: when the answer to a stored push is lost with the connection,
+ * the client's retry with the same key is answered with the stored push's id
+ * instead of storing and baking the change a second time.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,7 +15,7 @@ import { Transform, pipeline, type TransformCallback } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { AuthContext, Connection, ServerChannel } from 'ssh2';
 import type { Store } from '../store/store.ts';
-import type { SshKey } from '../store/types.ts';
+import type { Push, SshKey } from '../store/types.ts';
 import { StrataError, isStrataError } from '../store/errors.ts';
 import { DEFAULT_MAX_BUFFERED, guardChannel, type GuardedChannel } from './channel-guard.ts';
 import type { EventHub } from './events.ts';
@@ -125,6 +130,63 @@ class PushMeter extends Transform {
   }
 }
 
+/** A client-chosen idempotency key: 16-64 characters, safe in a shell word and a log line. */
+export const PUSH_KEY = /^[A-Za-z0-9_-]{16,64}$/;
+
+/**
+ * Takes `--push-key KEY` / `--push-key=KEY` out of the words of a `push`
+ * (pure). The rest goes to the DESIGN.md parser unchanged, so old clients
+ * and every other command parse exactly as before. Values of -m/--parent are
+ * skipped, so a message that reads "--push-key" stays a message.
+ */
+export function extractPushKey(words: string[]): { words: string[]; pushKey: string | null } {
+  if (words[0] !== 'push') return { words, pushKey: null };
+  const rest: string[] = [words[0]];
+  let pushKey: string | null = null;
+  const take = (value: string | undefined): void => {
+    if (pushKey !== null) throw new StrataError('E_BAD_ARGUMENT', `push: --push-key given twice\n${USAGE_PUSH_KEY}`);
+    if (value === undefined) throw new StrataError('E_BAD_ARGUMENT', `push: --push-key needs a key\n${USAGE_PUSH_KEY}`);
+    if (!PUSH_KEY.test(value)) {
+      throw new StrataError('E_BAD_ARGUMENT', `push: bad --push-key ${JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value)}: a push key is 16 to 64 characters of A-Z a-z 0-9 _ - (e.g. 16 random bytes in base64url)\n${USAGE_PUSH_KEY}`);
+    }
+    pushKey = value;
+  };
+  for (let i = 1; i < words.length; i++) {
+    const w = words[i]!;
+    if (w === '--push-key') take(words[++i]);
+    else if (w.startsWith('--push-key=')) take(w.slice('--push-key='.length));
+    else {
+      rest.push(w);
+      if ((w === '-m' || w === '--message' || w === '--parent' || w === '-p') && i + 1 < words.length) rest.push(words[++i]!);
+    }
+  }
+  return { words: rest, pushKey };
+}
+
+const USAGE_PUSH_KEY = `${USAGE}\n  --push-key <key>: optional idempotency key; a retry with the same key answers the stored push's id`;
+
+/** Reads and discards a channel's stdin up to EOF, or until `max` bytes (then stops waiting). */
+function drain(ch: ServerChannel, max: number): Promise<void> {
+  return new Promise((resolve) => {
+    let bytes = 0;
+    const done = (): void => {
+      ch.off('data', onData);
+      ch.off('end', done);
+      ch.off('close', done);
+      resolve();
+    };
+    const onData = (b: Buffer): void => {
+      bytes += b.length;
+      if (bytes > max) done();
+    };
+    if (ch.readableEnded) return resolve();
+    ch.on('data', onData);
+    ch.once('end', done);
+    ch.once('close', done);
+    ch.resume();
+  });
+}
+
 function mayUse(key: SshKey, profile: string): boolean {
   return key.admin || key.profiles.includes(profile);
 }
@@ -221,14 +283,17 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
 
   async function runExec(ch: ServerChannel, guard: GuardedChannel, command: string, key: SshKey): Promise<void> {
     let cmd: SshCommand;
+    let pushKey: string | null;
     try {
-      cmd = parseSshCommand(splitShellWords(command));
+      const split = extractPushKey(splitShellWords(command));
+      pushKey = split.pushKey;
+      cmd = parseSshCommand(split.words);
     } catch (e) {
       ch.resume(); // nothing will read stdin: do not let it pile up
       return finish(ch, 2, undefined, `strata: ${(e as Error).message}\n`);
     }
     try {
-      if (cmd.cmd === 'push') return await runPush(ch, guard, cmd, key);
+      if (cmd.cmd === 'push') return await runPush(ch, guard, cmd, key, pushKey);
       ch.resume();
       if (cmd.cmd === 'status') {
         const p = store.getPush(cmd.id);
@@ -245,9 +310,20 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
     }
   }
 
-  async function runPush(ch: ServerChannel, guard: GuardedChannel, cmd: Extract<SshCommand, { cmd: 'push' }>, key: SshKey): Promise<void> {
+  async function runPush(ch: ServerChannel, guard: GuardedChannel, cmd: Extract<SshCommand, { cmd: 'push' }>, key: SshKey, pushKey: string | null): Promise<void> {
     if (!mayUse(key, cmd.profile)) throw new StrataError('E_FORBIDDEN', `key ${key.name} may not push to profile ${cmd.profile}; an admin can allow it with strata keys add NAME FILE --profile ${cmd.profile}`);
     store.getProfile(cmd.profile);
+    if (pushKey !== null) {
+      // A retry of a push already stored: its answer was lost, not its archive.
+      // Read the upload to EOF (a client still writing should not see its
+      // channel vanish) and answer the stored id exactly like a fresh push.
+      const existing = store.findPushByKey(key.name, cmd.profile, pushKey);
+      if (existing) {
+        await drain(ch, maxPush);
+        log(`ssh: push key ${pushKey} of ${key.name} already stored as ${existing.id}; answered it again`);
+        return finish(ch, 0, `${existing.id}\n`);
+      }
+    }
     const parent = store.resolve(cmd.parent);
     const id = newPushId();
     const dir = store.incomingDir;
@@ -274,11 +350,18 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
       ch.resume();
       throw e;
     }
+    let stored: Push;
     try {
-      store.createPush({ id, profile: cmd.profile, parent, message: cmd.message, author: key.name, bytes: meter.bytes });
+      stored = store.createPush({ id, profile: cmd.profile, parent, message: cmd.message, author: key.name, bytes: meter.bytes, pushKey });
     } catch (e) {
       await fs.promises.unlink(final).catch(() => {});
       throw e;
+    }
+    if (stored.id !== id) {
+      // Another upload with the same key was recorded while this one streamed: keep that one only.
+      await fs.promises.unlink(final).catch(() => {});
+      log(`ssh: push key ${pushKey} of ${key.name} was stored meanwhile as ${stored.id}; dropped the second upload`);
+      return finish(ch, 0, `${stored.id}\n`);
     }
     deps.events?.emit('push', { id, profile: cmd.profile, state: 'queued', author: key.name, bytes: meter.bytes });
     deps.onPush?.(id);

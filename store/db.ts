@@ -111,6 +111,15 @@ const MIGRATIONS: string[] = [
   );
   CREATE INDEX pushes_state ON pushes(state);
   `,
+  // 2: client-chosen idempotency keys for SSH pushes (`push ... --push-key K`).
+  // Nullable: pushes from clients that send no key (and every older row) have
+  // none. Unique per (author key, profile, push key): a retry of a push whose
+  // answer was lost finds the stored one instead of storing a second copy,
+  // and one key's pushes can neither collide with nor reveal another's.
+  `
+  ALTER TABLE pushes ADD COLUMN push_key TEXT;
+  CREATE UNIQUE INDEX pushes_push_key ON pushes(author, profile, push_key) WHERE push_key IS NOT NULL;
+  `,
 ];
 
 export function openDb(path: string): DB {

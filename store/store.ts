@@ -866,13 +866,34 @@ export class Store {
     return join(this.incomingDir, `${id}.tar.zst`);
   }
 
-  /** Records a push whose archive is already fsynced at incoming/<id>.tar.zst. */
-  createPush(p: { id: string; profile: string; parent: string; message: string; author: string; bytes: number }): Push {
+  /**
+   * Records a push whose archive is already fsynced at incoming/<id>.tar.zst.
+   * With a `pushKey` (client-chosen idempotency key), a push already stored
+   * under the same (author, profile, key) wins: it is returned and nothing is
+   * inserted, so the caller sees an id other than its own and must drop its
+   * archive. The unique index decides, so two concurrent uploads with one key
+   * still make one push.
+   */
+  createPush(p: { id: string; profile: string; parent: string; message: string; author: string; bytes: number; pushKey?: string | null }): Push {
     this.pushArchivePath(p.id);
+    const pushKey = p.pushKey ?? null;
+    if (pushKey !== null && !/^[A-Za-z0-9_-]{16,64}$/.test(pushKey)) throw new StrataError('E_BAD_ARGUMENT', `not a push key: ${JSON.stringify(pushKey)} (16-64 characters of A-Z a-z 0-9 _ -)`);
     const now = Date.now();
-    this.db.prepare(`INSERT INTO pushes (id, profile, parent, message, author, state, bytes, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?)`)
-      .run(p.id, p.profile, p.parent, p.message, p.author, p.bytes, now, now);
+    try {
+      this.db.prepare(`INSERT INTO pushes (id, profile, parent, message, author, state, bytes, created_at, updated_at, push_key) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)`)
+        .run(p.id, p.profile, p.parent, p.message, p.author, p.bytes, now, now, pushKey);
+    } catch (e) {
+      const existing = pushKey === null ? null : this.findPushByKey(p.author, p.profile, pushKey);
+      if (existing && (e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') return existing;
+      throw e;
+    }
     return this.getPush(p.id);
+  }
+
+  /** The stored push a client sent with this idempotency key, if any (keys are scoped per author and profile). */
+  findPushByKey(author: string, profile: string, pushKey: string): Push | null {
+    const r = this.db.prepare('SELECT * FROM pushes WHERE author = ? AND profile = ? AND push_key = ?').get(author, profile, pushKey) as Record<string, unknown> | undefined;
+    return r ? this.rowToPush(r) : null;
   }
 
   getPush(id: string): Push {
