@@ -15,6 +15,7 @@ import { Mounts } from './helpers/mounts.ts';
 import { hardlinkGroups, snapshotTree } from './helpers/tree-snapshot.ts';
 import { makeChanges1, makeChanges2, mountOverlay, NEVER_COMMITTED, runAgent, skipNeverCommitted, viewOf, writeBaseTree, type TestOverlay } from './helpers/agent-overlay.ts';
 import { makeKey, type KeyPair } from './helpers/server-ssh.ts';
+import { waitForPushSettled } from './helpers/server-fixture.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -66,15 +67,6 @@ function agentArgs(stateDir: string): string[] {
   return ['--server', '127.0.0.1', '--ssh-port', String(srv.sshPort), '--key', key.privateFile, '--upper', ov.upper, '--state-dir', stateDir, '--cmdline', ''];
 }
 
-async function settled(id: string): Promise<{ state: string; commit: string | null; branch: string | null }> {
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    const p = srv.store.getPush(id);
-    if (p.state === 'committed' || p.state === 'rejected') return p as unknown as { state: string; commit: string | null; branch: string | null };
-    if (Date.now() > deadline) throw new Error(`push ${id} still ${p.state}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /**
  * Hardlinks as the upper dir holds them (the merged view reports overlay
@@ -110,7 +102,7 @@ describe.skipIf(!serverAvailable)('strata-agent against a real strata server', (
     expect(s.code, s.stderr).toBe(0);
     const sent = JSON.parse(s.stdout) as { sent: Array<{ pushId: string }> };
     expect(sent.sent).toHaveLength(1);
-    const push = await settled(sent.sent[0]!.pushId);
+    const push = await waitForPushSettled(srv.store, sent.sent[0]!.pushId);
     expect(push.state, JSON.stringify(push)).toBe('committed');
     expect(push.branch).toBeNull();
     expect(srv.store.getCommit(push.commit!).message).toBe("first 'quoted' commit");
@@ -136,7 +128,7 @@ describe.skipIf(!serverAvailable)('strata-agent against a real strata server', (
     const s = await runAgent([...agentArgs(stateDir), 'send', '--once', '--json']);
     const sent = JSON.parse(s.stdout) as { sent: Array<{ pushId: string; parent: string }> };
     expect(sent.sent).toHaveLength(1);
-    const push = await settled(sent.sent[0]!.pushId);
+    const push = await waitForPushSettled(srv.store, sent.sent[0]!.pushId);
     expect(push.state).toBe('committed');
     expect(sent.sent[0]!.parent).toBe(first);
     expect(srv.store.getCommit(push.commit!).parent).toBe(first);
@@ -155,7 +147,7 @@ describe.skipIf(!serverAvailable)('strata-agent against a real strata server', (
     // Asynchronously: the server runs in this process and must keep answering.
     const { stdout: out } = await execFileAsync('sh', ['-c', line], { encoding: 'utf8', timeout: 90_000 });
     const id = out.trim().split('\n').pop()!;
-    const push = await settled(id);
+    const push = await waitForPushSettled(srv.store, id);
     // Pushed with the booted commit as parent while the head moved on: the
     // server stacks it or branches it; either way the layer over the base
     // must show exactly the overlay.

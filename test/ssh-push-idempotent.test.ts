@@ -17,7 +17,7 @@ import { createSshServer, extractPushKey, loadOrCreateHostKey } from '../server/
 import { openDb, SCHEMA_VERSION } from '../store/db.ts';
 import type { Push } from '../store/types.ts';
 import { runAgent } from './helpers/agent-overlay.ts';
-import { importProfile, tempDir } from './helpers/server-fixture.ts';
+import { importProfile, tempDir, waitForPushSettled } from './helpers/server-fixture.ts';
 import { lastLine, makeKey, opensshExec, ssh2Connect, ssh2Run, zstdTar, type KeyPair } from './helpers/server-ssh.ts';
 
 let tmp: ReturnType<typeof tempDir>;
@@ -106,15 +106,6 @@ afterAll(async () => {
   tmp?.cleanup();
 });
 
-async function settled(id: string): Promise<Push> {
-  const deadline = Date.now() + 90_000;
-  for (;;) {
-    const p = srv.store.getPush(id);
-    if (p.state === 'committed' || p.state === 'rejected') return p;
-    if (Date.now() > deadline) throw new Error(`push ${id} still ${p.state}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const head = () => srv.store.getProfile('lab').head!;
 const pushesWithMessage = (msg: string) => srv.store.listPushes({ limit: 10_000 }).filter((p) => p.message === msg);
@@ -137,7 +128,7 @@ describe('push --push-key', () => {
     expect(a.code).toBe(0);
     const id = lastLine(a.stdout);
     expect(id).toMatch(/^p[0-9a-z]{15}$/);
-    expect((await settled(id)).state).toBe('committed');
+    expect((await waitForPushSettled(srv.store, id)).state).toBe('committed');
 
     // The retry of a client that never saw the answer (after the bake, even with the head moved).
     const b = await opensshExec(srv.sshPort, keys.lab.privateFile, `push lab --parent ${base} --push-key=${k} -m twice`, archive);
@@ -158,7 +149,7 @@ describe('push --push-key', () => {
     expect(mine.code).toBe(0);
     expect(theirs.code).toBe(0);
     expect(lastLine(theirs.stdout)).not.toBe(lastLine(mine.stdout));
-    for (const r of [mine, theirs]) expect((await settled(lastLine(r.stdout))).state).toBe('committed');
+    for (const r of [mine, theirs]) expect((await waitForPushSettled(srv.store, lastLine(r.stdout))).state).toBe('committed');
     expect(commitsWithMessage('scoped-a')).toBe(1);
     expect(commitsWithMessage('scoped-b')).toBe(1);
   });
@@ -172,7 +163,7 @@ describe('push --push-key', () => {
     expect(b.code, b.stderr).toBe(0);
     expect(lastLine(b.stdout)).toBe(lastLine(a.stdout));
     expect(pushesWithMessage('race')).toHaveLength(1);
-    expect((await settled(lastLine(a.stdout))).state).toBe('committed');
+    expect((await waitForPushSettled(srv.store, lastLine(a.stdout))).state).toBe('committed');
     expect(commitsWithMessage('race')).toBe(1);
     expect(incomingArchives()).toEqual([]);
   });
@@ -217,7 +208,7 @@ describe('push --push-key', () => {
 
     const ok = await opensshExec(srv.sshPort, keys.lab.privateFile, `push lab --parent ${head()} --push-key ${k} -m retried`, zstdTar(tmp.dir, { 'etc/retried': 'ok\n' }));
     expect(ok.code, ok.stderr).toBe(0);
-    expect((await settled(lastLine(ok.stdout))).state).toBe('committed');
+    expect((await waitForPushSettled(srv.store, lastLine(ok.stdout))).state).toBe('committed');
     expect(commitsWithMessage('retried')).toBe(1);
   });
 
@@ -279,7 +270,7 @@ describe('the agent', () => {
     const stored = pushesWithMessage('cut-after-store');
     expect(stored).toHaveLength(1);
     expect(a.sentIds()).toEqual([expect.objectContaining({ pushId: stored[0]!.id, pushKey: meta.pushKey })]);
-    expect((await settled(stored[0]!.id)).state).toBe('committed');
+    expect((await waitForPushSettled(srv.store, stored[0]!.id)).state).toBe('committed');
     await new Promise((r) => setTimeout(r, 500));
     expect(commitsWithMessage('cut-after-store')).toBe(1);
     expect(srv.store.listRefs().filter((r) => r.name.startsWith('lab/push-'))).toEqual([]);
@@ -299,7 +290,7 @@ describe('the agent', () => {
     expect(s.code, s.stderr).toBe(0);
     expect(a.sentIds()).toEqual([expect.objectContaining({ pushId: lastLine(first.stdout) })]);
     expect(pushesWithMessage('stored-before-restart')).toHaveLength(1);
-    expect((await settled(lastLine(first.stdout))).state).toBe('committed');
+    expect((await waitForPushSettled(srv.store, lastLine(first.stdout))).state).toBe('committed');
     expect(commitsWithMessage('stored-before-restart')).toBe(1);
   });
 
@@ -317,7 +308,7 @@ describe('the agent', () => {
     const stored = pushesWithMessage('old-spool-entry');
     expect(stored).toHaveLength(1);
     expect(a.sentIds()[0]!.pushKey).toMatch(/^[A-Za-z0-9_-]{22}$/);
-    expect((await settled(stored[0]!.id)).state).toBe('committed');
+    expect((await waitForPushSettled(srv.store, stored[0]!.id)).state).toBe('committed');
     expect(commitsWithMessage('old-spool-entry')).toBe(1);
   });
 });

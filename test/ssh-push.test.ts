@@ -8,7 +8,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer, type RunningServer } from '../server/main.ts';
 import type { Push } from '../store/types.ts';
-import { commitFiles, importProfile, tempDir } from './helpers/server-fixture.ts';
+import { commitFiles, importProfile, tempDir, waitForPushSettled } from './helpers/server-fixture.ts';
 import { lastLine, makeKey, opensshExec, ssh2Connect, ssh2Exec, ssh2Run, zstdTar, type KeyPair } from './helpers/server-ssh.ts';
 
 let tmp: ReturnType<typeof tempDir>;
@@ -33,15 +33,6 @@ afterAll(async () => {
 
 const head = (p = 'lab') => srv.store.getProfile(p).head!;
 
-async function settled(id: string): Promise<Push> {
-  const deadline = Date.now() + 90_000;
-  for (;;) {
-    const p = srv.store.getPush(id);
-    if (p.state === 'committed' || p.state === 'rejected') return p;
-    if (Date.now() > deadline) throw new Error(`push ${id} still ${p.state}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const commitsWithMessage = (msg: string) => srv.store.log('lab').filter((c) => c.message === msg).length + srv.store.listRefs().filter((r) => r.name.startsWith('lab/push-')).flatMap((r) => srv.store.log(r.name)).filter((c) => c.message === msg && c.kind === 'push' && srv.store.log('lab').every((l) => l.id !== c.id)).length;
 
@@ -56,7 +47,7 @@ describe('push', () => {
     const id = lastLine(r.stdout);
     expect(id).toMatch(/^p[0-9a-z]{15}$/);
     expect(existsSync(join(srv.store.incomingDir, `${id}.tar.zst`)) || srv.store.getPush(id).state !== 'queued').toBe(true);
-    const p = await settled(id);
+    const p = await waitForPushSettled(srv.store, id);
     expect(p).toMatchObject({ state: 'committed', branch: null, author: 'lab-client' });
     expect(head()).toBe(p.commit);
     expect(srv.store.getCommit(p.commit!).parent).toBe(parent);
@@ -73,7 +64,7 @@ describe('push', () => {
       const r = await ssh2Exec(conn, `push lab --parent ${head()} -m timed`, archive);
       expect(r.code).toBe(0);
       expect(r.ms).toBeLessThan(1000);
-      expect((await settled(lastLine(r.stdout))).state).toBe('committed');
+      expect((await waitForPushSettled(srv.store, lastLine(r.stdout))).state).toBe('committed');
     } finally {
       conn.end();
     }
@@ -92,7 +83,7 @@ describe('push', () => {
     const r = await opensshExec(srv.sshPort, keys.lab.privateFile, `push lab --parent ${head()}`, garbage);
     expect(r.code).toBe(0);
     const id = lastLine(r.stdout);
-    const p = await settled(id);
+    const p = await waitForPushSettled(srv.store, id);
     expect(p.state).toBe('rejected');
     const st = await opensshExec(srv.sshPort, keys.lab.privateFile, `status ${id}`);
     expect(st.stdout).toMatch(/^rejected \S.*\n$/);
@@ -133,7 +124,7 @@ describe('refusals (and the server keeps serving)', () => {
     // An admin key may.
     const a = await opensshExec(srv.sshPort, keys.admin.privateFile, `push other --parent ${before} -m admin`, zstdTar(tmp.dir, { 'etc/admin': 'yes\n' }));
     expect(a.code).toBe(0);
-    expect((await settled(lastLine(a.stdout))).state).toBe('committed');
+    expect((await waitForPushSettled(srv.store, lastLine(a.stdout))).state).toBe('committed');
   });
 
   it('unknown commands and bad arguments exit 2 with usage; bad parents and non-zstd data exit 1', async () => {
@@ -185,7 +176,7 @@ describe('refusals (and the server keeps serving)', () => {
   it('after all that, pushes still work', async () => {
     const r = await opensshExec(srv.sshPort, keys.lab.privateFile, `push lab --parent ${head()} -m still-alive`, zstdTar(tmp.dir, { 'etc/alive': '1\n' }));
     expect(r.code).toBe(0);
-    expect((await settled(lastLine(r.stdout))).state).toBe('committed');
+    expect((await waitForPushSettled(srv.store, lastLine(r.stdout))).state).toBe('committed');
   });
 });
 
@@ -194,7 +185,7 @@ describe('when the head moved', () => {
     const parent = head();
     const moved = await commitFiles(srv.store, tmp.dir, 'lab', { 'srv/a': 'a\n' }, 'admin moved the head');
     const r = await opensshExec(srv.sshPort, keys.lab.privateFile, `push lab --parent ${parent} -m stacked`, zstdTar(tmp.dir, { 'srv/b': 'b\n' }));
-    const p = await settled(lastLine(r.stdout));
+    const p = await waitForPushSettled(srv.store, lastLine(r.stdout));
     expect(p).toMatchObject({ state: 'committed', branch: null });
     const c = srv.store.getCommit(p.commit!);
     expect(c.parent).toBe(moved);
@@ -207,7 +198,7 @@ describe('when the head moved', () => {
     const parent = head();
     const moved = await commitFiles(srv.store, tmp.dir, 'lab', { 'etc/shared': 'admin\n' }, 'admin edits shared');
     const r = await opensshExec(srv.sshPort, keys.lab.privateFile, `push lab --parent ${parent} -m conflicting`, zstdTar(tmp.dir, { 'etc/shared': 'client\n' }));
-    const p = await settled(lastLine(r.stdout));
+    const p = await waitForPushSettled(srv.store, lastLine(r.stdout));
     expect(p.state).toBe('committed');
     expect(p.branch).toBe(`lab/push-${p.id}`);
     expect(head()).toBe(moved);
@@ -228,7 +219,7 @@ describe('concurrency', () => {
     for (const r of results) expect(r.code).toBe(0);
     const ids = results.map((r) => lastLine(r.stdout));
     expect(new Set(ids).size).toBe(n);
-    const pushes = await Promise.all(ids.map(settled));
+    const pushes = await Promise.all(ids.map((id) => waitForPushSettled(srv.store, id)));
     for (const p of pushes) expect(p).toMatchObject({ state: 'committed', branch: null });
     const log = srv.store.log('lab');
     for (let i = 0; i < n; i++) expect(log.filter((c) => c.message === `client ${i}`)).toHaveLength(1);

@@ -31,3 +31,14 @@ export async function commitFiles(store: Store, work: string, profile: string, f
   const tar = await writeTar(work, `${profile}-${randomBytes(4).toString('hex')}.tar`, files);
   return (await store.commitTar(profile, tar, { message, parent })).commit.id;
 }
+
+/** Waits until the baker has committed or rejected push `id` (bakes run in the background). */
+export async function waitForPushSettled(store: Store, id: string, timeoutMs = 90_000): Promise<ReturnType<Store['getPush']>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const p = store.getPush(id);
+    if (p.state === 'committed' || p.state === 'rejected') return p;
+    if (Date.now() > deadline) throw new Error(`push ${id} still ${p.state} after ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
