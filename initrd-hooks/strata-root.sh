@@ -262,8 +262,32 @@ strata_save_last_good() {
 		sync &&
 		mv -f "$STRATA_BACKUP_DIR/last-good.manifest.tmp" "$STRATA_BACKUP_DIR/last-good.manifest" &&
 		mv -f "$STRATA_BACKUP_DIR/last-good.id.tmp" "$STRATA_BACKUP_DIR/last-good.id" &&
-		sync ||
-		strata_warn "could not record the last good commit on the backup disk (disk full?)"
+		sync && return 0
+	strata_warn "could not record the last good commit on the backup disk (disk full?)"
+	return 1
+}
+
+# strata_prune_backup LAYERLIST: once the booted commit is the last good one,
+# drop every cached layer its chain does not use (an older commit's layers,
+# a download cut short), so a backup disk holds one chain instead of every
+# layer the machine ever booted. Only called after strata_save_last_good
+# succeeded: until then the old last good commit is the fallback and its
+# layers must stay. The booted layers are loop-mounted; they are all listed.
+strata_prune_backup() {
+	[ -n "$STRATA_BACKUP_DIR" ] || return 0
+	_pb_n=0
+	for _pb_f in "$STRATA_OBJECTS"/* "$STRATA_OBJECTS"/.fetch-*; do
+		[ -f "$_pb_f" ] || continue
+		_pb_name=${_pb_f##*/}
+		case $_pb_name in
+			.fetch-*) ;;
+			*) grep -q "^$_pb_name " "$1" && continue ;;
+		esac
+		rm -f "$_pb_f" && _pb_n=$((_pb_n + 1))
+	done
+	[ "$_pb_n" -eq 0 ] && return 0
+	sync
+	strata_log "backup disk: removed $_pb_n cached layers commit $STRATA_COMMIT does not use"
 }
 
 # --- layers ----------------------------------------------------------------
@@ -419,7 +443,8 @@ strata_boot() {
 	strata_get_layers "$STRATA_RUN/layers.list" "$_sb_mode"
 	strata_mount_layers "$STRATA_RUN/layers.list" "$_sb_root"
 	echo "$STRATA_COMMIT" > "$STRATA_RUN/commit"
-	strata_save_last_good "$STRATA_COMMIT" "$_sb_manifest"
+	strata_save_last_good "$STRATA_COMMIT" "$_sb_manifest" &&
+		strata_prune_backup "$STRATA_RUN/layers.list"
 	# Keep the backup disk's files consistent before the system takes over.
 	sync
 }

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -120,5 +120,30 @@ describe('strata-root.sh', () => {
       encoding: 'utf8',
     });
     expect(out.trim()).toBe('defined');
+  });
+
+  it('prunes the backup disk to the booted chain: older layers and cut-short downloads go, the rest stays', () => {
+    const libDir = fileURLToPath(new URL('../initrd-hooks/lib/', import.meta.url));
+    const dir = mkdtempSync(join(tmpdir(), 'strata-prune-'));
+    try {
+      const objects = join(dir, 'strata', 'objects');
+      execFileSync('mkdir', ['-p', objects]);
+      const old = '3'.repeat(64);
+      for (const f of [L1, L2, old, `.fetch-${'4'.repeat(64)}`]) writeFileSync(join(objects, f), 'x');
+      writeFileSync(join(dir, 'strata', 'last-good.id'), ID);
+      writeFileSync(join(dir, 'layers.list'), `${L1} 1\n${L2} 1\n`);
+      for (const [, shell] of shells) {
+        const out = execFileSync(shell[0]!, [...shell.slice(1), '-c',
+          `STRATA_LIB_DIR="${libDir}" . "${ROOT_SH}"; STRATA_BACKUP_DIR="${dir}/strata"; STRATA_OBJECTS="${objects}"; STRATA_COMMIT=${ID}; strata_prune_backup "${dir}/layers.list"; ls -A "${objects}"`,
+        ], { encoding: 'utf8' });
+        expect(out.trim().split('\n').filter((l) => !l.startsWith('strata:'))).toEqual([L1, L2]);
+        writeFileSync(join(objects, old), 'x'); // the next shell prunes it again
+      }
+      // Without a backup disk (layers in RAM) nothing is touched.
+      execFileSync('/usr/bin/busybox', ['sh', '-c', `STRATA_LIB_DIR="${libDir}" . "${ROOT_SH}"; STRATA_BACKUP_DIR=; STRATA_OBJECTS="${objects}"; strata_prune_backup "${dir}/layers.list"`]);
+      expect(existsSync(join(objects, old))).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
