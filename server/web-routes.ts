@@ -1,12 +1,13 @@
 /**
- * The web UI: a handful of static files from web/ at `/`, plus dagre from
- * node_modules at /vendor/dagre.min.js. Deliberately tiny: a flat folder, no
- * directory walking, names checked against a strict pattern.
+ * The web UI: a handful of static files from web/ at `/` (and from its fixed
+ * sub-folders, e.g. web/views/ at /views/), plus dagre from node_modules at
+ * /vendor/dagre.min.js. Deliberately tiny: no directory walking, one name per
+ * path segment, each checked against a strict pattern (so no `..`, no `/`).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { StrataError } from '../store/errors.ts';
 
 const TYPES: Record<string, string> = {
@@ -23,6 +24,9 @@ const TYPES: Record<string, string> = {
 
 const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
 
+/** Sub-folders of web/ served one level deep, like web/ itself (the page's ES modules import from them). */
+const SUBDIRS = ['views'];
+
 export const DAGRE_PATH = fileURLToPath(new URL('../node_modules/@dagrejs/dagre/dist/dagre.min.js', import.meta.url));
 
 async function sendFile(reply: FastifyReply, file: string): Promise<FastifyReply> {
@@ -37,9 +41,11 @@ async function sendFile(reply: FastifyReply, file: string): Promise<FastifyReply
 export function registerWebRoutes(app: FastifyInstance, webDir: string): void {
   app.get('/', async (_req, reply) => sendFile(reply, path.join(webDir, 'index.html')));
   app.get('/vendor/dagre.min.js', async (_req, reply) => sendFile(reply, DAGRE_PATH));
-  app.get('/:file', async (req, reply) => {
+  const serveFrom = (dir: string) => async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const { file } = req.params as { file: string };
     if (!SAFE_NAME.test(file) || !(path.extname(file) in TYPES)) throw new StrataError('E_NOT_FOUND', `no such file: ${file.slice(0, 80)}`);
-    return sendFile(reply, path.join(webDir, file));
-  });
+    return sendFile(reply, path.join(dir, file));
+  };
+  app.get('/:file', serveFrom(webDir));
+  for (const sub of SUBDIRS) app.get(`/${sub}/:file`, serveFrom(path.join(webDir, sub)));
 }

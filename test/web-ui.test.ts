@@ -6,6 +6,7 @@
  * Screenshots at 1280x800 and 390x844 go to test-artifacts/.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -114,6 +115,36 @@ describe('web UI without a token', () => {
     expect(fx.srv.store.resolve('lab')).toBe(fx.motd);
     expect(fx.srv.store.listAssignments()).toEqual([]);
     expect(fx.srv.store.listRefs().map((r) => r.name)).toEqual(['lab']);
+  });
+});
+
+/** GET with the path sent as written: fetch() would resolve `..` before sending. */
+function rawGet(url: string, path: string): Promise<{ status: number; body: string }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: hostname, port, path, method: 'GET' }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('web UI files', () => {
+  it('serves the page modules from web/views/, and nothing outside web/', async () => {
+    const view = await fetch(`${fx.srv.httpUrl}/views/history.js`);
+    expect(view.status).toBe(200);
+    expect(view.headers.get('content-type')).toContain('javascript');
+    expect(view.headers.get('cache-control')).toBe('no-cache');
+    expect(await view.text()).toContain('export function renderCommit');
+    for (const path of ['/views/../package.json', '/views/..%2F..%2Fpackage.json', '/views/%2e%2e%2fpackage.json', '/views/..', '/../package.json', '/views/../../server/web-routes.ts', '/views/missing.js']) {
+      const res = await rawGet(fx.srv.httpUrl, path);
+      expect(res.status, path).toBe(404);
+      expect(res.body, path).not.toContain('"dependencies"');
+    }
   });
 });
 

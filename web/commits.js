@@ -1,0 +1,40 @@
+/**
+ * What the page reads off commits: their layers and chain, how far back one
+ * is along first parents, and the commits and diffs fetched one by one
+ * (immutable, so cached for the session).
+ */
+import { api } from './api.js';
+import { enc } from './dom.js';
+import { S, commitById } from './state.js';
+
+/** The promise cached under `key`, made by load() once; a failure is forgotten so the next call tries again. */
+async function cached(cache, key, load) {
+  if (!cache.has(key)) cache.set(key, load());
+  try {
+    return await cache.get(key);
+  } catch (e) {
+    cache.delete(key);
+    throw e;
+  }
+}
+
+export const fetchCommit = (id) => cached(S.commitCache, id, () => api('GET', `/v1/commits/${enc(id)}`).then((r) => r.commit));
+export const diffOf = (id) => cached(S.diffs, id, () => api('GET', `/v1/commits/${id}/diff`).then((r) => r.diff));
+
+export function diffSummary(d) {
+  return `${d.added.length} added, ${d.changed.length} changed, ${d.deleted.length} deleted`;
+}
+
+export const chainOf = (c) => c.manifest.layers.map((l) => l.digest);
+export const addedLayerOf = (c) => (c.addedLayer ? c.manifest.layers.find((l) => l.digest === c.addedLayer) ?? null : null);
+export const chainBytes = (c) => c.manifest.layers.reduce((s, l) => s + l.size, 0);
+
+/** Commits from `from` back along first parents to `to`: how many `to` is behind, or -1. */
+export function firstParentDistance(from, to) {
+  let n = 0;
+  for (let c = commitById(from); c; c = c.parent ? commitById(c.parent) : null) {
+    if (c.id === to) return n;
+    n += 1;
+  }
+  return -1;
+}

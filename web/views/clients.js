@@ -1,0 +1,28 @@
+/**
+ * The clients view: every machine that booted, whether it is online, what it
+ * runs (a link into the history) and which assignment matched it.
+ */
+import { $, code, h, short, table, time } from '../dom.js';
+import { S, online } from '../state.js';
+import { showCommit } from './history.js';
+
+export function renderClients() {
+  const box = $('#clients-table');
+  const on = S.clients.filter(online).length;
+  $('#count-clients').textContent = S.clients.length ? `(${on}/${S.clients.length} online)` : '';
+  if (!S.clients.length) {
+    box.replaceChildren(h('p', { class: 'muted' }, 'No client has booted yet.'));
+    return;
+  }
+  const heads = new Map(S.profiles.map((p) => [p.name, p.head]));
+  box.replaceChildren(table('Known clients', [
+    { label: 'MAC', cell: (c) => code(c.mac) },
+    { label: 'IP', cell: (c) => c.ip || '—' },
+    { label: 'Status', cell: (c) => h('span', { class: `state ${online(c) ? 'online' : 'offline'}` }, online(c) ? 'online' : 'offline') },
+    { label: 'Profile', cell: (c) => c.profile ?? '—' },
+    { label: 'Runs', cell: (c) => c.commit ? [h('button', { type: 'button', class: 'link', onclick: () => showCommit(c.profile, c.commit), 'aria-label': `show commit ${short(c.commit)} in the history` }, short(c.commit)), heads.get(c.profile) === c.commit ? ' (head)' : ' (not the head)'] : '—' },
+    { label: 'Last boot', cell: (c) => time(c.lastBoot) },
+    { label: 'Last seen', cell: (c) => time(c.lastSeen) },
+    { label: 'Matched', cell: (c) => c.assignment ? code(c.assignment) : '—' },
+  ], S.clients, (c) => (online(c) ? 'online' : 'offline')));
+}
