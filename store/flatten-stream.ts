@@ -5,29 +5,32 @@
  * entries the merge plan (overlay-merge.ts) gives to that layer are copied,
  * file bodies streamed chunk by chunk.
  *
- * Why a small tar reader/writer here instead of tar-stream: squashfs keeps
- * xattr values as raw bytes (security.capability is binary) and sqfs2tar and
+ * Why our own tar reader/writer instead of tar-stream: squashfs keeps xattr
+ * values as raw bytes (security.capability is binary) and sqfs2tar and
  * tar2sqfs carry them raw in PAX `SCHILY.xattr.*` records. tar-stream 3
  * decodes and encodes PAX values as UTF-8 strings, which corrupts any value
  * that is not valid UTF-8 (its pack() also cannot emit a raw PAX block). The
- * reader and writer below keep xattr values as Buffers end to end.
+ * byte-level format is tar-format.ts (shared with the checker of pushed
+ * tars); here is the push parser of sqfs2tar's stream and the merge.
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { StrataError } from './errors.ts';
 import { planMerge, type MergePlan } from './overlay-merge.ts';
-import { xattrValueToString } from './tar-check.ts';
+import { squashfsStoresXattr, xattrValueToString } from './tar-check.ts';
+import {
+  BLOCK, cField, checksumMatches, decodeHeader, encodeEntryHeader, entryType, isMetaFlag, isZeroBlock, normalizeTarPath,
+  parsePax, roundUp, type HeaderStyle, type RawHeader,
+} from './tar-format.ts';
 import type { LayerEntry } from './types.ts';
 
 const OPAQUE_XATTR = 'trusted.overlay.opaque';
 
-type TarType = 'file' | 'hardlink' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo';
-
 export interface TarHeader {
   /** Normalised like LayerEntry.path: no leading './' or '/', no trailing '/', root = ''. */
   path: string;
-  type: TarType;
+  type: LayerEntry['type'];
   mode: number;
   uid: number;
   gid: number;
@@ -45,153 +48,6 @@ export interface TarHeader {
 
 // ---------------------------------------------------------------- reading
 
-/** Pulls exact byte counts out of an async stream of chunks, without copying bodies. */
-class ByteSource {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
-  private ended = false;
-  constructor(private readonly it: AsyncIterator<Buffer>) {}
-
-  private async more(): Promise<boolean> {
-    if (this.ended) return false;
-    const r = await this.it.next();
-    if (r.done) {
-      this.ended = true;
-      return false;
-    }
-    const b = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
-    if (b.length > 0) {
-      this.chunks.push(b);
-      this.buffered += b.length;
-    }
-    return true;
-  }
-
-  /** Exactly n bytes; null at a clean end of stream; throws when it ends part-way. */
-  async read(n: number): Promise<Buffer | null> {
-    while (this.buffered < n) {
-      if (!(await this.more())) {
-        if (this.buffered === 0) return null;
-        throw new StrataError('E_BAD_TAR', 'the layer tar stream ended in the middle of an entry');
-      }
-    }
-    const first = this.chunks[0]!;
-    let out: Buffer;
-    if (first.length >= n) {
-      out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-    } else {
-      const all = Buffer.concat(this.chunks);
-      out = all.subarray(0, n);
-      this.chunks = all.length > n ? [all.subarray(n)] : [];
-    }
-    this.buffered -= n;
-    return out;
-  }
-
-  /** Yields the next n bytes as they arrive (chunks are the producer's, not copies). */
-  async *pieces(progress: { left: number }): AsyncGenerator<Buffer> {
-    while (progress.left > 0) {
-      if (this.buffered === 0 && !(await this.more())) {
-        throw new StrataError('E_BAD_TAR', 'the layer tar stream ended in the middle of a file');
-      }
-      if (this.buffered === 0) continue;
-      const c = this.chunks[0]!;
-      const take = Math.min(c.length, progress.left);
-      if (take === c.length) this.chunks.shift();
-      else this.chunks[0] = c.subarray(take);
-      this.buffered -= take;
-      progress.left -= take;
-      yield take === c.length ? c : c.subarray(0, take);
-    }
-  }
-
-  async skip(n: number): Promise<void> {
-    for await (const piece of this.pieces({ left: n })) void piece;
-  }
-
-  /** Reads to the end (sqfs2tar may pad after the end-of-archive blocks). */
-  async drain(): Promise<void> {
-    this.chunks = [];
-    this.buffered = 0;
-    while (await this.more()) {
-      this.chunks = [];
-      this.buffered = 0;
-    }
-  }
-}
-
-const cstr = (b: Buffer, off: number, len: number): string => {
-  const f = b.subarray(off, off + len);
-  const z = f.indexOf(0);
-  return (z < 0 ? f : f.subarray(0, z)).toString('utf8');
-};
-
-function numeric(b: Buffer, off: number, len: number): number {
-  if (b[off]! & 0x80) {
-    // GNU base-256: big-endian, first byte's high bit is the marker.
-    let v = b[off]! & 0x7f;
-    for (let i = off + 1; i < off + len; i++) v = v * 256 + b[i]!;
-    return v;
-  }
-  // Octal digits, with NUL or space padding on either side (a byte loop: this
-  // runs ~8 times per entry on flatten's hot path, string + regex cost more).
-  let v = 0;
-  let i = off;
-  const end = off + len;
-  while (i < end && (b[i] === 0x20 || b[i] === 0)) i++;
-  for (; i < end; i++) {
-    const c = b[i]!;
-    if (c < 0x30 || c > 0x37) break;
-    v = v * 8 + (c - 0x30);
-  }
-  for (; i < end; i++) {
-    const c = b[i]!;
-    if (c !== 0 && c !== 0x20) return NaN;
-  }
-  return v;
-}
-
-function checksumOk(block: Buffer): boolean {
-  let sum = 0;
-  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : block[i]!;
-  return sum === numeric(block, 148, 8);
-}
-
-/** Normalises a tar member name the way LayerEntry paths are. */
-export function normaliseTarPath(name: string): string {
-  let p = name;
-  while (p.startsWith('./')) p = p.slice(2);
-  p = p.replace(/^\/+/, '').replace(/\/+$/, '');
-  return p === '.' ? '' : p;
-}
-
-/** PAX records, values kept as raw bytes (xattrs may be binary). */
-function parsePax(buf: Buffer, into: Map<string, Buffer>): void {
-  let off = 0;
-  while (off < buf.length) {
-    const sp = buf.indexOf(0x20, off);
-    if (sp < 0) break;
-    const len = parseInt(buf.subarray(off, sp).toString('latin1'), 10);
-    if (!(len > 0) || off + len > buf.length) throw new StrataError('E_BAD_TAR', 'malformed PAX header in a layer tar stream');
-    const rec = buf.subarray(sp + 1, off + len - 1); // drop the trailing '\n'
-    const eq = rec.indexOf(0x3d);
-    if (eq > 0) into.set(rec.subarray(0, eq).toString('utf8'), Buffer.from(rec.subarray(eq + 1)));
-    off += len;
-  }
-}
-
-const TYPES: Record<string, TarType | undefined> = {
-  '0': 'file', '\0': 'file', '7': 'file', '1': 'hardlink', '2': 'symlink', '3': 'char', '4': 'block', '5': 'dir', '6': 'fifo',
-};
-
-export interface TarItem {
-  header: TarHeader;
-  /** The entry's data; must be consumed (or not at all) before asking for the next item. */
-  body(): AsyncGenerator<Buffer>;
-}
-
 /** Extended-header state carried from 'x'/'g'/'L'/'K' records to the entry they describe. */
 interface Pending {
   pax: Map<string, Buffer> | null;
@@ -200,42 +56,39 @@ interface Pending {
   longLink: string | null;
 }
 
-const isMetaFlag = (flag: string): boolean => flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K';
-
 function checkMetaSize(size: number): void {
   if (size > 64 * 1024 * 1024) throw new StrataError('E_BAD_TAR', 'oversized extended header in a layer tar stream');
 }
 
 function applyMeta(flag: string, body: Buffer, st: Pending): void {
-  if (flag === 'x') parsePax(body, (st.pax ??= new Map()));
-  else if (flag === 'g') parsePax(body, st.globalPax);
-  else if (flag === 'L') st.longName = cstr(body, 0, body.length);
-  else st.longLink = cstr(body, 0, body.length);
+  if (flag === 'x' || flag === 'g') {
+    const into = flag === 'x' ? (st.pax ??= new Map()) : st.globalPax;
+    for (const [k, v] of parsePax(body)) into.set(k, v);
+  } else if (flag === 'L') st.longName = cField(body, 0, body.length).toString('utf8');
+  else st.longLink = cField(body, 0, body.length).toString('utf8');
 }
 
 /**
- * The entry a (checksummed, non-meta) header block describes, with the
- * pending extended records applied and then cleared. `dataLen` is how many
- * bytes of data follow the block in the stream (before padding).
+ * The entry a (checksummed, non-meta) header describes, with the pending
+ * extended records applied and then cleared. `dataLen` is how many bytes of
+ * data follow the block in the stream (before padding).
  */
-function decodeEntry(block: Buffer, flag: string, size: number, st: Pending): { header: TarHeader; dataLen: number } {
-  const type = TYPES[flag];
-  if (!type) throw new StrataError('E_BAD_TAR', `unsupported tar entry type '${flag}' in a layer tar stream`);
-  const ustar = block.subarray(257, 263).toString('latin1') === 'ustar\0';
-  const prefix = ustar ? cstr(block, 345, 155) : '';
-  let name = prefix ? `${prefix}/${cstr(block, 0, 100)}` : cstr(block, 0, 100);
-  let linkname = cstr(block, 157, 100);
+function decodeEntry(raw: RawHeader, st: Pending): { header: TarHeader; dataLen: number } {
+  const type = entryType(raw.typeflag);
+  if (!type) throw new StrataError('E_BAD_TAR', `unsupported tar entry type '${raw.typeflag}' in a layer tar stream`);
+  let name = raw.name.toString('utf8');
+  let linkname = raw.linkname.toString('utf8');
   const h: TarHeader = {
     path: '',
     type,
-    mode: numeric(block, 100, 8) & 0o7777,
-    uid: numeric(block, 108, 8),
-    gid: numeric(block, 116, 8),
-    size,
-    mtime: numeric(block, 136, 12),
+    mode: raw.mode & 0o7777,
+    uid: raw.uid,
+    gid: raw.gid,
+    size: raw.size,
+    mtime: raw.mtime,
     linkname: '',
-    devmajor: numeric(block, 329, 8),
-    devminor: numeric(block, 337, 8),
+    devmajor: raw.devmajor,
+    devminor: raw.devminor,
     xattrs: new Map(),
   };
   if (st.longName !== null) name = st.longName;
@@ -261,47 +114,11 @@ function decodeEntry(block: Buffer, flag: string, size: number, st: Pending): { 
   st.pax = null;
   st.longName = null;
   st.longLink = null;
-  h.path = normaliseTarPath(name);
-  h.linkname = type === 'hardlink' ? normaliseTarPath(linkname) : linkname;
+  h.path = normalizeTarPath(name);
+  h.linkname = type === 'hardlink' ? normalizeTarPath(linkname, 'hardlink target') : linkname;
   const dataLen = type === 'file' ? h.size : type === 'dir' ? 0 : h.size;
   if (type !== 'file') h.size = 0;
   return { header: h, dataLen };
-}
-
-function isZeroBlock(block: Buffer): boolean {
-  for (let i = 0; i < 512; i++) if (block[i] !== 0) return false;
-  return true;
-}
-
-/** Streams the entries of a tar (ustar, GNU, PAX). Bodies are never buffered whole. */
-export async function* readTar(chunks: AsyncIterable<Buffer>): AsyncGenerator<TarItem> {
-  const src = new ByteSource(chunks[Symbol.asyncIterator]());
-  const st: Pending = { pax: null, globalPax: new Map(), longName: null, longLink: null };
-  for (;;) {
-    const block = await src.read(512);
-    if (!block || isZeroBlock(block)) {
-      await src.drain();
-      return;
-    }
-    if (!checksumOk(block)) throw new StrataError('E_BAD_TAR', 'bad tar header checksum in a layer tar stream');
-    const flag = String.fromCharCode(block[156]!);
-    const size = numeric(block, 124, 12);
-    const pad = (512 - (size % 512)) % 512;
-
-    if (isMetaFlag(flag)) {
-      checkMetaSize(size);
-      const body = (await src.read(size)) ?? Buffer.alloc(0);
-      if (size > 0 && body.length < size) throw new StrataError('E_BAD_TAR', 'truncated extended header');
-      await src.skip(pad);
-      applyMeta(flag, body, st);
-      continue;
-    }
-    const { header: h, dataLen } = decodeEntry(block, flag, size, st);
-    const dataPad = (512 - (dataLen % 512)) % 512;
-    const progress = { left: dataLen };
-    yield { header: h, body: () => src.pieces(progress) };
-    await src.skip(progress.left + dataPad);
-  }
 }
 
 /** What a TarParser hands each entry to. */
@@ -315,14 +132,15 @@ export interface TarVisitor {
 }
 
 /**
- * The same reading as readTar, but push-driven and synchronous: chunks go in
- * with push(), the visitor is called from inside it. Flatten uses this one on
- * its hot path: an async generator step per chunk and per entry cost more CPU
- * than the merge itself (see docs/decisions.md, "Flatten speed").
+ * Reads a tar stream (sqfs2tar's: ustar, GNU, PAX), push-driven and
+ * synchronous: chunks go in with push(), the visitor is called from inside
+ * it. Not async: an async generator step per chunk and per entry cost more
+ * CPU than the merge itself (see docs/decisions.md, "Flatten speed").
+ * Bodies are never buffered; unwanted ones are skipped.
  */
 export class TarParser {
   private state: 'header' | 'meta' | 'data' | 'end' = 'header';
-  private need = 512;
+  private need = BLOCK;
   private carry: Buffer | null = null;
   private carryLen = 0;
   private metaFlag = '';
@@ -352,7 +170,7 @@ export class TarParser {
         off += p;
         if (this.padLeft > 0) return;
         this.state = 'header';
-        this.need = 512;
+        this.need = BLOCK;
         if (this.want) {
           this.want = false;
           this.visitor.bodyEnd();
@@ -378,7 +196,7 @@ export class TarParser {
       if (this.state === 'meta') {
         applyMeta(this.metaFlag, Buffer.from(block.subarray(0, this.metaSize)), this.st);
         this.state = 'header';
-        this.need = 512;
+        this.need = BLOCK;
       } else {
         this.onHeader(block);
       }
@@ -396,23 +214,24 @@ export class TarParser {
       this.state = 'end';
       return;
     }
-    if (!checksumOk(block)) throw new StrataError('E_BAD_TAR', 'bad tar header checksum in a layer tar stream');
-    const flag = String.fromCharCode(block[156]!);
-    const size = numeric(block, 124, 12);
+    if (!checksumMatches(block)) throw new StrataError('E_BAD_TAR', 'bad tar header checksum in a layer tar stream');
+    const raw = decodeHeader(block);
+    const flag = raw.typeflag;
+    const size = raw.size;
     if (isMetaFlag(flag)) {
       checkMetaSize(size);
       this.metaFlag = flag;
       this.metaSize = size;
       this.state = 'meta';
-      this.need = size + ((512 - (size % 512)) % 512);
+      this.need = roundUp(size);
       if (this.need === 0) {
         applyMeta(flag, Buffer.alloc(0), this.st);
         this.state = 'header';
-        this.need = 512;
+        this.need = BLOCK;
       }
       return;
     }
-    const { header, dataLen } = decodeEntry(block, flag, size, this.st);
+    const { header, dataLen } = decodeEntry(raw, this.st);
     const want = this.visitor.entry(header);
     if (dataLen === 0) {
       if (want) this.visitor.bodyEnd();
@@ -420,81 +239,39 @@ export class TarParser {
     }
     this.want = want;
     this.dataLeft = dataLen;
-    this.padLeft = (512 - (dataLen % 512)) % 512;
+    this.padLeft = roundUp(dataLen) - dataLen;
     this.state = 'data';
   }
 }
 
 // ---------------------------------------------------------------- writing
 
-const TYPEFLAG: Record<TarType, string> = { file: '0', hardlink: '1', symlink: '2', char: '3', block: '4', dir: '5', fifo: '6' };
-const MAX_OCTAL_8 = 0o7777777;
-const MAX_OCTAL_12 = 0o77777777777;
-
-function paxRecord(key: string, value: Buffer): Buffer {
-  const body = Buffer.concat([Buffer.from(` ${key}=`, 'utf8'), value, Buffer.from('\n')]);
-  // The decimal length prefix counts its own digits.
-  let digits = String(body.length).length;
-  if (String(body.length + digits).length > digits) digits++;
-  return Buffer.concat([Buffer.from(String(body.length + digits)), body]);
-}
-
-/** `len - 1` zero-padded octal digits and a NUL (values too large keep their low digits, as before). */
-function octal(buf: Buffer, off: number, len: number, value: number): void {
-  let v = Math.max(0, Math.floor(value));
-  for (let i = off + len - 2; i >= off; i--) {
-    buf[i] = 0x30 + (v % 8);
-    v = Math.floor(v / 8);
-  }
-  buf[off + len - 1] = 0;
-}
-
-function ustarBlock(name: Buffer, h: TarHeader, flag: string, size: number, linkname: Buffer): Buffer {
-  const b = Buffer.alloc(512);
-  name.copy(b, 0, 0, Math.min(100, name.length));
-  octal(b, 100, 8, h.mode & 0o7777);
-  octal(b, 108, 8, Math.min(h.uid, MAX_OCTAL_8));
-  octal(b, 116, 8, Math.min(h.gid, MAX_OCTAL_8));
-  octal(b, 124, 12, Math.min(size, MAX_OCTAL_12));
-  octal(b, 136, 12, Math.min(Math.max(0, h.mtime), MAX_OCTAL_12));
-  b[156] = flag.charCodeAt(0);
-  linkname.copy(b, 157, 0, Math.min(100, linkname.length));
-  USTAR_MAGIC.copy(b, 257);
-  octal(b, 329, 8, h.devmajor);
-  octal(b, 337, 8, h.devminor);
-  b.fill(0x20, 148, 156);
-  let sum = 0;
-  for (let i = 0; i < 512; i++) sum += b[i]!;
-  octal(b, 148, 7, sum);
-  b[155] = 0x20;
-  return b;
-}
-const USTAR_MAGIC = Buffer.from('ustar\x0000', 'latin1');
+/**
+ * Flatten's headers, byte for byte what it has always written (see
+ * HeaderStyle in tar-format.ts): the merged tar becomes the flat layer, and
+ * its digest must stay the same for the same chain.
+ */
+const FLATTEN_STYLE: HeaderStyle = { dirSlash: true, longNameMarker: false, paxHeaderCopiesEntry: true };
 
 /** The header block(s) of one entry: a PAX block when needed, then the ustar block. */
-export function encodeTarHeader(h: TarHeader): Buffer {
-  const tarName = h.path === '' ? './' : h.type === 'dir' ? `${h.path}/` : h.path;
-  const name = Buffer.from(tarName, 'utf8');
-  const link = Buffer.from(h.linkname, 'utf8');
-  const size = h.type === 'file' ? h.size : 0;
-  const records: Buffer[] = [];
-  if (name.length > 100) records.push(paxRecord('path', name));
-  if (link.length > 100) records.push(paxRecord('linkpath', link));
-  if (h.uid > MAX_OCTAL_8) records.push(paxRecord('uid', Buffer.from(String(h.uid))));
-  if (h.gid > MAX_OCTAL_8) records.push(paxRecord('gid', Buffer.from(String(h.gid))));
-  if (size > MAX_OCTAL_12) records.push(paxRecord('size', Buffer.from(String(size))));
-  if (!Number.isInteger(h.mtime) || h.mtime < 0 || h.mtime > MAX_OCTAL_12) records.push(paxRecord('mtime', Buffer.from(String(h.mtime))));
-  // Sorted so the same input always gives the same bytes (layer digests dedup).
-  for (const k of [...h.xattrs.keys()].sort()) records.push(paxRecord(`SCHILY.xattr.${k}`, h.xattrs.get(k)!));
-  const main = ustarBlock(name, h, TYPEFLAG[h.type], size, link);
-  if (records.length === 0) return main;
-  const pax = Buffer.concat(records);
-  const paxHead = ustarBlock(Buffer.from('PaxHeader'), { ...h, mode: 0o644 }, 'x', pax.length, Buffer.alloc(0));
-  return Buffer.concat([paxHead, pax, Buffer.alloc((512 - (pax.length % 512)) % 512), main]);
+function encodeTarHeader(h: TarHeader): Buffer {
+  return encodeEntryHeader({
+    path: Buffer.from(h.path, 'utf8'),
+    type: h.type,
+    mode: h.mode,
+    uid: h.uid,
+    gid: h.gid,
+    size: h.type === 'file' ? h.size : 0,
+    mtime: h.mtime,
+    linkname: Buffer.from(h.linkname, 'utf8'),
+    devmajor: h.devmajor,
+    devminor: h.devminor,
+    xattrs: h.xattrs,
+  }, FLATTEN_STYLE);
 }
 
 const ZEROS = Buffer.alloc(1024);
-const padding = (size: number): Buffer => ZEROS.subarray(0, (512 - (size % 512)) % 512);
+const padding = (size: number): Buffer => ZEROS.subarray(0, roundUp(size) - size);
 
 // ---------------------------------------------------------------- sqfs2tar
 
@@ -709,8 +486,6 @@ interface MergeState {
 
 const EMPTY_SHA256 = createHash('sha256').digest('hex');
 const MAX_U32 = 0xffffffff;
-/** squashfs stores xattrs only in these namespaces (as TarChecker keeps them). */
-const SQUASHFS_XATTR_PREFIXES = ['user.', 'trusted.', 'security.'];
 
 /**
  * The LayerEntry list of the output stream, built as headers are written: the
@@ -745,7 +520,7 @@ class Listing {
     if (h.type === 'char' || h.type === 'block') { e.devmajor = h.devmajor; e.devminor = h.devminor; }
     if (h.type === 'char' && h.devmajor === 0 && h.devminor === 0) e.whiteout = true;
     const kept = [...h.xattrs.keys()]
-      .filter((n) => !n.startsWith('system.posix_acl_') && SQUASHFS_XATTR_PREFIXES.some((p) => n.startsWith(p) && n.length > p.length))
+      .filter(squashfsStoresXattr)
       .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     if (kept.length) {
       e.xattrs = Object.fromEntries(kept.map((n) => [n, xattrValueToString(h.xattrs.get(n)!)]));

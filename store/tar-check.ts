@@ -20,9 +20,15 @@
  * generated, and what we checked is exactly what it packs.
  *
  * The same reader lists the tar that sqfs2tar produces (squashfs.ts).
+ * The byte-level format (numbers, checksum, PAX records, paths, the header
+ * encoder) is tar-format.ts, shared with flatten.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { StrataError } from './errors.ts';
+import {
+  BLOCK, checksumMatches, decodeHeader, encodeEntryHeader, entryType, headerFormat, isZeroBlock, normalizeTarPath,
+  parsePax, printable, roundUp, type HeaderStyle, type RawHeader,
+} from './tar-format.ts';
 import type { LayerEntry } from './types.ts';
 import { createHash, type Hash } from 'node:crypto';
 
@@ -47,151 +53,34 @@ export interface TarCheckOptions {
   policy: TarPolicy;
 }
 
-const BLOCK = 512;
-export const MAX_PATH_BYTES = 4096;
 /** Symlink targets: Linux refuses targets of PATH_MAX (4096) bytes or more. */
 const MAX_SYMLINK_BYTES = 4095;
 /** PAX and GNU long-name records; tar2sqfs caps them at 64 KiB as well. */
 const MAX_META_BYTES = 65536;
-const ZERO_BLOCK = Buffer.alloc(BLOCK);
 const MAX_U32 = 0xffffffff;
 
 /** squashfs stores xattrs only in these namespaces; tar2sqfs -s fails on any other. */
 const SQUASHFS_XATTR_PREFIXES = ['user.', 'trusted.', 'security.'];
 
+/** An xattr squashfs can hold (POSIX ACLs live in 'system.', which it cannot); the rest is dropped with a warning. */
+export function squashfsStoresXattr(name: string): boolean {
+  return SQUASHFS_XATTR_PREFIXES.some((p) => name.startsWith(p) && name.length > p.length);
+}
+
 const bad = (msg: string, details: Record<string, unknown> = {}) => new StrataError('E_BAD_TAR', msg, details);
 const unsafe = (msg: string, details: Record<string, unknown> = {}) => new StrataError('E_UNSAFE_PATH', msg, details);
 const forbidden = (msg: string, details: Record<string, unknown> = {}) => new StrataError('E_FORBIDDEN', msg, details);
 
-// ---------------------------------------------------------------- header parsing
+// ---------------------------------------------------------------- header and PAX values
 
-/**
- * A numeric header field: leading spaces, octal digits, then only NUL or
- * space; or GNU base-256 (high bit set). Anything else is refused rather than
- * guessed at, since readers disagree on the leftovers.
- */
-export function parseNumberField(buf: Buffer, off: number, len: number, field: string): number {
-  const f = buf.subarray(off, off + len);
-  if (f[0]! & 0x80) {
-    if (f[0] === 0xff) throw bad(`negative number in the tar header's ${field} field`);
-    let v = f[0]! & 0x7f;
-    for (let i = 1; i < len; i++) {
-      v = v * 256 + f[i]!;
-      if (v > Number.MAX_SAFE_INTEGER) throw bad(`number too large in the tar header's ${field} field`);
-    }
-    return v;
-  }
-  let i = 0;
-  while (i < len && f[i] === 0x20) i++;
-  let v = 0;
-  while (i < len && f[i]! >= 0x30 && f[i]! <= 0x37) {
-    v = v * 8 + (f[i]! - 0x30);
-    i++;
-  }
-  while (i < len && (f[i] === 0 || f[i] === 0x20)) i++;
-  if (i !== len) throw bad(`invalid number in the tar header's ${field} field`);
-  if (v > Number.MAX_SAFE_INTEGER) throw bad(`number too large in the tar header's ${field} field`);
-  return v;
-}
-
-/** Bytes of a NUL-terminated header string field. */
-function cField(buf: Buffer, off: number, len: number): Buffer {
-  const f = buf.subarray(off, off + len);
-  const nul = f.indexOf(0);
-  return nul < 0 ? f : f.subarray(0, nul);
-}
-
-function checksumMatches(block: Buffer): boolean {
-  let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK; i++) {
-    const b = i >= 148 && i < 156 ? 0x20 : block[i]!;
-    unsigned += b;
-    signed += b > 127 ? b - 256 : b;
-  }
-  let stored: number;
-  try {
-    stored = parseNumberField(block, 148, 8, 'checksum');
-  } catch {
-    return false;
-  }
-  return stored === unsigned || stored === signed;
-}
-
-type Format = 'posix' | 'gnu';
-
-function headerFormat(block: Buffer): Format | null {
-  const magic = block.toString('latin1', 257, 263);
-  const version = block.toString('latin1', 263, 265);
-  if (magic === 'ustar\0' && version === '00') return 'posix';
-  if (magic === 'ustar ' && version === ' \0') return 'gnu';
-  return null;
-}
-
-interface RawHeader {
-  name: Buffer;
-  mode: number;
-  uid: number;
-  gid: number;
-  size: number;
-  mtime: number;
-  typeflag: string;
-  linkname: Buffer;
-  devmajor: number;
-  devminor: number;
-}
-
+/** The checker's demands on a header block before it is decoded: a ustar or GNU magic and a correct checksum. */
 function parseHeader(block: Buffer, offset: number, first: boolean): RawHeader {
   const format = headerFormat(block);
   if (!format || !checksumMatches(block)) {
     if (first) throw bad('not a tar archive (no ustar header at the start); send an uncompressed, zstd, gzip or xz tar');
     throw bad(`corrupt tar header at byte ${offset}: ${format ? 'bad checksum' : 'no ustar magic'}`, { offset });
   }
-  let name = cField(block, 0, 100);
-  if (format === 'posix' && block[345] !== 0) {
-    name = Buffer.concat([cField(block, 345, 155), Buffer.from('/'), name]);
-  }
-  return {
-    name,
-    mode: parseNumberField(block, 100, 8, 'mode'),
-    uid: parseNumberField(block, 108, 8, 'uid'),
-    gid: parseNumberField(block, 116, 8, 'gid'),
-    size: parseNumberField(block, 124, 12, 'size'),
-    mtime: parseNumberField(block, 136, 12, 'mtime'),
-    typeflag: block[156] === 0 ? '0' : String.fromCharCode(block[156]!),
-    linkname: cField(block, 157, 100),
-    devmajor: parseNumberField(block, 329, 8, 'devmajor'),
-    devminor: parseNumberField(block, 337, 8, 'devminor'),
-  };
-}
-
-/**
- * PAX extended header records "<len> <key>=<value>\n", strictly: the length
- * must match, the record must end in a newline, keys must not repeat.
- * Values stay bytes (xattr values are binary).
- */
-export function parsePax(buf: Buffer): Map<string, Buffer> {
-  const out = new Map<string, Buffer>();
-  let pos = 0;
-  while (pos < buf.length) {
-    const sp = buf.indexOf(0x20, pos);
-    if (sp <= pos || sp - pos > 12) throw bad('malformed PAX header record');
-    const lenStr = buf.toString('latin1', pos, sp);
-    if (!/^[0-9]+$/.test(lenStr)) throw bad('malformed PAX header record length');
-    const len = Number(lenStr);
-    const end = pos + len;
-    if (end > buf.length || end < sp + 4) throw bad('PAX header record length out of range');
-    if (buf[end - 1] !== 0x0a) throw bad('PAX header record does not end in a newline');
-    const eq = buf.indexOf(0x3d, sp + 1);
-    if (eq <= sp + 1 || eq >= end) throw bad('PAX header record without a key');
-    const keyBytes = buf.subarray(sp + 1, eq);
-    if (keyBytes.includes(0)) throw bad('NUL byte in a PAX header key');
-    const key = keyBytes.toString('utf8');
-    if (out.has(key)) throw bad(`PAX header repeats the key '${key}'`);
-    out.set(key, Buffer.from(buf.subarray(eq + 1, end - 1)));
-    pos = end;
-  }
-  return out;
+  return decodeHeader(block);
 }
 
 function paxDecimal(v: Buffer, key: string): number {
@@ -214,33 +103,6 @@ function urlDecodeBytes(s: string): string {
   return Buffer.from(s.replace(/%([0-9A-Fa-f]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1').toString('utf8');
 }
 
-// ---------------------------------------------------------------- paths
-
-/**
- * Normalises a tar path (as a latin1 string, so bytes survive) to the form
- * LayerEntry uses: no leading './', no trailing '/', no empty or '.'
- * components; the root is ''. Refuses absolute paths, '..' components, NUL
- * bytes and overlong paths.
- */
-export function normalizeTarPath(raw: string, what = 'path'): string {
-  if (raw.length === 0) throw bad(`tar entry with an empty ${what}`);
-  if (raw.includes('\0')) throw unsafe(`NUL byte in the ${what} '${printable(raw)}'`, { path: printable(raw) });
-  if (raw.length > MAX_PATH_BYTES) throw unsafe(`${what} longer than ${MAX_PATH_BYTES} bytes: '${printable(raw).slice(0, 80)}...'`);
-  if (raw[0] === '/') throw unsafe(`absolute ${what} '${printable(raw)}' in the archive; tar the upper directory with relative paths (tar -C DIR .)`, { path: printable(raw) });
-  const parts: string[] = [];
-  for (const c of raw.split('/')) {
-    if (c === '' || c === '.') continue;
-    if (c === '..') throw unsafe(`'..' in the ${what} '${printable(raw)}'; paths must stay inside the layer`, { path: printable(raw) });
-    parts.push(c);
-  }
-  return parts.join('/');
-}
-
-/** latin1-held bytes -> display string (UTF-8 where valid). */
-function printable(latin1: string): string {
-  return Buffer.from(latin1, 'latin1').toString('utf8').replace(/\0/g, '\\0');
-}
-
 // ---------------------------------------------------------------- xattr values
 
 /**
@@ -255,72 +117,16 @@ export function xattrValueToString(v: Buffer): string {
   return '0s' + v.toString('base64');
 }
 
-// ---------------------------------------------------------------- canonical encoding
-
-function writeOctal(h: Buffer, off: number, len: number, v: number): void {
-  h.write(v.toString(8).padStart(len - 1, '0') + '\0', off, len, 'latin1');
-}
-
-function paxRecord(key: string, value: Buffer): Buffer {
-  const body = Buffer.concat([Buffer.from(` ${key}=`, 'utf8'), value, Buffer.from('\n')]);
-  let len = body.length + 1;
-  while (String(len).length + body.length !== len) len = String(len).length + body.length;
-  return Buffer.concat([Buffer.from(String(len), 'latin1'), body]);
-}
-
-function ustarHeader(name: Buffer, typeflag: string, mode: number, uid: number, gid: number, size: number,
-  mtime: number, linkname: Buffer, devmajor: number, devminor: number): Buffer {
-  const h = Buffer.alloc(BLOCK);
-  name.copy(h, 0, 0, Math.min(100, name.length));
-  writeOctal(h, 100, 8, mode);
-  writeOctal(h, 108, 8, uid);
-  writeOctal(h, 116, 8, gid);
-  writeOctal(h, 124, 12, size);
-  writeOctal(h, 136, 12, mtime);
-  h.write(typeflag, 156, 1, 'latin1');
-  linkname.copy(h, 157, 0, Math.min(100, linkname.length));
-  h.write('ustar\0' + '00', 257, 8, 'latin1');
-  writeOctal(h, 329, 8, devmajor);
-  writeOctal(h, 337, 8, devminor);
-  h.fill(0x20, 148, 156);
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += h[i]!;
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
-  return h;
-}
-
-const TYPEFLAG: Record<LayerEntry['type'], string> = {
-  file: '0', hardlink: '1', symlink: '2', char: '3', block: '4', dir: '5', fifo: '6',
-};
-const OCTAL7 = 0o7777777;
-const OCTAL11 = 0o77777777777;
-
-/** One canonical entry: an optional PAX header, then a ustar header (data follows separately). */
-export function encodeEntry(pathBytes: Buffer, e: LayerEntry, linkBytes: Buffer, xattrs: [string, Buffer][]): Buffer {
-  const pax: Buffer[] = [];
-  if (pathBytes.length > 100) pax.push(paxRecord('path', pathBytes));
-  if (linkBytes.length > 100) pax.push(paxRecord('linkpath', linkBytes));
-  if (e.uid > OCTAL7) pax.push(paxRecord('uid', Buffer.from(String(e.uid))));
-  if (e.gid > OCTAL7) pax.push(paxRecord('gid', Buffer.from(String(e.gid))));
-  if (e.size > OCTAL11) pax.push(paxRecord('size', Buffer.from(String(e.size))));
-  for (const [k, v] of xattrs) pax.push(paxRecord(`SCHILY.xattr.${k}`, v));
-  const main = ustarHeader(pathBytes.length > 100 ? Buffer.from('PaxPath') : pathBytes, TYPEFLAG[e.type],
-    e.mode & 0o7777, Math.min(e.uid, OCTAL7), Math.min(e.gid, OCTAL7), Math.min(e.size, OCTAL11), e.mtime,
-    linkBytes.length > 100 ? Buffer.from('PaxLink') : linkBytes, e.devmajor ?? 0, e.devminor ?? 0);
-  if (pax.length === 0) return main;
-  const records = Buffer.concat(pax);
-  const paxHead = ustarHeader(Buffer.from('PaxHeader'), 'x', 0o644, 0, 0, records.length, 0, Buffer.alloc(0), 0, 0);
-  const pad = (BLOCK - (records.length % BLOCK)) % BLOCK;
-  return Buffer.concat([paxHead, records, Buffer.alloc(pad), main]);
-}
-
 // ---------------------------------------------------------------- the checker
 
 type State = 'header' | 'meta' | 'data' | 'end';
 
-const TYPES: Record<string, LayerEntry['type']> = {
-  '0': 'file', '7': 'file', '1': 'hardlink', '2': 'symlink', '3': 'char', '4': 'block', '5': 'dir', '6': 'fifo',
-};
+/**
+ * The canonical headers handed to tar2sqfs, byte for byte what this checker
+ * has always written (see HeaderStyle): bake output, and so layer digests,
+ * must not change for the same input.
+ */
+const CHECKED_STYLE: HeaderStyle = { dirSlash: false, longNameMarker: true, paxHeaderCopiesEntry: false };
 
 /**
  * Feed it the tar bytes with push(); it throws a StrataError at the first
@@ -428,7 +234,7 @@ export class TarChecker {
   }
 
   private onHeader(block: Buffer, at: number, emit: (b: Buffer) => void): void {
-    if (block.equals(ZERO_BLOCK)) {
+    if (isZeroBlock(block)) {
       this.zeroRun++;
       if (this.zeroRun >= 2) {
         if (this.pendingPax || this.pendingLongName || this.pendingLongLink) throw bad('the tar archive ends inside an entry\'s extended header');
@@ -487,7 +293,7 @@ export class TarChecker {
     let linkBytes = this.pendingLongLink ?? h.linkname;
     this.pendingPax = this.pendingLongName = this.pendingLongLink = null;
 
-    const type = TYPES[h.typeflag];
+    const type = entryType(h.typeflag);
     if (!type) {
       if (h.typeflag === 'S') throw bad(`sparse file in the archive (${printable(nameBytes.toString('latin1'))}); create the tar without --sparse`);
       throw bad(`unsupported tar entry type '${h.typeflag}' for '${printable(nameBytes.toString('latin1'))}'`);
@@ -570,7 +376,7 @@ export class TarChecker {
     const kept: [string, Buffer][] = [];
     for (const [name, v] of [...xattrs].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) {
       if (name.startsWith('system.posix_acl_')) { hadAcl = true; continue; }
-      if (!SQUASHFS_XATTR_PREFIXES.some((p) => name.startsWith(p) && name.length > p.length)) {
+      if (!squashfsStoresXattr(name)) {
         this.droppedXattrs.set(name, (this.droppedXattrs.get(name) ?? 0) + 1);
         continue;
       }
@@ -613,9 +419,10 @@ export class TarChecker {
     }
     this.entries.push(entry);
 
-    // The root is written as './' (tar2sqfs makes it the image's root inode).
-    const outName = key === '' ? Buffer.from('./') : Buffer.from(key, 'latin1');
-    emit(encodeEntry(outName, entry, linkOut, kept));
+    emit(encodeEntryHeader({
+      path: Buffer.from(key, 'latin1'), type, mode: entry.mode, uid, gid, size: entry.size, mtime: entry.mtime,
+      linkname: linkOut, devmajor: entry.devmajor ?? 0, devminor: entry.devminor ?? 0, xattrs: kept,
+    }, CHECKED_STYLE));
     if (type === 'file' && size > 0) {
       this.remaining = roundUp(size);
       this.state = 'data';
@@ -648,10 +455,6 @@ function parentOf(key: string): string | null {
   if (key === '') return null;
   const i = key.lastIndexOf('/');
   return i < 0 ? '' : key.slice(0, i);
-}
-
-function roundUp(n: number): number {
-  return Math.ceil(n / BLOCK) * BLOCK;
 }
 
 /** TarChecker as a stream: untrusted tar in, canonical checked tar out. */

@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bakeTar } from '../store/bake.ts';
-import { flattenToTar, readTar } from '../store/flatten-stream.ts';
+import { flattenToTar, TarParser } from '../store/flatten-stream.ts';
 import { listSquashfs } from '../store/squashfs.ts';
 import type { LayerEntry } from '../store/types.ts';
 
@@ -62,18 +62,31 @@ async function bakeStream(stream: NodeJS.ReadableStream, image: string): Promise
   images.push(image);
 }
 
-/** The entry listing of a layer, read from sqfs2tar the same way flatten reads it. */
+/**
+ * The entry listing of a layer, read from sqfs2tar with flatten's own parser.
+ * Unlike listSquashfs it carries no content hashes, so flatten must hash
+ * bodies on the way through.
+ */
 async function listLayer(image: string): Promise<LayerEntry[]> {
   const child = spawn('sqfs2tar', ['-r', '.', image], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
   const out: LayerEntry[] = [];
-  for await (const { header: h } of readTar(child.stdout)) {
-    const e: LayerEntry = { path: h.path, type: h.type, mode: h.mode, uid: h.uid, gid: h.gid, size: h.size, mtime: h.mtime };
-    if (h.type === 'symlink' || h.type === 'hardlink') e.linkname = h.linkname;
-    if (h.type === 'char' || h.type === 'block') Object.assign(e, { devmajor: h.devmajor, devminor: h.devminor });
-    if (h.type === 'char' && h.devmajor === 0 && h.devminor === 0) e.whiteout = true;
-    if (h.type === 'dir' && h.xattrs.get('trusted.overlay.opaque')?.toString() === 'y') e.opaque = true;
-    out.push(e);
-  }
+  const parser = new TarParser({
+    entry(h) {
+      const e: LayerEntry = { path: h.path, type: h.type, mode: h.mode, uid: h.uid, gid: h.gid, size: h.size, mtime: h.mtime };
+      if (h.type === 'symlink' || h.type === 'hardlink') e.linkname = h.linkname;
+      if (h.type === 'char' || h.type === 'block') Object.assign(e, { devmajor: h.devmajor, devminor: h.devminor });
+      if (h.type === 'char' && h.devmajor === 0 && h.devminor === 0) e.whiteout = true;
+      if (h.type === 'dir' && h.xattrs.get('trusted.overlay.opaque')?.toString() === 'y') e.opaque = true;
+      out.push(e);
+      return false; // bodies are skipped
+    },
+    data() {},
+    bodyEnd() {},
+  });
+  for await (const chunk of child.stdout) parser.push(chunk as Buffer);
+  parser.finish();
+  expect(await exited).toBe(0);
   return out;
 }
 
