@@ -416,6 +416,8 @@ const EMPTY = Buffer.alloc(0);
 class TarOut {
   private parts: Buffer[] = [];
   private size = 0;
+  /** Bytes handed to the consumer so far (for progress reports). */
+  sent = 0;
   /** The consumer's buffer is full: stop feeding parsers until it reads. */
   full = false;
   constructor(private readonly rs: Readable) {}
@@ -441,6 +443,7 @@ class TarOut {
   }
 
   private send(b: Buffer): void {
+    this.sent += b.length;
     if (!this.rs.push(b)) this.full = true;
   }
 }
@@ -765,7 +768,9 @@ function flattenStream(images: string[], entries: LayerEntry[][], plan: MergePla
 
   let finished = false;
   rs.once('end', () => { finished = true; });
+  const total = expectedTarBytes(entries, plan);
   return Object.assign(rs, {
+    progress: () => ({ done: out.sent, total: Math.max(total, out.sent) }),
     listing: () => {
       if (!finished) throw new StrataError('E_INTERNAL', 'the flatten listing is only complete once the stream has ended');
       return { entries: listing.entries, warnings: listing.warnings };
@@ -780,6 +785,25 @@ export interface FlattenTar extends Readable {
    * bytes (sha256 included); only once the stream has ended.
    */
   listing(): { entries: LayerEntry[]; warnings: string[] };
+  /**
+   * Bytes of tar written so far, and about how many the whole stream will
+   * have (from the listings: a header block per surviving entry plus file
+   * bodies; PAX blocks make the real end a little later, never earlier than
+   * `done`). For progress reports of long flattens.
+   */
+  progress(): { done: number; total: number };
+}
+
+/** Header blocks and padded bodies of every entry the plan keeps, plus the end-of-archive blocks. */
+function expectedTarBytes(entries: LayerEntry[][], plan: MergePlan): number {
+  let n = 1024;
+  entries.forEach((list, layer) => {
+    for (const e of list) {
+      if (plan.owner.get(e.path) !== layer) continue;
+      n += 512 + (e.type === 'file' ? Math.ceil(e.size / 512) * 512 : 0);
+    }
+  });
+  return n;
 }
 
 /**

@@ -385,6 +385,28 @@ describe('flattenToTar against the kernel overlay', () => {
     expect(await fs.readdir(dir)).toEqual([]);
   });
 
+  it('reports progress that grows to exactly the bytes written, against a total known up front', async () => {
+    const stream = flattenToTar(layers, entries, { keepBelow: false });
+    const before = stream.progress();
+    expect(before.done).toBe(0);
+    expect(before.total).toBeGreaterThan(1024);
+    let bytes = 0;
+    const seen: number[] = [];
+    await pipeline(stream, async function* (src) {
+      for await (const c of src) {
+        bytes += (c as Buffer).length;
+        seen.push(stream.progress().done);
+      }
+    });
+    const end = stream.progress();
+    expect(end.done).toBe(bytes);
+    expect(end.total).toBe(end.done);
+    // The estimate made before reading was close (PAX blocks are the difference).
+    expect(before.total).toBeLessThanOrEqual(bytes);
+    expect(before.total).toBeGreaterThan(bytes * 0.8);
+    expect(seen).toEqual([...seen].sort((a, b) => a - b));
+  });
+
   it('reports a layer that is not a squashfs image as an error on the stream', async () => {
     const bogus = path.join(tmp, 'bogus.sqfs');
     await fs.writeFile(bogus, Buffer.alloc(8192, 7));
