@@ -135,8 +135,9 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     });
     // Read-only: what gc keeps and why (refs, young reflog entries, pins, client
     // leases, pending pushes). The web UI draws the kept commits no ref reaches.
+    // `reasons` names every one; `reason` (its first) stays for older clients.
     a.get('/v1/gc/roots', async () => ({
-      roots: [...store.gcRoots()].map(([commit, reason]) => ({ commit, reason })),
+      roots: [...store.gcRoots()].map(([commit, reasons]) => ({ commit, reason: reasons[0]!, reasons })),
     }));
   });
 }

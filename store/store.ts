@@ -17,9 +17,10 @@ import { StrataError, wrapIoError } from './errors.ts';
 import { ObjectStore, assertDigest, sha256File } from './objects.ts';
 import { commitIdOf, parseManifest, renderManifest } from './manifest.ts';
 import {
-  chainDifference, conflictingPaths, isAncestor, logOrder, mergeBase, nthFirstParent, reachable, touchedPaths, unionTouch,
-  type DagNode, type TouchSet,
+  chainDifference, conflictingPaths, logOrder, mergeBase, nthFirstParent, reachable, touchedPaths, unionTouch,
+  type TouchSet,
 } from './dag.ts';
+import { CommitIndex, type CommitRow } from './commit-index.ts';
 import { matchAssignment, normalizeMac, parseMatch } from './assignments.ts';
 import { bakeTar, type BakedImage, type TarPolicy } from './bake.ts';
 import { assertSquashfs, listSquashfs } from './squashfs.ts';
@@ -39,11 +40,6 @@ const REF_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}(\/[A-Za-z0-9][A-Za-z0-9._-]{0,6
 export interface OpenOptions {
   create?: boolean;
   config?: Partial<StoreConfig>;
-}
-
-interface CommitRow {
-  id: string; parent: string | null; merge_parent: string | null; profile: string; message: string; author: string;
-  created_at: number; manifest: string; added_layer: string | null; kind: Commit['kind'];
 }
 
 interface NewCommit {
@@ -70,6 +66,9 @@ interface NewCommit {
   also?: (id: CommitId) => void;
 }
 
+/** Where a layer made on `parent` goes when the branch's head is elsewhere (decideParent). */
+type ParentDecision = { kind: 'onto'; onto: CommitId } | { kind: 'conflict'; paths: string[] };
+
 export class Store {
   readonly dataDir: string;
   readonly objects: ObjectStore;
@@ -77,6 +76,8 @@ export class Store {
   readonly config: StoreConfig;
   readonly incomingDir: string;
   private entryCache = new Map<Digest, LayerEntry[]>();
+  /** Commits and their DAG links: the one cache getCommit, resolve, log, graph and gc read. */
+  private readonly commits: CommitIndex;
 
   private constructor(dataDir: string, db: DB, config: StoreConfig) {
     this.dataDir = dataDir;
@@ -84,6 +85,7 @@ export class Store {
     this.config = config;
     this.objects = new ObjectStore(dataDir);
     this.incomingDir = join(dataDir, 'incoming');
+    this.commits = new CommitIndex(db);
   }
 
   static async open(dataDir: string, opts: OpenOptions = {}): Promise<Store> {
@@ -118,45 +120,12 @@ export class Store {
 
   // ---------------------------------------------------------------- commits
 
-  private rowToCommit(r: CommitRow): Commit {
-    const c = {
-      id: r.id, parent: r.parent, mergeParent: r.merge_parent, profile: r.profile, message: r.message, author: r.author,
-      createdAt: r.created_at, addedLayer: r.added_layer, kind: r.kind,
-    } as Commit;
-    // Parsed on first use: a log of 10,000 commits rarely looks at every
-    // manifest. Enumerable, so JSON output still carries it.
-    let parsed: Manifest | undefined;
-    Object.defineProperty(c, 'manifest', {
-      enumerable: true,
-      get: () => (parsed ??= parseManifest(r.manifest, { trusted: true })),
-    });
-    return c;
-  }
-
   private commitRow(id: string): CommitRow | undefined {
     return this.db.prepare('SELECT * FROM commits WHERE id = ?').get(id) as CommitRow | undefined;
   }
 
-  /**
-   * Commits are immutable (the id is the hash of the manifest; message and
-   * author are written once), so a parsed commit can be cached for the life
-   * of the process without invalidation; gc drops what it deletes.
-   */
-  private commitCache = new Map<CommitId, Commit>();
-
-  private cachedCommit(id: CommitId): Commit | undefined {
-    let c = this.commitCache.get(id);
-    if (!c) {
-      const r = this.commitRow(id);
-      if (!r) return undefined;
-      c = this.rowToCommit(r);
-      this.commitCache.set(id, c);
-    }
-    return c;
-  }
-
   getCommit(id: string): Commit {
-    const c = this.cachedCommit(id);
+    const c = this.commits.get(id);
     if (!c) throw new StrataError('E_COMMIT_NOT_FOUND', `no commit ${id}`);
     return c;
   }
@@ -165,21 +134,6 @@ export class Store {
     const r = this.db.prepare('SELECT manifest FROM commits WHERE id = ?').get(id) as { manifest: string } | undefined;
     if (!r) throw new StrataError('E_COMMIT_NOT_FOUND', `no commit ${id}`);
     return r.manifest;
-  }
-
-  private dagLookup = (id: CommitId): DagNode | undefined => {
-    const r = this.db.prepare('SELECT id, parent, merge_parent, created_at FROM commits WHERE id = ?').get(id) as
-      { id: string; parent: string | null; merge_parent: string | null; created_at: number } | undefined;
-    return r ? { id: r.id, parent: r.parent, mergeParent: r.merge_parent, createdAt: r.created_at } : undefined;
-  };
-
-  /** Loads every commit's DAG links at once (log and gc walk many). */
-  private dagSnapshot(): (id: CommitId) => DagNode | undefined {
-    const rows = this.db.prepare('SELECT id, parent, merge_parent, created_at FROM commits').all() as
-      { id: string; parent: string | null; merge_parent: string | null; created_at: number }[];
-    const m = new Map<string, DagNode>();
-    for (const r of rows) m.set(r.id, { id: r.id, parent: r.parent, mergeParent: r.merge_parent, createdAt: r.created_at });
-    return (id) => m.get(id);
   }
 
   /**
@@ -193,7 +147,7 @@ export class Store {
     if (tilde) {
       const base = this.resolve(tilde[1]!);
       const n = tilde[2] === '' ? 1 : Number(tilde[2]);
-      const id = nthFirstParent(base, n, this.dagLookup);
+      const id = nthFirstParent(base, n, this.commits.lookup);
       if (!id) throw new StrataError('E_COMMIT_NOT_FOUND', `${r}: the history of ${tilde[1]} is not ${n} commit(s) deep`);
       return id;
     }
@@ -228,25 +182,15 @@ export class Store {
   log(rev: string, opts: { limit?: number } = {}): Commit[] {
     const head = this.resolve(rev);
     // A cold process reads the whole table in one query (a 10,000-commit log
-    // in one pass, not 10,000 lookups); a warm one (the server) hits the cache.
-    if (!this.commitCache.has(head) || this.commitCache.size < 2) {
-      for (const r of this.db.prepare('SELECT * FROM commits').iterate() as IterableIterator<CommitRow>) {
-        if (!this.commitCache.has(r.id)) this.commitCache.set(r.id, this.rowToCommit(r));
-      }
-    }
-    const get = (id: CommitId): DagNode | undefined => {
-      const c = this.cachedCommit(id);
-      return c ? { id: c.id, parent: c.parent, mergeParent: c.mergeParent, createdAt: c.createdAt } : undefined;
-    };
-    return logOrder([head], get, opts.limit ?? Infinity).map((n) => this.commitCache.get(n.id)!);
+    // in one pass, not 10,000 lookups); a warm one (the server) only new rows.
+    return logOrder([head], this.commits.whole(), opts.limit ?? Infinity).map((n) => this.getCommit(n.id));
   }
 
   /** Every commit reachable from the profile's branches (P and P/...) and tags on them. */
   graph(profile: string): { commits: Commit[]; refs: Ref[] } {
     this.getProfile(profile);
     const refs = this.listRefs().filter((r) => r.profile === profile);
-    const get = this.dagSnapshot();
-    const nodes = logOrder(refs.map((r) => r.commit), get);
+    const nodes = logOrder(refs.map((r) => r.commit), this.commits.whole());
     return { commits: nodes.map((n) => this.getCommit(n.id)), refs };
   }
 
@@ -494,26 +438,41 @@ export class Store {
     const parent = opts.parent ? this.resolve(opts.parent) : startHead;
     const baked = await bakeTar(input, this.bakeOptions(profile, opts.policy));
     const layer = await this.registerBaked(baked);
-    const warnings = [...baked.warnings];
-    for (let attempt = 0; ; attempt++) {
-      const head = this.branchInfo(profileName).head;
-      const decision = this.decideParent(parent, head, baked.entries);
+    const r = this.commitAgainstHead(() => this.branchInfo(profileName).head, parent, baked.entries, (head, decision) => {
       if (decision.kind === 'conflict') {
         throw new StrataError('E_STALE_PARENT', `${profileName} moved past ${parent.slice(0, 12)} and the new commits change the same paths: ${decision.paths.slice(0, 10).join(', ')}${decision.paths.length > 10 ? ', ...' : ''}. Nothing was committed; commit against ${head.slice(0, 12)} or use a branch.`, { paths: decision.paths });
       }
       const base = this.getCommit(decision.onto);
+      return {
+        profile: profile.name, ref: profileName, expectedHead: head, parent: decision.onto, mergeParent: decision.onto === parent ? null : parent,
+        layers: [...base.manifest.layers, layer], kernel: base.manifest.kernel, initrd: base.manifest.initrd,
+        message: opts.message ?? 'commit', author: opts.author ?? 'admin', kind: 'commit', addedLayer: layer.digest,
+        newLayer: { info: { digest: layer.digest, size: layer.size, kind: 'layer', entryCount: baked.entries.length, uncompressedBytes: baked.uncompressedBytes, compressor: profile.compressor }, entries: baked.entries },
+        action: 'commit',
+      };
+    });
+    return { commit: r.commit, warnings: [...baked.warnings, ...r.warnings] };
+  }
+
+  /**
+   * Decide, then commit, against a head that other writers may move (commits
+   * and pushes): read the head, decide purely where the new layer goes
+   * (decideParent), let `prepare` turn that into a commit (or throw, e.g. on
+   * a conflict; not retried), and run the transaction with the head it read
+   * as expectedHead. When another writer moved the head in between, the
+   * transaction refuses with E_STALE_PARENT and nothing was written: decide
+   * again against the new head, up to 5 more times, then give up with that error.
+   */
+  private commitAgainstHead(
+    readHead: () => CommitId, parent: CommitId, entries: LayerEntry[],
+    prepare: (head: CommitId, decision: ParentDecision) => NewCommit,
+  ): { commit: Commit; warnings: string[] } {
+    for (let attempt = 0; ; attempt++) {
+      const head = readHead();
+      const c = prepare(head, this.decideParent(parent, head, entries));
       try {
-        const r = this.createCommit({
-          profile: profile.name, ref: profileName, expectedHead: head, parent: decision.onto, mergeParent: decision.onto === parent ? null : parent,
-          layers: [...base.manifest.layers, layer], kernel: base.manifest.kernel, initrd: base.manifest.initrd,
-          message: opts.message ?? 'commit', author: opts.author ?? 'admin', kind: 'commit', addedLayer: layer.digest,
-          newLayer: { info: { digest: layer.digest, size: layer.size, kind: 'layer', entryCount: baked.entries.length, uncompressedBytes: baked.uncompressedBytes, compressor: profile.compressor }, entries: baked.entries },
-          action: 'commit',
-        });
-        return { commit: r.commit, warnings: [...warnings, ...r.warnings] };
+        return this.createCommit(c);
       } catch (e) {
-        // Another writer moved the head between our decision and our
-        // transaction: decide again against the new head.
         if ((e as StrataError).code === 'E_STALE_PARENT' && attempt < 5) continue;
         throw e;
       }
@@ -525,7 +484,7 @@ export class Store {
    * the parent is the head; stack onto the head when the new layer touches no
    * path that changed between parent and head; otherwise a conflict.
    */
-  private decideParent(parent: CommitId, head: CommitId, entries: LayerEntry[]): { kind: 'onto'; onto: CommitId } | { kind: 'conflict'; paths: string[] } {
+  private decideParent(parent: CommitId, head: CommitId, entries: LayerEntry[]): ParentDecision {
     if (parent === head) return { kind: 'onto', onto: head };
     const changed = chainDifference(this.chainOf(parent), this.chainOf(head));
     const paths = conflictingPaths(touchedPaths(entries), this.touch(changed));
@@ -577,7 +536,7 @@ export class Store {
     const head = this.getCommit(this.branchInfo(profile).head);
     const picked = this.getCommit(this.resolve(rev));
     if (!picked.addedLayer) return [];
-    const base = picked.parent ? mergeBase(head.id, picked.parent, this.dagSnapshot()) : null;
+    const base = picked.parent ? mergeBase(head.id, picked.parent, this.commits.whole()) : null;
     const since = chainDifference(base ? this.chainOf(base) : [], head.manifest.layers.map((l) => l.digest));
     return conflictingPaths(touchedPaths(this.layerEntries(picked.addedLayer)), this.touch(since));
   }
@@ -952,13 +911,12 @@ export class Store {
     }
     const layer = await this.registerBaked(baked);
     const newLayer = { info: { digest: layer.digest, size: layer.size, kind: 'layer' as const, entryCount: baked.entries.length, uncompressedBytes: baked.uncompressedBytes, compressor: profile.compressor }, entries: baked.entries };
-    for (let attempt = 0; ; attempt++) {
-      const head = this.getProfile(push.profile).head!;
-      const decision = this.decideParent(push.parent, head, baked.entries);
-      const parentCommit = this.getCommit(decision.kind === 'onto' ? decision.onto : push.parent);
-      const onBranch = decision.kind === 'conflict' ? `${push.profile}/push-${id}` : null;
-      try {
-        this.createCommit({
+    try {
+      this.commitAgainstHead(() => this.getProfile(push.profile).head!, push.parent, baked.entries, (head, decision) => {
+        // A conflicting push is not lost: it lands on a branch of its own.
+        const parentCommit = this.getCommit(decision.kind === 'onto' ? decision.onto : push.parent);
+        const onBranch = decision.kind === 'conflict' ? `${push.profile}/push-${id}` : null;
+        return {
           profile: push.profile, ref: onBranch ?? push.profile, expectedHead: onBranch ? null : head,
           parent: parentCommit.id, mergeParent: decision.kind === 'onto' && decision.onto !== push.parent ? push.parent : null,
           layers: [...parentCommit.manifest.layers, layer], kernel: parentCommit.manifest.kernel, initrd: parentCommit.manifest.initrd,
@@ -969,15 +927,12 @@ export class Store {
             // Another process landed it first: undo everything in this transaction.
             if (!r.changes) throw new StrataError('E_NOTHING_TO_DO', `push ${id} is already ${this.getPush(id).state}`);
           },
-        });
-        break;
-      } catch (e) {
-        const code = (e as StrataError).code;
-        if (code === 'E_STALE_PARENT' && attempt < 5) continue;
-        if (code === 'E_NOTHING_TO_DO') break;
-        if (code === 'E_CHAIN_TOO_LONG' || code === 'E_REF_EXISTS') { push = this.rejectPush(id, (e as Error).message); break; }
-        throw e;
-      }
+        };
+      });
+    } catch (e) {
+      const code = (e as StrataError).code;
+      if (code === 'E_CHAIN_TOO_LONG' || code === 'E_REF_EXISTS') push = this.rejectPush(id, (e as Error).message);
+      else if (code !== 'E_NOTHING_TO_DO') throw e;
     }
     await fsp.rm(archive, { force: true });
     return this.getPush(id);
@@ -985,26 +940,35 @@ export class Store {
 
   // ---------------------------------------------------------------- gc and fsck
 
-  /** Commits that must survive gc, with the reason for each. */
-  gcRoots(now = Date.now()): Map<CommitId, string> {
-    const roots = new Map<CommitId, string>();
-    for (const r of this.listRefs()) roots.set(r.commit, `${r.type} ${r.name}`);
+  /**
+   * Commits that must survive gc, each with every reason that keeps it (in
+   * this order: branch/tag, reflog, pin, client lease, pending push; no
+   * duplicates), e.g. a head that a client booted is kept as
+   * ['branch lab', 'reflog of lab', 'booted by client 52:54:00:00:00:01'].
+   */
+  gcRoots(now = Date.now()): Map<CommitId, string[]> {
+    const roots = new Map<CommitId, string[]>();
+    const keep = (id: CommitId, reason: string) => {
+      const reasons = roots.get(id);
+      if (!reasons) roots.set(id, [reason]);
+      else if (!reasons.includes(reason)) reasons.push(reason);
+    };
+    for (const r of this.listRefs()) keep(r.commit, `${r.type} ${r.name}`);
     const rl = this.db.prepare('SELECT ref, old, new FROM reflog WHERE time > ?').all(now - this.config.reflogKeepMs) as { ref: string; old: string | null; new: string | null }[];
-    for (const e of rl) for (const id of [e.old, e.new]) if (id && !roots.has(id)) roots.set(id, `reflog of ${e.ref}`);
+    for (const e of rl) for (const id of [e.old, e.new]) if (id) keep(id, `reflog of ${e.ref}`);
     for (const a of this.listAssignments()) {
       if (!a.pin) continue;
-      try { roots.set(this.resolve(a.pin), `pinned by assignment ${a.match}`); } catch { /* a dangling pin keeps nothing */ }
+      try { keep(this.resolve(a.pin), `pinned by assignment ${a.match}`); } catch { /* a dangling pin keeps nothing */ }
     }
     const leases = this.db.prepare('SELECT mac, commit_id FROM clients WHERE commit_id IS NOT NULL AND last_seen > ?').all(now - this.config.leaseMs) as { mac: string; commit_id: string }[];
-    for (const l of leases) roots.set(l.commit_id, `booted by client ${l.mac}`);
-    for (const p of this.pendingPushes()) roots.set(p.parent, `parent of pending push ${p.id}`);
+    for (const l of leases) keep(l.commit_id, `booted by client ${l.mac}`);
+    for (const p of this.pendingPushes()) keep(p.parent, `parent of pending push ${p.id}`);
     return roots;
   }
 
   async gc(opts: { dryRun?: boolean; now?: number } = {}): Promise<{ commits: CommitId[]; objects: Digest[]; bytes: number }> {
     const roots = this.gcRoots(opts.now);
-    const get = this.dagSnapshot();
-    const live = reachable(roots.keys(), get);
+    const live = reachable(roots.keys(), this.commits.whole());
     const all = (this.db.prepare('SELECT id, manifest FROM commits').all() as { id: string; manifest: string }[]);
     const deadCommits = all.filter((c) => !live.has(c.id)).map((c) => c.id);
     const liveBlobs = new Set<Digest>();
@@ -1033,7 +997,7 @@ export class Store {
       this.db.prepare('DELETE FROM reflog WHERE time <= ?').run((opts.now ?? Date.now()) - this.config.reflogKeepMs);
     }).immediate();
     this.entryCache.clear();
-    for (const id of deadCommits) this.commitCache.delete(id);
+    this.commits.forget(deadCommits);
     for (const d of deadObjects) await this.objects.remove(d);
     await this.objects.cleanTemp();
     return { commits: deadCommits, objects: deadObjects, bytes };

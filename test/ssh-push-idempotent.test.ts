@@ -116,6 +116,12 @@ const commitsWithMessage = (msg: string) => {
   return ids.size;
 };
 const incomingArchives = () => readdirSync(srv.store.incomingDir).filter((f) => f.includes('.tar.zst'));
+/** The baker deletes a landed push's archive just after its commit transaction: give it a moment. */
+async function incomingSettled(): Promise<string[]> {
+  const deadline = Date.now() + 10_000;
+  while (incomingArchives().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  return incomingArchives();
+}
 const newKey = () => randomBytes(16).toString('base64url');
 
 describe('push --push-key', () => {
@@ -137,7 +143,7 @@ describe('push --push-key', () => {
     expect(srv.store.listPushes({ limit: 10_000 }).length).toBe(before + 1);
     await new Promise((r) => setTimeout(r, 500)); // a second bake, if one had been queued, would have started
     expect(commitsWithMessage('twice')).toBe(1);
-    expect(incomingArchives()).toEqual([]);
+    expect(await incomingSettled()).toEqual([]);
     const st = await opensshExec(srv.sshPort, keys.lab.privateFile, `status ${id}`);
     expect(st.stdout).toBe(`committed ${srv.store.getPush(id).commit}\n`);
   });
@@ -165,7 +171,7 @@ describe('push --push-key', () => {
     expect(pushesWithMessage('race')).toHaveLength(1);
     expect((await waitForPushSettled(srv.store, lastLine(a.stdout))).state).toBe('committed');
     expect(commitsWithMessage('race')).toBe(1);
-    expect(incomingArchives()).toEqual([]);
+    expect(await incomingSettled()).toEqual([]);
   });
 
   it('bad keys are refused with exit 2 and a sentence that says what a key is; nothing is stored', async () => {

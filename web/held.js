@@ -8,8 +8,14 @@
  * - a gc dry run's object list, labelled with what each blob was (a layer of
  *   which commit, a kernel, an initrd, or nothing any commit names).
  *
- * The reasons come from GET /v1/gc/roots, whose words are store.gcRoots()'s.
+ * The reasons come from GET /v1/gc/roots, whose words are store.gcRoots()'s:
+ * every reason in `reasons`; servers before that field sent one `reason`.
  */
+
+/** Every reason gc gives for a root, from `reasons` or, from an older server, `reason`. */
+export function rootReasons(root) {
+  return Array.isArray(root.reasons) && root.reasons.length ? root.reasons : [root.reason];
+}
 
 /** What kind of thing keeps a gc root ('ref' roots are drawn anyway). */
 export function rootKind(reason) {
@@ -27,9 +33,16 @@ const ownsRef = (profile, ref) => ref === profile || ref.startsWith(`${profile}/
  * Whether a root may belong to `profile`'s history, judged from what the page
  * already knows (so roots of other profiles are not fetched one by one).
  * Unknown cases answer true; the commit's own `profile` decides after fetching.
+ * A root on a branch or tag is not held (its profile's graph draws it); any
+ * other root may belong when one of its reasons may.
  */
 export function rootMayBelong(root, profile, known) {
-  const r = root.reason;
+  const reasons = rootReasons(root);
+  if (reasons.some((r) => rootKind(r) === 'ref')) return false;
+  return reasons.some((r) => reasonMayBelong(r, profile, known));
+}
+
+function reasonMayBelong(r, profile, known) {
   switch (rootKind(r)) {
     case 'ref':
       return false;
@@ -65,9 +78,14 @@ export async function collectHeld(roots, drawn, profile, known, getCommit, max =
   const queue = [];
   for (const root of roots) {
     if (drawn.has(root.commit) || !rootMayBelong(root, profile, known)) continue;
-    const w = why.get(root.commit) ?? { kinds: [], reasons: [], via: null, root: true };
-    w.kinds.push(rootKind(root.reason));
-    w.reasons.push(root.reason);
+    const w = why.get(root.commit) ?? { kinds: [], reasons: [], via: null, root: true, named: false };
+    for (const r of rootReasons(root)) {
+      const kind = rootKind(r);
+      w.kinds.push(kind);
+      w.reasons.push(r);
+      // This profile's own reflog or one of its pins names the commit.
+      if ((kind === 'reflog' || kind === 'pin') && reasonMayBelong(r, profile, known)) w.named = true;
+    }
     if (!why.has(root.commit)) queue.push(root.commit);
     why.set(root.commit, w);
   }
@@ -86,10 +104,9 @@ export async function collectHeld(roots, drawn, profile, known, getCommit, max =
       continue;
     }
     const w = why.get(id);
-    // A root of another profile's commit that only this profile's reflog or
-    // pins name still belongs here; anything else of another profile does not.
-    const named = w.kinds.some((k) => k === 'reflog' || k === 'pin');
-    if (c.profile !== profile && !named && w.root) {
+    // A root of another profile's commit that this profile's reflog or pins
+    // name still belongs here; anything else of another profile does not.
+    if (c.profile !== profile && !w.named && w.root) {
       why.delete(id);
       continue;
     }
@@ -109,7 +126,8 @@ const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 /**
  * Short words for why a held commit is kept, for its badge and details:
  * 'reflog', 'pinned by N clients', 'pin MATCH', 'pending push', 'under a kept commit'.
- * gc names one reason per commit; the rest is filled in from what the page knows.
+ * Clients and pins are counted from what the page knows (an ancestor of a
+ * root has no reasons of its own; an older server sent only one per root).
  */
 export function heldReasons(id, w, known, reflogIds) {
   const out = [];
