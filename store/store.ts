@@ -563,7 +563,12 @@ export class Store {
     return { commit: r.commit, warnings: [...warnings, ...r.warnings] };
   }
 
-  async flatten(profileName: string, opts: { from?: string; author?: string } = {}): Promise<{ commit: Commit; warnings: string[] }> {
+  /**
+   * One layer for the chain (or the part above `from`). `onProgress` is
+   * called about once a second while the merged tree is read and baked (a
+   * flatten at the default zstd level takes minutes on a large base).
+   */
+  async flatten(profileName: string, opts: { from?: string; author?: string; onProgress?: (p: { done: number; total: number }) => void } = {}): Promise<{ commit: Commit; warnings: string[] }> {
     const { profile, head: headId } = this.branchInfo(profileName);
     const head = this.getCommit(headId);
     const chain = head.manifest.layers;
@@ -581,7 +586,15 @@ export class Store {
     const tar = flattenToTar(part.map((l) => this.objectPath(l.digest)), entries, { keepBelow: keep > 0 });
     // The merged tar is the store's own (headers encoded from checked layers):
     // no re-check, its listing comes from the merge (docs/decisions.md, "Flatten speed").
-    const baked = await bakeTar(tar, { ...this.bakeOptions(profile), trustedListing: () => tar.listing() });
+    const onProgress = opts.onProgress;
+    const ticker = onProgress ? setInterval(() => onProgress(tar.progress()), 1000) : null;
+    let baked: Awaited<ReturnType<typeof bakeTar>>;
+    try {
+      baked = await bakeTar(tar, { ...this.bakeOptions(profile), trustedListing: () => tar.listing() });
+    } finally {
+      if (ticker) clearInterval(ticker);
+    }
+    onProgress?.(tar.progress());
     const layer = await this.registerBaked(baked);
     const r = this.createCommit({
       profile: profile.name, ref: profileName, expectedHead: head.id, parent: head.id, layers: [...chain.slice(0, keep), layer],

@@ -177,8 +177,13 @@ describe('branch and cherry-pick', () => {
 describe('flatten', () => {
   it('turns the chain into one layer with the same tree, and is undone by rollback', async () => {
     const head = store.getProfile('lab').head!;
-    const r = await store.flatten('lab');
+    const reports: { done: number; total: number }[] = [];
+    const r = await store.flatten('lab', { onProgress: (p) => reports.push(p) });
     expect(r.commit.manifest.layers).toHaveLength(1);
+    // The last report is the whole merged tree: done = total > 0.
+    const last = reports.at(-1)!;
+    expect(last.done).toBeGreaterThan(0);
+    expect(last.done).toBe(last.total);
     expect(store.diff(head, r.commit.id)).toEqual({ added: [], changed: [], deleted: [] });
     store.rollback('lab');
     expect(store.getProfile('lab').head).toBe(head);
