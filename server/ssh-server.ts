@@ -16,7 +16,7 @@ import ssh2 from 'ssh2';
 import type { AuthContext, Connection, ServerChannel } from 'ssh2';
 import type { Store } from '../store/store.ts';
 import type { Push, SshKey } from '../store/types.ts';
-import { StrataError, isStrataError } from '../store/errors.ts';
+import { StrataError, isStrataError, wrapIoError } from '../store/errors.ts';
 import { DEFAULT_MAX_BUFFERED, guardChannel, type GuardedChannel } from './channel-guard.ts';
 import type { EventHub } from './events.ts';
 import { newPushId } from './push-id.ts';
@@ -303,7 +303,9 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
       if (!mayUse(key, cmd.profile)) throw new StrataError('E_FORBIDDEN', `key ${key.name} may not read profile ${cmd.profile}`);
       const lines = store.log(cmd.profile).map((c) => `${c.id} ${isoTime(c.createdAt)} ${c.message.replace(/\s*\n\s*/g, ' ')}\n`);
       return finish(ch, 0, lines.join(''));
-    } catch (e) {
+    } catch (err) {
+      // A full disk (the upload's file, its fsync, SQLite) is the admin's to fix, and the client's to hear about.
+      const e = wrapIoError(err, `storing data for ${cmd.cmd}`);
       const msg = isStrataError(e) ? e.message : 'internal error; see the server log';
       if (!isStrataError(e)) log(`ssh: ${String((e as Error).stack ?? e)}`);
       return finish(ch, 1, undefined, `strata: ${msg}\n`);
