@@ -3,7 +3,7 @@
  * StrataError; this module answers `{"error":{"code","message",...details}}`.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { StrataError, isStrataError, type ErrorCode } from '../store/errors.ts';
+import { StrataError, isStrataError, wrapIoError, type ErrorCode } from '../store/errors.ts';
 
 export function statusForCode(code: string): number {
   if (code.endsWith('_NOT_FOUND')) return 404;
@@ -40,7 +40,9 @@ export function errorBody(code: ErrorCode | string, message: string, details: Re
 }
 
 /** Turns anything thrown into (status, body). Unknown errors become E_INTERNAL without leaking internals. */
-export function toHttpError(e: unknown): { status: number; body: ErrorBody } {
+export function toHttpError(err: unknown): { status: number; body: ErrorBody } {
+  // A full disk anywhere under a route (fs or SQLite) is a 507 with advice, not an internal error.
+  const e = wrapIoError(err, 'handling the request');
   if (isStrataError(e)) return { status: statusForCode(e.code), body: errorBody(e.code, e.message, e.details) };
   const fe = e as Partial<FastifyError> | undefined;
   // fastify's own errors (bad JSON, body too large, unsupported media type) are client errors.

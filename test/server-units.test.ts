@@ -115,6 +115,15 @@ describe('errors to HTTP', () => {
     expect(i.status).toBe(500);
     expect(JSON.stringify(i.body)).not.toContain('/secret');
   });
+  it('answers a full disk (fs ENOSPC or SQLITE_FULL) with 507 and advice, not an internal error', () => {
+    for (const code of ['ENOSPC', 'SQLITE_FULL']) {
+      const r = toHttpError(Object.assign(new Error(`${code}: /data/strata.db`), { code }));
+      expect(r.status).toBe(507);
+      expect(r.body.error.code).toBe('E_NO_SPACE');
+      expect(r.body.error.message).toMatch(/no space left.*strata gc/);
+      expect(r.body.error.message).not.toContain('/data');
+    }
+  });
 });
 
 describe('ssh command words', () => {
