@@ -66,12 +66,17 @@ export class ObjectStore {
   /**
    * Moves an already fsynced temp file into the store under its digest.
    * "Already there" is success: the temp file is dropped and the existing
-   * blob kept untouched (blobs are immutable, so equal digest = equal bytes).
+   * blob's bytes kept (blobs are immutable, so equal digest = equal bytes).
+   * Its mtime is set to now: the caller is about to reference it, and gc
+   * spares blobs younger than its grace period, so a blob that was garbage a
+   * moment ago is not deleted under the commit that now needs it.
    */
   async adopt(tmpPath: string, digest: Digest): Promise<string> {
     const dest = this.pathOf(digest);
     if (existsSync(dest)) {
       await fsp.rm(tmpPath, { force: true });
+      const now = new Date();
+      await fsp.utimes(dest, now, now).catch(() => {});
       return dest;
     }
     const dir = dirname(dest);

@@ -979,41 +979,58 @@ export class Store {
     return roots;
   }
 
+  /**
+   * Removes commits nothing keeps and blobs no kept commit or profile uses.
+   *
+   * Other processes (the server baking a push, a CLI commit) may write while
+   * gc runs, so: (1) the blob files are listed first, with their mtimes;
+   * (2) what is live is decided inside one IMMEDIATE transaction, which no
+   * other writer can interleave with, and the rows go in that same
+   * transaction; (3) a blob younger than gcGraceMs is never a candidate: it
+   * may have been baked and stored by a process that has not committed it
+   * yet (objects.adopt also refreshes the mtime of a blob stored again).
+   * Blob files are deleted only after the transaction committed, so a crash
+   * leaves unreferenced blobs (removed next time), never a row naming a
+   * missing blob.
+   */
   async gc(opts: { dryRun?: boolean; now?: number } = {}): Promise<{ commits: CommitId[]; objects: Digest[]; bytes: number }> {
-    const roots = this.gcRoots(opts.now);
-    const live = reachable(roots.keys(), this.commits.whole());
-    const all = (this.db.prepare('SELECT id, manifest FROM commits').all() as { id: string; manifest: string }[]);
-    const deadCommits = all.filter((c) => !live.has(c.id)).map((c) => c.id);
-    const liveBlobs = new Set<Digest>();
-    for (const c of all) {
-      if (!live.has(c.id)) continue;
-      const m = parseManifest(c.manifest);
-      for (const b of [m.kernel, m.initrd, ...m.layers]) if (b) liveBlobs.add(b.digest);
-    }
-    for (const p of this.listProfiles()) for (const b of [p.kernel, p.initrd]) if (b) liveBlobs.add(b.digest);
-    const deadObjects: Digest[] = [];
-    let bytes = 0;
+    const now = opts.now ?? Date.now();
+    const candidates: { digest: Digest; size: number }[] = [];
     for await (const d of this.objects.list()) {
-      if (liveBlobs.has(d)) continue;
-      deadObjects.push(d);
-      bytes += statSync(this.objects.pathOf(d)).size;
+      const st = statSync(this.objects.pathOf(d), { throwIfNoEntry: false });
+      if (st && st.mtimeMs <= now - this.config.gcGraceMs) candidates.push({ digest: d, size: st.size });
     }
-    if (opts.dryRun) return { commits: deadCommits, objects: deadObjects, bytes };
-    // Rows first, in one transaction; blobs only after it committed, so a
-    // crash in between leaves unreferenced blobs (removed next time), never
-    // a row naming a missing blob.
-    this.db.transaction(() => {
+    const decide = (): { deadCommits: CommitId[]; deadObjects: { digest: Digest; size: number }[] } => {
+      const roots = this.gcRoots(now);
+      const live = reachable(roots.keys(), this.commits.whole());
+      const all = this.db.prepare('SELECT id, manifest FROM commits').all() as { id: string; manifest: string }[];
+      const liveBlobs = new Set<Digest>();
+      for (const c of all) {
+        if (!live.has(c.id)) continue;
+        const m = parseManifest(c.manifest);
+        for (const b of [m.kernel, m.initrd, ...m.layers]) if (b) liveBlobs.add(b.digest);
+      }
+      for (const p of this.listProfiles()) for (const b of [p.kernel, p.initrd]) if (b) liveBlobs.add(b.digest);
+      return { deadCommits: all.filter((c) => !live.has(c.id)).map((c) => c.id), deadObjects: candidates.filter((o) => !liveBlobs.has(o.digest)) };
+    };
+    const report = (d: ReturnType<typeof decide>) => ({
+      commits: d.deadCommits, objects: d.deadObjects.map((o) => o.digest), bytes: d.deadObjects.reduce((a, o) => a + o.size, 0),
+    });
+    if (opts.dryRun) return report(decide());
+    const dead = this.db.transaction(() => {
+      const d = decide();
       const delC = this.db.prepare('DELETE FROM commits WHERE id = ?');
-      for (const id of deadCommits) delC.run(id);
+      for (const id of d.deadCommits) delC.run(id);
       const delL = this.db.prepare('DELETE FROM layers WHERE digest = ?');
-      for (const d of deadObjects) delL.run(d);
-      this.db.prepare('DELETE FROM reflog WHERE time <= ?').run((opts.now ?? Date.now()) - this.config.reflogKeepMs);
+      for (const o of d.deadObjects) delL.run(o.digest);
+      this.db.prepare('DELETE FROM reflog WHERE time <= ?').run(now - this.config.reflogKeepMs);
+      return d;
     }).immediate();
     this.entryCache.clear();
-    this.commits.forget(deadCommits);
-    for (const d of deadObjects) await this.objects.remove(d);
+    this.commits.forget(dead.deadCommits);
+    for (const o of dead.deadObjects) await this.objects.remove(o.digest);
     await this.objects.cleanTemp();
-    return { commits: deadCommits, objects: deadObjects, bytes };
+    return report(dead);
   }
 
   /** Re-hashes every blob and checks every manifest, chain and ref. */

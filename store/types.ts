@@ -165,6 +165,11 @@ export interface StoreConfig {
   reflogKeepMs: number;
   /** Client leases younger than this keep the booted commit alive in gc. */
   leaseMs: number;
+  /**
+   * gc never removes a blob written (or re-stored) more recently than this:
+   * another process may have just baked it and be about to commit it.
+   */
+  gcGraceMs: number;
   /** Caps on one pushed/committed archive once decompressed. */
   maxUncompressedBytes: number;
   /** Cap on one push as sent over SSH (compressed). */
@@ -177,6 +182,7 @@ export const DEFAULT_CONFIG: StoreConfig = {
   warnChainLength: 64,
   reflogKeepMs: 30 * 24 * 3600 * 1000,
   leaseMs: 24 * 3600 * 1000,
+  gcGraceMs: 3600 * 1000,
   maxUncompressedBytes: 16 * 1024 ** 3,
   maxPushBytes: 4 * 1024 ** 3,
   maxEntries: 2_000_000,

@@ -6,7 +6,7 @@
  * (a dry run first; nothing leaves the disk before the confirm).
  * Screenshots at 1280x800 and 390x844 go to test-artifacts/.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, utimesSync } from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Profile } from '../store/types.ts';
@@ -142,6 +142,9 @@ describe('web UI: held commits, reflog, gc', () => {
     const layer = store.getCommit(scratch).addedLayer!;
     const file = store.objects.pathOf(layer);
     expect(existsSync(file)).toBe(true);
+    // ...and its layer was baked that long ago (gc spares blobs younger than an hour).
+    const then = new Date(Date.now() - 31 * DAY);
+    utimesSync(file, then, then);
 
     await page.click('#nav a[data-view="gc"]');
     await page.locator('#view-gc').waitFor({ state: 'visible' });
