@@ -6,7 +6,7 @@
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { Store } from '../store/store.ts';
-import { StrataError } from '../store/errors.ts';
+import { StrataError, wrapIoError } from '../store/errors.ts';
 import type { Commit, Compressor } from '../store/types.ts';
 import { exitCodeFor } from './exit-codes.ts';
 import { formatLog, formatCommit, formatDiff, shortId, formatTime } from './format.ts';
@@ -122,7 +122,13 @@ program.command('cherry-pick').description("stack COMMIT's layer (as is, no re-b
 
 program.command('flatten').description('one layer for the whole chain, or the part above --from').argument('<profile>').option('--from <commit>')
   .action(act(async (s, g, profile: string, o: { from?: string }) => {
-    const r = await s.flatten(profile, { from: o.from });
+    // A progress line on a terminal only: scripts and --json get the result alone.
+    const tty = process.stderr.isTTY === true && !g.json;
+    const onProgress = tty ? (p: { done: number; total: number }) => {
+      process.stderr.write(`\rflatten: ${Math.floor((100 * p.done) / p.total)}% (${(p.done / 1e6).toFixed(0)} of ${(p.total / 1e6).toFixed(0)} MB merged)`);
+    } : undefined;
+    const r = await s.flatten(profile, { from: o.from, onProgress });
+    if (tty) process.stderr.write('\n');
     warn(r.warnings);
     out(g, r.commit, () => `flattened: ${profile} is now ${r.commit.id} (${r.commit.manifest.layers.length} layer(s))`);
   }));
@@ -236,6 +242,14 @@ program.command('nginx-conf').description('print an nginx server block that serv
     process.stdout.write(renderNginxConf({ dataDir: resolve(g.data), listen: o.listen, upstream: o.upstream }));
   });
 
+program.command('grub-cfg').description("print the grub.cfg for GRUB's network image on the TFTP server: it boots what strata assigns (see docs/booting.md)")
+  .requiredOption('--server <url>', 'http://HOST[:PORT] of strata serve as the clients reach it')
+  .option('--serial', "also put GRUB's menu and messages on the first serial port")
+  .action(async (o: { server: string; serial?: boolean }) => {
+    const { renderGrubCfg } = await import('./grub-cfg.ts');
+    process.stdout.write(renderGrubCfg({ server: o.server, serial: o.serial }));
+  });
+
 program.command('demo').description('npm start: a server with a demo profile in ./strata-data')
   .option('--http <host:port>', 'HTTP listen address', process.env.STRATA_HTTP ?? '127.0.0.1:8080')
   .option('--ssh <host:port>', 'SSH listen address', process.env.STRATA_SSH ?? '127.0.0.1:2222')
@@ -256,7 +270,9 @@ initrd.command('build').requiredOption('-o, --output <file>').option('--kernel-v
 
 try {
   await program.parseAsync(process.argv);
-} catch (e) {
+} catch (thrown) {
+  // A full disk the store did not name itself (e.g. SQLite) still gets the no-space advice and exit code.
+  const e = wrapIoError(thrown, 'writing to the data directory');
   const err = e as Error;
   const g = program.opts() as GlobalOpts;
   if (g.json) process.stdout.write(JSON.stringify(err instanceof StrataError ? err.toJSON() : { error: { code: 'E_INTERNAL', message: String(err?.message ?? err) } }) + '\n');

@@ -113,6 +113,8 @@ server {
         proxy_set_header Connection "";
         proxy_set_header Host $http_host;
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        # GRUB sends Host without the port; strata needs it to write (http,HOST:PORT) paths.
+        proxy_set_header X-Forwarded-Port $server_port;
         client_max_body_size 1m;   # strata's own body limit
     }
 }

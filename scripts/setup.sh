@@ -24,6 +24,7 @@ want setfattr attr
 want getfattr attr
 want cpio cpio
 [ -f /usr/lib/ipxe/qemu/efi-virtio.rom ] || [ -f /usr/lib/ipxe/qemu/pxe-virtio.rom ] || need="$need ipxe-qemu"
+[ -f /usr/lib/grub/i386-pc/pxe.mod ] && command -v grub-mknetdir >/dev/null 2>&1 || need="$need grub-pc-bin grub-common"
 ls /boot/vmlinuz-*-amd64 >/dev/null 2>&1 || need="$need linux-image-cloud-amd64"
 [ -f /usr/bin/busybox ] && busybox --help 2>/dev/null | grep -q static || true
 if [ -n "$need" ]; then

@@ -4,6 +4,7 @@
  * gets a script that says why and asks again later.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { ServerResponse } from 'node:http';
 import type { Store } from '../store/store.ts';
 import { StrataError } from '../store/errors.ts';
 import { renderGrub, renderGrubRetry, renderIpxe, renderIpxeRetry, type BootScriptInput } from './boot-scripts.ts';
@@ -35,12 +36,71 @@ export function baseUrl(req: FastifyRequest, publicUrl?: string): string {
   return `http://${host}`;
 }
 
+/**
+ * The base URL for a GRUB client. GRUB 2.06 as Debian 12 ships it connects to
+ * the port in `(http,HOST:PORT)` but sends `Host: HOST` without the port
+ * (docs/decisions.md, "GRUB over HTTP"), so a Host without a port says
+ * nothing about the port the client used. On a direct connection that port is
+ * the one the request arrived on; through a proxy on loopback it is the
+ * proxy's, which only the proxy can tell (X-Forwarded-Port), else the Host
+ * header stands as is (port 80). `--public-url` overrides all of this.
+ */
+export function grubBaseUrl(req: FastifyRequest, publicUrl?: string): string {
+  if (publicUrl) return publicUrl.replace(/\/+$/, '');
+  const host = req.headers.host && /^[A-Za-z0-9.\-:[\]]+$/.test(req.headers.host) ? req.headers.host : null;
+  if (!host || /:\d+$/.test(host)) return baseUrl(req, publicUrl);
+  // Behind a proxy: one on loopback (the only peers build-server trusts) that
+  // says so with X-Forwarded-For. (Comparing req.ip with the peer would miss
+  // a proxied client that is itself on loopback.)
+  const peer = req.socket.remoteAddress ?? '';
+  const proxied = req.headers['x-forwarded-for'] !== undefined && (peer === '127.0.0.1' || peer === '::1' || peer === '::ffff:127.0.0.1');
+  const fwdPort = proxied ? headerPort(req.headers['x-forwarded-port']) : null;
+  if (proxied) return fwdPort ? `http://${host}:${fwdPort}` : `http://${host}`;
+  const port = req.socket.localPort;
+  return port ? `http://${host}:${port}` : `http://${host}`;
+}
+
+function headerPort(v: string | string[] | undefined): number | null {
+  const s = (Array.isArray(v) ? v[0] : v)?.split(',')[0]?.trim();
+  const n = s && /^\d{1,5}$/.test(s) ? Number(s) : 0;
+  return n >= 1 && n <= 65535 ? n : null;
+}
+
 export function splitArgs(s: string | null | undefined): string[] {
   return (s ?? '').split(/\s+/).filter((w) => w.length > 0);
 }
 
 export function bootArgs(p: { serverUrl: string; commit: string; profile: string; profileCmdline: string; assignmentCmdline: string }): string[] {
   return [`strata.server=${p.serverUrl}`, `strata.commit=${p.commit}`, `strata.profile=${p.profile}`, ...splitArgs(p.profileCmdline), ...splitArgs(p.assignmentCmdline)];
+}
+
+/**
+ * GRUB 2.06's HTTP client (net/http.c) matches `Content-Length: ` case
+ * sensitively, and without it the file's size is unknown: `configfile` waits
+ * for the connection to close, times out, and the machine never boots.
+ * Fastify writes header names in lower case, so the GRUB answer's header is
+ * renamed as it is written. (The object routes already write
+ * `Content-Length` themselves, which is what lets GRUB load kernel and initrd.)
+ */
+export function spellContentLengthForGrub(res: ServerResponse): void {
+  const writeHead = res.writeHead;
+  const rename = (h: unknown) => {
+    if (!h || typeof h !== 'object' || Array.isArray(h)) return;
+    const o = h as Record<string, unknown>;
+    if ('content-length' in o) {
+      o['Content-Length'] = o['content-length'];
+      delete o['content-length'];
+    }
+  };
+  res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
+    for (const a of args) rename(a);
+    const set = this.getHeader('content-length');
+    if (set !== undefined) {
+      this.removeHeader('content-length');
+      this.setHeader('Content-Length', set);
+    }
+    return (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
+  } as ServerResponse['writeHead'];
 }
 
 export interface BootRouteDeps {
@@ -55,7 +115,7 @@ export function registerBootRoutes(app: FastifyInstance, deps: BootRouteDeps): v
   const { store, events } = deps;
 
   const answer = (flavour: 'ipxe' | 'grub') => async (req: FastifyRequest<{ Querystring: BootQuery }>) => {
-    const serverUrl = baseUrl(req, deps.publicUrl);
+    const serverUrl = flavour === 'grub' ? grubBaseUrl(req, deps.publicUrl) : baseUrl(req, deps.publicUrl);
     const mac = normalizeMac(req.query.mac);
     const ip = normalizeIp(req.query.ip) ?? normalizeIp(req.ip);
     const q = new URLSearchParams();
@@ -89,6 +149,7 @@ export function registerBootRoutes(app: FastifyInstance, deps: BootRouteDeps): v
   for (const flavour of ['ipxe', 'grub'] as const) {
     app.get(`/v1/boot/${flavour}`, async (req: FastifyRequest<{ Querystring: BootQuery }>, reply) => {
       const text = await answer(flavour)(req);
+      if (flavour === 'grub') spellContentLengthForGrub(reply.raw);
       // Scripts name a commit resolved now: never let a cache replay an old one.
       return reply.header('Cache-Control', 'no-store').type('text/plain; charset=utf-8').send(text);
     });

@@ -217,6 +217,15 @@ describe('everything else is proxied to strata', () => {
     expect(sha256(k)).toBe(kernelHex);
   });
 
+  it("GRUB's config (GRUB sends Host without the port) names the nginx address with its port", async () => {
+    const u = new URL(front);
+    const r = await raw(front, `/v1/boot/grub?mac=${encodeURIComponent(MAC)}`, { headers: { Host: u.hostname } });
+    expect(r.status).toBe(200);
+    const text = r.body.toString();
+    expect(text).toContain(`(http,${u.hostname}:${u.port})/objects/sha256/${kernelHex}`);
+    expect(text).toContain(`strata.server=${front} `);
+  });
+
   it('admin routes need the token through nginx too, and the token is passed on', async () => {
     const no = await fetch(`${front}/v1/profiles`);
     expect(no.status).toBe(401);

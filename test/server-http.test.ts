@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { Store } from '../store/store.ts';
@@ -139,6 +140,47 @@ describe('boot scripts', () => {
     expect(s.text).toMatch(/linux \(http,127\.0\.0\.1:\d+\)\/objects\/sha256\/[0-9a-f]{64} strata\.server=/);
     expect(s.text).toMatch(/initrd \(http,127\.0\.0\.1:\d+\)\/objects\/sha256\/[0-9a-f]{64}/);
     expect(param(s.text, 'strata.commit')).toBe(ids.lab1);
+  });
+
+  /** A request as GRUB 2.06 writes it (Host without the port), answered as raw bytes so header spelling shows. */
+  function asGrub(path: string, extra: Record<string, string> = {}): Promise<{ head: string; body: string }> {
+    const port = Number(new URL(url).port);
+    const lines = [`GET ${path} HTTP/1.1`, 'Host: 10.0.2.2', 'User-Agent: GRUB 2.06-13+deb12u2', ...Object.entries(extra).map(([k, v]) => `${k}: ${v}`)];
+    return new Promise((resolve, reject) => {
+      let raw = '';
+      const c = net.connect(port, '127.0.0.1', () => c.write(`${lines.join('\r\n')}\r\n\r\n`));
+      c.on('data', (d) => {
+        raw += d.toString('latin1');
+        const at = raw.indexOf('\r\n\r\n');
+        const len = /^Content-Length: (\d+)$/im.exec(raw.slice(0, at))?.[1];
+        if (at >= 0 && len !== undefined && raw.length >= at + 4 + Number(len)) {
+          c.destroy();
+          resolve({ head: raw.slice(0, at), body: raw.slice(at + 4) });
+        }
+      });
+      c.on('error', reject);
+    });
+  }
+
+  it('GRUB sends Host without the port: the config names the port it connected to, with Content-Length spelled as GRUB reads it', async () => {
+    const port = new URL(url).port;
+    const g = await asGrub('/v1/boot/grub?mac=52:54:00:aa:bb:07&ip=10.1.2.3');
+    // GRUB 2.06 matches "Content-Length: " case-sensitively; without it the config never loads.
+    expect(g.head).toMatch(/^Content-Length: \d+$/m);
+    expect(g.body).toMatch(new RegExp(`^  linux \\(http,10\\.0\\.2\\.2:${port}\\)/objects/sha256/[0-9a-f]{64} strata\\.server=http://10\\.0\\.2\\.2:${port} `, 'm'));
+    expect(g.body).toMatch(new RegExp(`^  initrd \\(http,10\\.0\\.2\\.2:${port}\\)/objects/sha256/[0-9a-f]{64}$`, 'm'));
+    // The iPXE answer to the same request is as before: iPXE puts the port in Host when it is not 80.
+    const i = await asGrub('/v1/boot/ipxe?mac=52:54:00:aa:bb:07&ip=10.1.2.3');
+    expect(i.body).toContain(' strata.server=http://10.0.2.2 ');
+  });
+
+  it('GRUB through a proxy on loopback: the port comes from X-Forwarded-Port, else the Host header stands (port 80)', async () => {
+    const fwd = await asGrub('/v1/boot/grub?mac=52:54:00:aa:bb:07', { 'X-Forwarded-For': '10.1.2.3', 'X-Forwarded-Port': '8088' });
+    expect(fwd.body).toContain('linux (http,10.0.2.2:8088)/objects/sha256/');
+    expect(fwd.body).toContain(' strata.server=http://10.0.2.2:8088 ');
+    const bare = await asGrub('/v1/boot/grub?mac=52:54:00:aa:bb:07', { 'X-Forwarded-For': '10.1.2.3' });
+    expect(bare.body).toContain('linux (http,10.0.2.2:80)/objects/sha256/');
+    expect(bare.body).toContain(' strata.server=http://10.0.2.2 ');
   });
 
   it('ip defaults to the address the request came from', async () => {

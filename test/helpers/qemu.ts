@@ -11,6 +11,8 @@ import { join } from 'node:path';
 export interface QemuOptions {
   /** Network boot: QEMU's iPXE ROM fetches boot.ipxe from this dir over the built-in TFTP. */
   tftpDir?: string;
+  /** The file in tftpDir the PXE ROM loads (DHCP's boot file name); default boot.ipxe. */
+  bootfile?: string;
   /** Direct kernel boot (as from a local boot loader) instead of PXE. */
   kernel?: string;
   initrd?: string;
@@ -50,7 +52,7 @@ export async function writeIpxeChain(tftpDir: string, port: number): Promise<voi
 export function runQemu(opts: QemuOptions): Promise<QemuResult> {
   const args = ['-accel', 'tcg', '-m', String(opts.memoryMb ?? 512), '-nographic', '-no-reboot', '-nodefaults', '-serial', 'stdio', '-monitor', 'none'];
   if (opts.tftpDir) {
-    args.push('-netdev', `user,id=n0,tftp=${opts.tftpDir},bootfile=boot.ipxe`, '-device', 'virtio-net-pci,netdev=n0', '-boot', 'n');
+    args.push('-netdev', `user,id=n0,tftp=${opts.tftpDir},bootfile=${opts.bootfile ?? 'boot.ipxe'}`, '-device', 'virtio-net-pci,netdev=n0', '-boot', 'n');
   } else {
     if (!opts.kernel) throw new Error('runQemu needs tftpDir or kernel');
     args.push('-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0', '-kernel', opts.kernel);
