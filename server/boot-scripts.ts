@@ -96,12 +96,19 @@ export function renderGrub(b: BootScriptInput): string {
   return lines.join('\n');
 }
 
+/**
+ * No menu entry: GRUB's `configfile` returns once a config without entries
+ * has run, back into the `while true` loop of the grub.cfg that
+ * `strata grub-cfg` prints, which asks again. Asking again from here
+ * (`configfile` of this URL) would nest one config per retry, and a machine
+ * left unassigned for a night would run GRUB out of stack. `selfUrl` is
+ * named in the message so the admin sees which address the machine asks.
+ */
 export function renderGrubRetry(reason: string, selfUrl: string): string {
   return [
     `echo ${grubQuote(`strata: ${reason}`)}`,
-    `echo ${grubQuote(`strata: asking again in ${RETRY_SECONDS} s`)}`,
+    `echo ${grubQuote(`strata: asking ${grubPath(selfUrl)} again in ${RETRY_SECONDS} s`)}`,
     `sleep ${RETRY_SECONDS}`,
-    `configfile ${grubQuote(grubPath(selfUrl))}`,
     '',
   ].join('\n');
 }
