@@ -30,6 +30,7 @@ import { Store } from '../store/store.ts';
 import { buildServer } from '../server/build-server.ts';
 import { findKernel, proofs, runQemu, strataLines, writeIpxeChain, type QemuResult } from './helpers/qemu.ts';
 import { makeTestChain, type TestChain } from './helpers/static-boot-server.ts';
+import { readDiskImage } from './helpers/mounts.ts';
 
 /** Why these boots cannot run on this machine, or null. Only missing QEMU (TCG), its iPXE ROM or a kernel skip. */
 function missingBootPrereq(): string | null {
@@ -56,28 +57,6 @@ const CMDLINE = 'console=ttyS0 panic=-1 quiet strata.reboot.delay=0 strata.retri
 
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
-/**
- * Reads the guest's disk image from the host. The guest powers off without
- * unmounting, so the ext4 journal needs replaying: mount a copy read-write
- * (see docs/booting.md, "Facts learned the hard way").
- */
-function onDisk<T>(image: string, read: (root: string) => T): T {
-  const mnt = mkdtempSync(join(tmpdir(), 'strata-disk-'));
-  const copy = `${mnt}.img`;
-  execFileSync('cp', ['--sparse=always', image, copy]);
-  try {
-    execFileSync('mount', ['-o', 'loop', copy, mnt]);
-    try {
-      return read(mnt);
-    } finally {
-      execFileSync('umount', [mnt]);
-    }
-  } finally {
-    rmSync(mnt, { recursive: true, force: true });
-    rmSync(copy, { force: true });
-  }
-}
-
 /** What the backup disk holds, as a user would look at it. */
 interface DiskView {
   objects: string[];
@@ -90,7 +69,7 @@ interface DiskView {
 }
 
 function readBackupDisk(image: string, paths: string[]): DiskView {
-  return onDisk(image, (root) => {
+  return readDiskImage(image, (root) => {
     const dir = join(root, 'strata');
     const objects = readdirSync(join(dir, 'objects')).sort();
     const files: DiskView['files'] = {};

@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { buildInitrd } from '../cli/initrd-build.ts';
 import { findKernel, proofs, runQemu, strataLines } from './helpers/qemu.ts';
 import { makeTestChain, startStaticBootServer, type StaticBootServer, type TestChain } from './helpers/static-boot-server.ts';
+import { readDiskImage } from './helpers/mounts.ts';
 
 const kernel = findKernel();
 let dir: string;
@@ -28,28 +29,6 @@ let srv: StaticBootServer;
 
 function blankDisk(path: string, mb = 64): void {
   execFileSync('truncate', ['-s', `${mb}M`, path]);
-}
-
-/**
- * Reads files off the guest's disk image. The guest powers off without
- * unmounting, so the journal needs replaying: mount a copy read-write (a
- * read-only mount would refuse, and noload could show stale metadata).
- */
-function onDisk<T>(image: string, read: (root: string) => T): T {
-  const mnt = mkdtempSync(join(tmpdir(), 'strata-disk-'));
-  const copy = `${mnt}.img`;
-  execFileSync('cp', ['--sparse=always', image, copy]);
-  try {
-    execFileSync('mount', ['-o', 'loop', copy, mnt]);
-    try {
-      return read(mnt);
-    } finally {
-      execFileSync('umount', [mnt]);
-    }
-  } finally {
-    rmSync(mnt, { recursive: true, force: true });
-    rmSync(copy, { force: true });
-  }
 }
 
 const boot = (server: string, commit: string, disk: string, backup: string) =>
@@ -95,7 +74,7 @@ describe('backup disk', () => {
     const blk = execFileSync('blkid', ['-o', 'export', disk()], { encoding: 'utf8' });
     expect(blk).toMatch(/^TYPE=ext4$/m);
     expect(blk).toMatch(/^LABEL=strata-backup$/m);
-    onDisk(disk(), (root) => {
+    readDiskImage(disk(), (root) => {
       expect(readdirSync(join(root, 'strata/objects')).sort()).toEqual([base.digest, middle.digest].sort());
       expect(readFileSync(join(root, 'strata/last-good.id'), 'utf8').trim()).toBe(v1);
       expect(readFileSync(join(root, 'strata/last-good.manifest'), 'utf8')).toBe(readFileSync(join(dir, 'srv/manifests', v1), 'utf8'));
@@ -114,7 +93,7 @@ describe('backup disk', () => {
     // The access log: the manifest and the one new layer, nothing else.
     expect(srv.log.slice(before).map((e) => e.url)).toEqual([`/v1/commits/${v2}/manifest`, `/objects/sha256/${top.digest}`]);
     expect(strataLines(r.output)).toContain('strata: layers ready: 1 downloaded, 2 from the backup disk');
-    onDisk(disk(), (root) => {
+    readDiskImage(disk(), (root) => {
       expect(readFileSync(join(root, 'strata/last-good.id'), 'utf8').trim()).toBe(v2);
       expect(readdirSync(join(root, 'strata/objects'))).toHaveLength(3);
     });

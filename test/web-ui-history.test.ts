@@ -10,7 +10,7 @@ import { existsSync, utimesSync } from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Profile } from '../store/types.ts';
-import { artifactPath, launchChromium, startWebFixture, type WebFixture } from './helpers/web-fixture.ts';
+import { confirmDialog as confirmDialogIn, artifactPath, launchChromium, startWebFixture, type WebFixture } from './helpers/web-fixture.ts';
 
 const WAIT = 30_000;
 const DAY = 24 * 3600 * 1000;
@@ -40,13 +40,7 @@ async function shots(name: string): Promise<void> {
   await page.setViewportSize({ width: 1280, height: 800 });
 }
 
-async function confirmDialog(expectText: RegExp): Promise<void> {
-  const dlg = page.locator('#dialog');
-  await dlg.waitFor({ state: 'visible', timeout: WAIT });
-  expect(await dlg.innerText()).toMatch(expectText);
-  await page.click('#dialog-ok');
-  await dlg.waitFor({ state: 'hidden', timeout: WAIT });
-}
+const confirmDialog = (expectText: RegExp): Promise<void> => confirmDialogIn(page, expectText, WAIT);
 
 beforeAll(async () => {
   fx = await startWebFixture();

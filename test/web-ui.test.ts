@@ -12,7 +12,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Commit } from '../store/types.ts';
 import { strataJson } from './helpers/cli.ts';
-import { artifactPath, launchChromium, makeSshKey, sshPush, startWebFixture, type WebFixture } from './helpers/web-fixture.ts';
+import { confirmDialog as confirmDialogIn, artifactPath, launchChromium, makeSshKey, sshPush, startWebFixture, type WebFixture } from './helpers/web-fixture.ts';
 
 const WAIT = 60_000;
 
@@ -40,13 +40,7 @@ async function waitForHead(id: string): Promise<void> {
   await page.waitForFunction((want) => document.querySelector('#graph .node.head')?.getAttribute('data-commit') === want, id, { timeout: WAIT });
 }
 
-async function confirmDialog(expectText: RegExp): Promise<void> {
-  const dlg = page.locator('#dialog');
-  await dlg.waitFor({ state: 'visible', timeout: WAIT });
-  expect(await dlg.innerText()).toMatch(expectText);
-  await page.click('#dialog-ok');
-  await dlg.waitFor({ state: 'hidden', timeout: WAIT });
-}
+const confirmDialog = (expectText: RegExp): Promise<void> => confirmDialogIn(page, expectText, WAIT);
 
 async function labLogHead(): Promise<string> {
   const commits = await strataJson<Commit[]>(['log', 'lab'], { data: fx.dataDir });

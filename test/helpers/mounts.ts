@@ -46,3 +46,25 @@ export class Mounts {
     rmSync(this.base, { recursive: true, force: true });
   }
 }
+
+/**
+ * Reads a QEMU guest's disk image from the host. The guest powers off without
+ * unmounting, so the ext4 journal needs replaying: mount a copy read-write
+ * (a read-only mount would refuse, and noload could show stale metadata).
+ */
+export function readDiskImage<T>(image: string, read: (root: string) => T): T {
+  const mnt = mkdtempSync(join(tmpdir(), 'strata-disk-'));
+  const copy = `${mnt}.img`;
+  execFileSync('cp', ['--sparse=always', image, copy]);
+  try {
+    execFileSync('mount', ['-o', 'loop', copy, mnt]);
+    try {
+      return read(mnt);
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
+  } finally {
+    rmSync(mnt, { recursive: true, force: true });
+    rmSync(copy, { force: true });
+  }
+}

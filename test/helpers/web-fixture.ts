@@ -9,7 +9,7 @@ import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { startServer, type RunningServer } from '../../server/main.ts';
 import { makeTar, type Spec } from './tars.ts';
 
@@ -110,4 +110,14 @@ export function sshPush(o: { dir?: string; raw?: Buffer; keyFile: string; port: 
     p.stdin.on('error', () => {});
     p.stdin.end(o.raw ?? Buffer.alloc(0));
   });
+}
+
+/** Checks the open confirmation dialog says `expectText`, then presses its OK button and waits for it to close. */
+export async function confirmDialog(page: Page, expectText: RegExp, timeout: number): Promise<void> {
+  const dlg = page.locator('#dialog');
+  await dlg.waitFor({ state: 'visible', timeout });
+  const text = await dlg.innerText();
+  if (!expectText.test(text)) throw new Error(`the dialog says ${JSON.stringify(text)}, expected ${expectText}`);
+  await page.click('#dialog-ok');
+  await dlg.waitFor({ state: 'hidden', timeout });
 }
