@@ -82,17 +82,32 @@ export function grubQuote(s: string): string {
   return `'${t.replace(/'/g, `'\\''`)}'`;
 }
 
+/**
+ * One entry that boots, and a fallback GRUB runs when it fails (the kernel or
+ * initrd could not be downloaded): wait, then reboot, so the machine goes
+ * through PXE and asks strata again, like iPXE's retry. Without it GRUB
+ * stops at "Press any key to continue", and an unattended machine stays there.
+ */
 export function renderGrub(b: BootScriptInput): string {
   const args = b.args.map(oneLine).filter((a) => a.length > 0).map(grubQuote).join(' ');
   const lines = [
     'set timeout=0',
     'set default=0',
+    'set fallback=1',
     `menuentry ${grubQuote(`strata: ${b.banner}`)} {`,
     `  echo ${grubQuote(`strata: ${b.banner}`)}`,
     `  linux ${grubQuote(grubPath(objectUrl(b.serverUrl, b.kernel)))} ${args}`,
   ];
   if (b.initrd) lines.push(`  initrd ${grubQuote(grubPath(objectUrl(b.serverUrl, b.initrd)))}`);
-  lines.push('}', '');
+  lines.push(
+    '}',
+    `menuentry ${grubQuote('strata: the kernel or initrd did not load')} {`,
+    `  echo ${grubQuote(`strata: could not load the kernel or initrd from ${b.serverUrl}; rebooting in ${RETRY_SECONDS} s to ask again`)}`,
+    `  sleep ${RETRY_SECONDS}`,
+    '  reboot',
+    '}',
+    '',
+  );
   return lines.join('\n');
 }
 

@@ -11,7 +11,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -147,6 +147,31 @@ describe.skipIf(skipReason !== null)('GRUB network boot from strata serve', () =
     // And the server knows what the machine runs.
     expect(store.listClients().find((c) => c.mac === GUEST_MAC)?.commit).toBe(pinned);
   }, 150_000);
+
+  it('when the kernel cannot be downloaded, GRUB falls back, says so, waits and reboots to ask again', async () => {
+    const printed = await runStrata(['grub-cfg', '--server', `http://10.0.2.2:${port}`, '--serial'], { data: join(dir, 'data') });
+    const tftp = join(dir, 'tftp-fail');
+    const bootfile = await makeGrubNetDir(tftp, printed.stdout);
+    // The server loses the kernel file (a broken disk, an admin's mistake): GET answers 404.
+    const kernelFile = store.objects.pathOf(store.getCommit(pinned).manifest.kernel!.digest);
+    renameSync(kernelFile, `${kernelFile}.away`);
+    let r: Awaited<ReturnType<typeof runQemu>>;
+    try {
+      // QEMU runs with -no-reboot: the guest's reboot ends the run.
+      // GRUB 2.06 needs ~30 s to give up on a 404 (its HTTP client never finishes
+      // parsing a non-200 answer and times out), then falls back and sleeps 30 s.
+      r = await runQemu({ tftpDir: tftp, bootfile, timeoutMs: 220_000 });
+    } finally {
+      renameSync(`${kernelFile}.away`, kernelFile);
+    }
+    const why = `console:\n${r.output.slice(-3000)}`;
+    expect(r.timedOut, why).toBe(false);
+    // GRUB draws on the serial line with escape codes and wraps at 80 columns: compare without them.
+    const plain = (t: string) => t.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\x1bc/g, '').replace(/\s+/g, '');
+    expect(plain(r.output), why).toContain(plain('Falling back to `strata: the kernel or initrd did not load'));
+    expect(plain(r.output), why).toContain(plain(`strata: could not load the kernel or initrd from http://10.0.2.2:${port}; rebooting in 30 s to ask again`));
+    expect(proofs(r.output).commit).toBeUndefined();
+  }, 260_000);
 });
 
 describe('strata grub-cfg', () => {

@@ -47,6 +47,9 @@ describe('boot scripts', () => {
     expect(s).toContain(`linux (http,10.0.2.2:8080)/objects/sha256/${K} strata.server=http://10.0.2.2:8080 strata.commit=${C}`);
     expect(s).toContain(`initrd (http,10.0.2.2:8080)/objects/sha256/${I}`);
     expect(s).toContain(`'x='\\''y z'\\'''`);
+    // A failed download falls back to waiting and rebooting (PXE asks again), never to a prompt.
+    expect(s).toMatch(/^set fallback=1$/m);
+    expect(s).toMatch(/menuentry 'strata: the kernel or initrd did not load' \{\n  echo '[^']*rebooting in 30 s[^']*'\n  sleep 30\n  reboot\n\}\n$/);
     const r = renderGrubRetry("it's unknown", 'http://h:1/v1/boot/grub?mac=aa:bb:cc:dd:ee:ff&ip=1.2.3.4');
     // No nested configfile: the grub.cfg's loop asks again once this returns.
     expect(r).toMatch(/sleep 30\n$/);
