@@ -92,23 +92,34 @@ export async function collectHeld(roots, drawn, profile, known, getCommit, max =
   const done = new Set();
   let fetched = 0;
   while (queue.length && fetched < max) {
-    const id = queue.shift();
-    if (done.has(id) || drawn.has(id)) continue;
-    done.add(id);
-    fetched += 1;
-    let c;
-    try {
-      c = await getCommit(id);
-    } catch {
+    // The next (up to) 16 queued commits are fetched together: one request
+    // after another made a page with many held commits slow to draw on a
+    // busy server. Visiting them in queue order keeps the walk breadth-first.
+    const batch = [];
+    while (queue.length && batch.length < 16 && fetched < max) {
+      const id = queue.shift();
+      if (done.has(id) || drawn.has(id)) continue;
+      done.add(id);
+      fetched += 1;
+      batch.push(id);
+    }
+    const got = await Promise.all(batch.map((id) => getCommit(id).then((c) => c, () => null)));
+    batch.forEach((id, i) => visit(id, got[i]));
+  }
+  for (const id of [...why.keys()]) if (!commits.some((c) => c.id === id)) why.delete(id);
+  return { commits, why };
+
+  function visit(id, c) {
+    if (!c) {
       why.delete(id);
-      continue;
+      return;
     }
     const w = why.get(id);
     // A root of another profile's commit that this profile's reflog or pins
     // name still belongs here; anything else of another profile does not.
     if (c.profile !== profile && !w.named && w.root) {
       why.delete(id);
-      continue;
+      return;
     }
     commits.push(c);
     for (const p of [c.parent, c.mergeParent]) {
@@ -117,8 +128,6 @@ export async function collectHeld(roots, drawn, profile, known, getCommit, max =
       queue.push(p);
     }
   }
-  for (const id of [...why.keys()]) if (!commits.some((c) => c.id === id)) why.delete(id);
-  return { commits, why };
 }
 
 const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
