@@ -116,6 +116,9 @@ server {
         # GRUB sends Host without the port; strata needs it to write (http,HOST:PORT) paths.
         proxy_set_header X-Forwarded-Port $server_port;
         client_max_body_size 1m;   # strata's own body limit
+        # A flatten answers when its layer is baked: minutes at the default zstd
+        # level on a large base, past nginx's 60 s default.
+        proxy_read_timeout 1h;
     }
 }
 `;

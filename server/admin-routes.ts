@@ -82,7 +82,10 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     });
     a.post('/v1/profiles/:name/flatten', async (req: P<{ name: string }>) => {
       const b = asObject(req.body, 'flatten');
-      const r = await store.flatten(req.params.name, { from: optString(b, 'from', 'flatten'), author: author(req) });
+      const profile = req.params.name;
+      // A flatten at the default level takes minutes on a large base: open pages show how far it is.
+      const onProgress = (p: { done: number; total: number }) => events.emit('progress', { action: 'flatten', profile, done: p.done, total: p.total });
+      const r = await store.flatten(profile, { from: optString(b, 'from', 'flatten'), author: author(req), onProgress });
       events.emit('ref', { action: 'flatten', profile: req.params.name, commit: r.commit.id });
       return r;
     });

@@ -25,7 +25,7 @@ export interface RelayPort {
   off(event: 'message', fn: (msg: unknown) => void): unknown;
 }
 
-const TYPES: ReadonlySet<string> = new Set<ServerEventType>(['push', 'client', 'ref']);
+const TYPES: ReadonlySet<string> = new Set<ServerEventType>(['push', 'client', 'ref', 'progress']);
 
 export function isRelayMessage(m: unknown): m is RelayMessage {
   if (typeof m !== 'object' || m === null) return false;

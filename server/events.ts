@@ -4,7 +4,8 @@
  */
 import { EventEmitter } from 'node:events';
 
-export type ServerEventType = 'push' | 'client' | 'ref';
+/** push/client/ref: something changed (reload it); progress: how far a long admin action is (nothing changed yet). */
+export type ServerEventType = 'push' | 'client' | 'ref' | 'progress';
 
 export interface ServerEvent {
   type: ServerEventType;

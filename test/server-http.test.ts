@@ -406,6 +406,30 @@ describe('admin API', () => {
     expect(text).toMatch(/event: ref\ndata: \{[^\n]*"profile":"other"/);
     ac.abort();
   });
+
+  it('a flatten started over the API reports its progress as events, the last one complete, before its ref event', async () => {
+    await importProfile(store, tmp.dir, 'flat');
+    await commitFiles(store, tmp.dir, 'flat', { 'opt/a': 'a\n'.repeat(1000) }, 'a');
+    const ac = new AbortController();
+    const r = await fetch(`${url}/v1/events`, { signal: ac.signal, headers: { authorization: `Bearer ${token}` } });
+    const reader = r.body!.getReader();
+    const flattened = await api('POST', '/v1/profiles/flat/flatten', {});
+    expect(flattened.status).toBe(200);
+    let text = '';
+    while (!/event: ref\ndata: [^\n]*"action":"flatten"/.test(text)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += Buffer.from(value).toString();
+    }
+    ac.abort();
+    const progress = [...text.matchAll(/event: progress\ndata: (\{[^\n]*\})/g)].map((m) => JSON.parse(m[1]!) as { action: string; profile: string; done: number; total: number });
+    expect(progress.length).toBeGreaterThan(0);
+    expect(progress.every((p) => p.action === 'flatten' && p.profile === 'flat')).toBe(true);
+    const last = progress.at(-1)!;
+    expect(last.done).toBeGreaterThan(0);
+    expect(last.done).toBe(last.total);
+    expect(text.lastIndexOf('event: progress')).toBeLessThan(text.indexOf('event: ref'));
+  });
 });
 
 describe('garbage collection', () => {
