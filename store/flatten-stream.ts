@@ -20,7 +20,7 @@ import { StrataError } from './errors.ts';
 import { planMerge, type MergePlan } from './overlay-merge.ts';
 import { squashfsStoresXattr, xattrValueToString } from './tar-check.ts';
 import {
-  BLOCK, cField, checksumMatches, decodeHeader, encodeEntryHeader, entryType, isMetaFlag, isZeroBlock, normalizeTarPath,
+  BLOCK, BlockCollector, cField, checksumMatches, decodeHeader, encodeEntryHeader, entryType, isMetaFlag, isZeroBlock, normalizeTarPath,
   parsePax, roundUp, type HeaderStyle, type RawHeader,
 } from './tar-format.ts';
 import type { LayerEntry } from './types.ts';
@@ -141,8 +141,7 @@ export interface TarVisitor {
 export class TarParser {
   private state: 'header' | 'meta' | 'data' | 'end' = 'header';
   private need = BLOCK;
-  private carry: Buffer | null = null;
-  private carryLen = 0;
+  private readonly blocks = new BlockCollector();
   private metaFlag = '';
   private metaSize = 0;
   private dataLeft = 0;
@@ -178,21 +177,9 @@ export class TarParser {
         continue;
       }
       // 'header' or 'meta': gather `need` bytes.
-      let block: Buffer;
-      if (this.carryLen === 0 && len - off >= this.need) {
-        block = chunk.subarray(off, off + this.need);
-        off += this.need;
-      } else {
-        this.carry ??= Buffer.allocUnsafe(this.need);
-        const n = Math.min(this.need - this.carryLen, len - off);
-        chunk.copy(this.carry, this.carryLen, off, off + n);
-        this.carryLen += n;
-        off += n;
-        if (this.carryLen < this.need) return;
-        block = this.carry;
-        this.carry = null;
-        this.carryLen = 0;
-      }
+      const block = this.blocks.take(chunk, off, this.need);
+      off = this.blocks.next;
+      if (!block) return;
       if (this.state === 'meta') {
         applyMeta(this.metaFlag, Buffer.from(block.subarray(0, this.metaSize)), this.st);
         this.state = 'header';
@@ -205,7 +192,7 @@ export class TarParser {
 
   /** At the end of the stream: throws when it stopped in the middle of an entry. */
   finish(): void {
-    if (this.state === 'end' || (this.state === 'header' && this.carryLen === 0)) return;
+    if (this.state === 'end' || (this.state === 'header' && this.blocks.partial === 0)) return;
     throw new StrataError('E_BAD_TAR', 'the layer tar stream ended in the middle of an entry');
   }
 

@@ -26,7 +26,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { StrataError } from './errors.ts';
 import {
-  BLOCK, checksumMatches, decodeHeader, encodeEntryHeader, entryType, headerFormat, isZeroBlock, normalizeTarPath,
+  BLOCK, BlockCollector, checksumMatches, decodeHeader, encodeEntryHeader, entryType, headerFormat, isZeroBlock, normalizeTarPath,
   parsePax, printable, roundUp, type HeaderStyle, type RawHeader,
 } from './tar-format.ts';
 import type { LayerEntry } from './types.ts';
@@ -138,8 +138,7 @@ export class TarChecker {
   offset = 0;
 
   private state: State = 'header';
-  private carry: Buffer | null = null;
-  private carryLen = 0;
+  private readonly blocks = new BlockCollector();
   private need = BLOCK;
   private remaining = 0;
   /**
@@ -199,21 +198,9 @@ export class TarChecker {
         continue;
       }
       // header or meta: collect `need` bytes.
-      let block: Buffer;
-      if (this.carryLen === 0 && chunk.length - off >= this.need) {
-        block = chunk.subarray(off, off + this.need);
-        off += this.need;
-      } else {
-        if (!this.carry) this.carry = Buffer.allocUnsafe(this.need);
-        const n = Math.min(this.need - this.carryLen, chunk.length - off);
-        chunk.copy(this.carry, this.carryLen, off, off + n);
-        this.carryLen += n;
-        off += n;
-        if (this.carryLen < this.need) continue;
-        block = this.carry;
-        this.carry = null;
-        this.carryLen = 0;
-      }
+      const block = this.blocks.take(chunk, off, this.need);
+      off = this.blocks.next;
+      if (!block) continue;
       const at = this.offset;
       this.offset += block.length;
       if (this.state === 'header') this.onHeader(block, at, emit);
@@ -223,11 +210,11 @@ export class TarChecker {
 
   finish(emit: (b: Buffer) => void): void {
     if (this.state !== 'end') {
-      const atBoundary = (this.state === 'header') && this.carryLen === 0;
+      const atBoundary = (this.state === 'header') && this.blocks.partial === 0;
       if (!this.sawHeader && this.offset === 0) throw bad('empty input: not a tar archive');
       // A lone zero block at the very end is accepted (GNU tar does too).
       if (!(atBoundary && this.zeroRun >= 1 && !this.pendingPax && !this.pendingLongName && !this.pendingLongLink)) {
-        throw bad(`the tar archive is truncated at byte ${this.offset + this.carryLen}; send the complete archive`, { offset: this.offset });
+        throw bad(`the tar archive is truncated at byte ${this.offset + this.blocks.partial}; send the complete archive`, { offset: this.offset });
       }
     }
     emit(Buffer.alloc(2 * BLOCK));

@@ -416,3 +416,43 @@ export function encodeEntryHeader(e: EntryFields, style: HeaderStyle): Buffer {
   });
   return Buffer.concat([paxHead, pax, Buffer.alloc((BLOCK - (pax.length % BLOCK)) % BLOCK), main]);
 }
+
+/**
+ * Collects a block of a given size (a header, an extended header) from a
+ * stream of chunks of any size, for the push parsers (TarChecker, flatten's
+ * TarParser). A block that lies whole inside one chunk is a view of it, not a
+ * copy; one that straddles chunks is assembled in a buffer of its own.
+ */
+export class BlockCollector {
+  private carry: Buffer | null = null;
+  private carryLen = 0;
+  /** Offset in the chunk just after what the last take() used. */
+  next = 0;
+
+  /** Bytes of a block begun and not finished (0 between blocks). */
+  get partial(): number {
+    return this.carryLen;
+  }
+
+  /**
+   * The `need`-byte block that starts with what is carried and continues at
+   * chunk[off], or null when the chunk ends first (its bytes are kept).
+   * Either way `next` says where the caller goes on in the chunk.
+   */
+  take(chunk: Buffer, off: number, need: number): Buffer | null {
+    if (this.carryLen === 0 && chunk.length - off >= need) {
+      this.next = off + need;
+      return chunk.subarray(off, off + need);
+    }
+    this.carry ??= Buffer.allocUnsafe(need);
+    const n = Math.min(need - this.carryLen, chunk.length - off);
+    chunk.copy(this.carry, this.carryLen, off, off + n);
+    this.carryLen += n;
+    this.next = off + n;
+    if (this.carryLen < need) return null;
+    const block = this.carry;
+    this.carry = null;
+    this.carryLen = 0;
+    return block;
+  }
+}

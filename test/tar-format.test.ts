@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TarParser, type TarHeader } from '../store/flatten-stream.ts';
 import { ALLOW_ALL, TarChecker } from '../store/tar-check.ts';
 import {
+  BlockCollector,
   checksumMatches, decodeHeader, encodeEntryHeader, normalizeTarPath, parseNumberField, parsePax, paxRecord, ustarBlock,
   type EntryFields, type HeaderStyle,
 } from '../store/tar-format.ts';
@@ -52,6 +53,31 @@ function parseAll(tar: Buffer): TarHeader[] {
   p.finish();
   return seen;
 }
+
+describe('collecting blocks from chunks of any size', () => {
+  it('gives a block inside one chunk as a view, one split over chunks assembled, and says where to go on', () => {
+    const data = Buffer.from(Array.from({ length: 1500 }, (_, i) => i % 251));
+    const c = new BlockCollector();
+    const whole = c.take(data, 100, 512)!;
+    expect(whole.equals(data.subarray(100, 612))).toBe(true);
+    expect(whole.buffer).toBe(data.buffer); // no copy
+    expect(c.next).toBe(612);
+    // The next block arrives one byte at a time.
+    let got: Buffer | null = null;
+    for (let i = 612; i < 1124; i++) {
+      expect(got).toBeNull();
+      got = c.take(data.subarray(i, i + 1), 0, 512);
+      expect(c.next).toBe(1);
+      expect(c.partial).toBe(got ? 0 : i - 611);
+    }
+    expect(got!.equals(data.subarray(612, 1124))).toBe(true);
+    // A tail too short for a block is kept until the rest comes.
+    expect(c.take(data, 1124, 512)).toBeNull();
+    expect(c.partial).toBe(376);
+    expect(c.take(Buffer.alloc(200, 7), 0, 512)!.subarray(370, 382).equals(Buffer.concat([data.subarray(1494), Buffer.alloc(6, 7)]))).toBe(true);
+    expect(c.next).toBe(136);
+  });
+});
 
 describe('numeric header fields', () => {
   it('reads octal with space or NUL padding after the digits, and leading spaces', () => {
