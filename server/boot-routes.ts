@@ -49,11 +49,10 @@ export function grubBaseUrl(req: FastifyRequest, publicUrl?: string): string {
   if (publicUrl) return publicUrl.replace(/\/+$/, '');
   const host = req.headers.host && /^[A-Za-z0-9.\-:[\]]+$/.test(req.headers.host) ? req.headers.host : null;
   if (!host || /:\d+$/.test(host)) return baseUrl(req, publicUrl);
-  // Behind a proxy: one on loopback (the only peers build-server trusts) that
-  // says so with X-Forwarded-For. (Comparing req.ip with the peer would miss
-  // a proxied client that is itself on loopback.)
-  const peer = req.socket.remoteAddress ?? '';
-  const proxied = req.headers['x-forwarded-for'] !== undefined && (peer === '127.0.0.1' || peer === '::1' || peer === '::ffff:127.0.0.1');
+  // Behind a proxy: a peer build-server's trustProxy trusts, with X-Forwarded-For.
+  // fastify's req.ips then lists more than the peer. (Comparing req.ip with the
+  // peer would miss a proxied client that is itself on loopback.)
+  const proxied = req.ips !== undefined && req.ips.length > 1;
   const fwdPort = proxied ? headerPort(req.headers['x-forwarded-port']) : null;
   if (proxied) return fwdPort ? `http://${host}:${fwdPort}` : `http://${host}`;
   const port = req.socket.localPort;
