@@ -84,8 +84,15 @@ export async function main(): Promise<AgentBenchResult | null> {
     const upper = join(work, 'upper');
     mkdirSync(upper);
     const { list, total } = pickSystemFiles(UPPER_BYTES);
-    writeFileSync(join(work, 'list'), list.join('\n') + '\n');
-    execFileSync('sh', ['-c', `tar --xattrs --xattrs-include='*' -C / --no-recursion -T '${join(work, 'list')}' -cf - | tar --xattrs --xattrs-include='*' -C '${upper}' -xf -`], { stdio: ['ignore', 'ignore', 'inherit'] });
+    writeFileSync(join(work, 'list'), `${list.join('\n')}\n`);
+    execFileSync(
+      'sh',
+      [
+        '-c',
+        `tar --xattrs --xattrs-include='*' -C / --no-recursion -T '${join(work, 'list')}' -cf - | tar --xattrs --xattrs-include='*' -C '${upper}' -xf -`,
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
     console.log(`upper: ${list.length} files, ${(total / 1048576).toFixed(0)} MB from /usr`);
 
     // --- keys, ssh2 push endpoint (counts bytes), OpenSSH sshd
@@ -129,12 +136,25 @@ export async function main(): Promise<AgentBenchResult | null> {
     const runAgentOnce = async (i: number): Promise<number> => {
       // A fresh state dir per run: a second commit of an unchanged tree would be "nothing to commit".
       const state = join(work, `state-${i}`);
-      const cfg = loadConfig({ config: join(work, 'none.json'), server: '127.0.0.1', sshPort: srv.port, key, upper, stateDir: state, cmdline: '', profile: 'bench', parent: 'b'.repeat(64) }, { env: {} });
+      const cfg = loadConfig(
+        {
+          config: join(work, 'none.json'),
+          server: '127.0.0.1',
+          sshPort: srv.port,
+          key,
+          upper,
+          stateDir: state,
+          cmdline: '',
+          profile: 'bench',
+          parent: 'b'.repeat(64),
+        },
+        { env: {} },
+      );
       const t0 = process.hrtime.bigint();
       const r = await commitToSpool(cfg, { message: 'bench' });
       const sent = await sendPending(cfg, { attempts: 1, log: () => {} });
       const s = Number(process.hrtime.bigint() - t0) / 1e9;
-      if (!sent || sent.sent.length !== 1) throw new Error('the agent did not push');
+      if (sent?.sent.length !== 1) throw new Error('the agent did not push');
       agentBytes = r.meta.bytes;
       return s;
     };
@@ -148,7 +168,9 @@ export async function main(): Promise<AgentBenchResult | null> {
       agentTimes.push(await runAgentOnce(i));
       pipeTimes.push(runPipeline());
     }
-    const pipelineBytes = Number(execFileSync('sh', ['-c', `tar --xattrs -C '${upper}' -cf - . | zstd -T0 -q | wc -c`], { encoding: 'utf8' }).trim());
+    const pipelineBytes = Number(
+      execFileSync('sh', ['-c', `tar --xattrs -C '${upper}' -cf - . | zstd -T0 -q | wc -c`], { encoding: 'utf8' }).trim(),
+    );
     if (srv.pushes.length !== RUNS) throw new Error(`the endpoint saw ${srv.pushes.length} pushes`);
     const agentSeconds = Math.min(...agentTimes);
     const pipelineSeconds = Math.min(...pipeTimes);
@@ -162,8 +184,12 @@ export async function main(): Promise<AgentBenchResult | null> {
       pipelineCompressedBytes: pipelineBytes,
       sizeRatio: agentBytes / pipelineBytes,
     };
-    console.log(`agent snapshot+zstd+spool+push: ${agentSeconds.toFixed(2)} s; tar|zstd -T0|ssh to sshd: ${pipelineSeconds.toFixed(2)} s; time ratio ${result.timeRatio.toFixed(2)} (goal <= 1.2)`);
-    console.log(`compressed: agent ${(agentBytes / 1048576).toFixed(1)} MB, pipeline ${(pipelineBytes / 1048576).toFixed(1)} MB; size ratio ${result.sizeRatio.toFixed(3)} (goal <= 1.05)`);
+    console.log(
+      `agent snapshot+zstd+spool+push: ${agentSeconds.toFixed(2)} s; tar|zstd -T0|ssh to sshd: ${pipelineSeconds.toFixed(2)} s; time ratio ${result.timeRatio.toFixed(2)} (goal <= 1.2)`,
+    );
+    console.log(
+      `compressed: agent ${(agentBytes / 1048576).toFixed(1)} MB, pipeline ${(pipelineBytes / 1048576).toFixed(1)} MB; size ratio ${result.sizeRatio.toFixed(3)} (goal <= 1.05)`,
+    );
     return result;
   } finally {
     if (sshd && sshd.exitCode === null) {

@@ -36,8 +36,11 @@ async function makeTar(dir: string): Promise<string> {
   let total = 0;
   for (const src of SOURCES) {
     if (total >= TARGET_BYTES) break;
-    const r = await execa('find', [src, '-xdev', '(', '-type', 'f', '-o', '-type', 'l', ')', '-printf', '%s %p\\n'],
-      { cwd: '/', reject: false, maxBuffer: 256 * 1024 * 1024 });
+    const r = await execa('find', [src, '-xdev', '(', '-type', 'f', '-o', '-type', 'l', ')', '-printf', '%s %p\\n'], {
+      cwd: '/',
+      reject: false,
+      maxBuffer: 256 * 1024 * 1024,
+    });
     for (const line of r.stdout.split('\n')) {
       const sp = line.indexOf(' ');
       if (sp < 0) continue;
@@ -50,7 +53,7 @@ async function makeTar(dir: string): Promise<string> {
     }
   }
   const listFile = join(dir, 'files');
-  await writeFile(listFile, list.join('\n') + '\n');
+  await writeFile(listFile, `${list.join('\n')}\n`);
   const tar = join(dir, 'system.tar');
   await execa('tar', ['--xattrs', '--xattrs-include=*', '-C', '/', '--no-recursion', '-cf', tar, '-T', listFile]);
   return tar;
@@ -74,13 +77,20 @@ async function timeBake(tar: string, tmp: string): Promise<{ seconds: number; si
 
 /** Runs one bake in a fresh Node process and reads its peak RSS (so nothing else of this run is counted). */
 async function peakRssOfBake(tar: string, tmp: string): Promise<number> {
-  const r = await execa(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', tar, tmp],
-    { cwd: join(fileURLToPath(import.meta.url), '..', '..') });
+  const r = await execa(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', tar, tmp], {
+    cwd: join(fileURLToPath(import.meta.url), '..', '..'),
+  });
   return Number(JSON.parse(r.stdout.trim().split('\n').pop()!).maxRssBytes);
 }
 
 async function child(tar: string, tmp: string): Promise<void> {
-  const img = await bakeTar(createReadStream(tar), { tmpDir: tmp, compressor: 'zstd', level: LEVEL, maxUncompressedBytes: 2 ** 40, maxEntries: 10_000_000 });
+  const img = await bakeTar(createReadStream(tar), {
+    tmpDir: tmp,
+    compressor: 'zstd',
+    level: LEVEL,
+    maxUncompressedBytes: 2 ** 40,
+    maxEntries: 10_000_000,
+  });
   await rm(img.path, { force: true });
   // resourceUsage().maxRSS is in kilobytes.
   console.log(JSON.stringify({ maxRssBytes: process.resourceUsage().maxRSS * 1024 }));
@@ -115,13 +125,21 @@ export async function main(): Promise<BakeBenchResult> {
     const peakRssBytes = await peakRssOfBake(tar, dir);
 
     const res: BakeBenchResult = {
-      tarBytes, tar2sqfsSeconds, bakeSeconds, timeRatio: bakeSeconds / tar2sqfsSeconds,
-      tar2sqfsBytes, bakeBytes, sizeRatio: bakeBytes / tar2sqfsBytes, peakRssBytes,
+      tarBytes,
+      tar2sqfsSeconds,
+      bakeSeconds,
+      timeRatio: bakeSeconds / tar2sqfsSeconds,
+      tar2sqfsBytes,
+      bakeBytes,
+      sizeRatio: bakeBytes / tar2sqfsBytes,
+      peakRssBytes,
     };
     const mark = (ok: boolean) => (ok ? 'ok' : 'ABOVE GOAL');
     console.log(`  tar2sqfs alone (-j ${jobs}):   ${tar2sqfsSeconds.toFixed(2)} s, ${(tar2sqfsBytes / 1e6).toFixed(2)} MB`);
     console.log(`  tar2sqfs alone (default -j): ${Math.min(...plainDefaultJobs).toFixed(2)} s`);
-    console.log(`  bakeTar:                     ${bakeSeconds.toFixed(2)} s, ${(bakeBytes / 1e6).toFixed(2)} MB (checks, sha256, fsync included)`);
+    console.log(
+      `  bakeTar:                     ${bakeSeconds.toFixed(2)} s, ${(bakeBytes / 1e6).toFixed(2)} MB (checks, sha256, fsync included)`,
+    );
     console.log(`  time ratio: ${res.timeRatio.toFixed(2)} (goal <= 1.3, ${mark(res.timeRatio <= 1.3)})`);
     console.log(`  size ratio: ${res.sizeRatio.toFixed(3)} (goal <= 1.05, ${mark(res.sizeRatio <= 1.05)})`);
     console.log(`  peak RSS of a bake: ${(peakRssBytes / 1e6).toFixed(1)} MB (goal < 200 MB, ${mark(peakRssBytes < 200e6)})`);

@@ -89,7 +89,9 @@ export async function main(): Promise<BootBenchResult> {
 
       const row = (name: string, b: BootRun) =>
         `  ${name}: ${(b.bytesFetched / 1e6).toFixed(2)} MB in ${b.requests} requests; kernel start -> hook ${b.hookStart.toFixed(2)} s -> switch_root ${b.switchRoot.toFixed(2)} s (hook ${(b.switchRoot - b.hookStart).toFixed(2)} s); QEMU wall ${b.wallSeconds.toFixed(1)} s`;
-      console.log(`boot bench: 3-layer chain, ${(res.chainBytes / 1e6).toFixed(2)} MB of squashfs, QEMU TCG, virtio-net user networking, backup disk`);
+      console.log(
+        `boot bench: 3-layer chain, ${(res.chainBytes / 1e6).toFixed(2)} MB of squashfs, QEMU TCG, virtio-net user networking, backup disk`,
+      );
       console.log(row('cold (empty cache)', cold));
       console.log(row('warm (cached)     ', warm));
       return res;

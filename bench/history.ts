@@ -34,14 +34,32 @@ function cpuSince(a: { self: number; children: number }): { self: number; childr
 
 /** Real system files, spread over 10 layers, each layer also deleting and rewriting some. */
 function makeLayerTars(work: string): string[] {
-  const sources = ['/usr/share/perl5', '/usr/lib/python3', '/usr/share/zoneinfo', '/usr/share/i18n', '/usr/share/doc', '/usr/lib/x86_64-linux-gnu/perl-base', '/usr/share/mime', '/usr/share/locale', '/usr/include', '/usr/share/vim'];
+  const sources = [
+    '/usr/share/perl5',
+    '/usr/lib/python3',
+    '/usr/share/zoneinfo',
+    '/usr/share/i18n',
+    '/usr/share/doc',
+    '/usr/lib/x86_64-linux-gnu/perl-base',
+    '/usr/share/mime',
+    '/usr/share/locale',
+    '/usr/include',
+    '/usr/share/vim',
+  ];
   const tars: string[] = [];
   sources.forEach((src, i) => {
     const dir = join(work, `l${i}`);
     mkdirSync(join(dir, 'data'), { recursive: true });
-    try { execFileSync('sh', ['-c', `cp -a ${src} ${dir}/data/ 2>/dev/null; du -sm ${dir} >/dev/null`]); } catch { /* source may be absent */ }
+    try {
+      execFileSync('sh', ['-c', `cp -a ${src} ${dir}/data/ 2>/dev/null; du -sm ${dir} >/dev/null`]);
+    } catch {
+      /* source may be absent */
+    }
     // Each layer rewrites a common file and deletes the previous layer's marker.
-    execFileSync('sh', ['-c', `echo layer ${i} > ${dir}/data/common; echo ${i} > ${dir}/data/marker-${i}; ${i > 0 ? `mknod ${dir}/data/marker-${i - 1} c 0 0` : 'true'}`]);
+    execFileSync('sh', [
+      '-c',
+      `echo layer ${i} > ${dir}/data/common; echo ${i} > ${dir}/data/marker-${i}; ${i > 0 ? `mknod ${dir}/data/marker-${i - 1} c 0 0` : 'true'}`,
+    ]);
     const tar = join(work, `l${i}.tar`);
     // Sorted like the agent's snapshot and the documented one-line push.
     execFileSync('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '--sort=name', '-C', dir, '-cf', tar, '.']);
@@ -66,7 +84,14 @@ export async function main(): Promise<{ flattenRatio: number; flattenRatioLevel3
     // The reference: tar2sqfs alone on the merged tree (made once, untimed),
     // with the same compressor settings as the flatten it is compared with.
     const merged = join(work, 'merged.tar');
-    await pipeline(flattenToTar(head.manifest.layers.map((l) => store.objectPath(l.digest)), head.manifest.layers.map((l) => store.layerEntries(l.digest)), { keepBelow: false }), createWriteStream(merged));
+    await pipeline(
+      flattenToTar(
+        head.manifest.layers.map((l) => store.objectPath(l.digest)),
+        head.manifest.layers.map((l) => store.layerEntries(l.digest)),
+        { keepBelow: false },
+      ),
+      createWriteStream(merged),
+    );
     /**
      * One flatten of the whole chain at `level` (null: tar2sqfs's default,
      * what a profile gets unless the admin picks one), against tar2sqfs of
@@ -78,7 +103,10 @@ export async function main(): Promise<{ flattenRatio: number; flattenRatioLevel3
       let c = cpuNow();
       let t = now();
       // -j as the store's bakes use (store/bake.ts): the same threads on both sides.
-      execFileSync('sh', ['-c', `tar2sqfs -q -f -j ${availableParallelism()} -c zstd ${level === null ? '' : `-X level=${level}`} ${work}/ref.sqfs < ${merged}`]);
+      execFileSync('sh', [
+        '-c',
+        `tar2sqfs -q -f -j ${availableParallelism()} -c zstd ${level === null ? '' : `-X level=${level}`} ${work}/ref.sqfs < ${merged}`,
+      ]);
       const refMs = now() - t;
       const refCpu = cpuSince(c);
       c = cpuNow();
@@ -90,8 +118,10 @@ export async function main(): Promise<{ flattenRatio: number; flattenRatioLevel3
       const ratio = flatMs / refMs;
       const refTotal = refCpu.self + refCpu.children;
       const flatTotal = flatCpu.self + flatCpu.children;
-      console.log(`  ${label}: tar2sqfs of the merged tree ${(refMs / 1000).toFixed(2)} s (cpu ${refTotal.toFixed(2)} s); ` +
-        `strata flatten (read layers + merge + bake) ${(flatMs / 1000).toFixed(2)} s (cpu: node ${flatCpu.self.toFixed(2)} s + sqfs2tar/tar2sqfs ${flatCpu.children.toFixed(2)} s)`);
+      console.log(
+        `  ${label}: tar2sqfs of the merged tree ${(refMs / 1000).toFixed(2)} s (cpu ${refTotal.toFixed(2)} s); ` +
+          `strata flatten (read layers + merge + bake) ${(flatMs / 1000).toFixed(2)} s (cpu: node ${flatCpu.self.toFixed(2)} s + sqfs2tar/tar2sqfs ${flatCpu.children.toFixed(2)} s)`,
+      );
       console.log(`  ${label}: flatten ratio ${ratio.toFixed(2)}; cpu ratio ${(flatTotal / refTotal).toFixed(2)}`);
       return ratio;
     };
@@ -114,8 +144,20 @@ export async function main(): Promise<{ flattenRatio: number; flattenRatioLevel3
     let parent = store.getProfile('bench').head!;
     while (n < 10_000) {
       const layers = n % 2 ? full.layers : full.layers.slice(0, -1);
-      parent = maker.createCommit({ profile: 'bench', ref: 'bench', expectedHead: parent, parent, layers, kernel: null, initrd: null,
-        message: `commit ${n}`, author: 'bench', kind: 'revert', addedLayer: null, action: 'bench' }).commit.id;
+      parent = maker.createCommit({
+        profile: 'bench',
+        ref: 'bench',
+        expectedHead: parent,
+        parent,
+        layers,
+        kernel: null,
+        initrd: null,
+        message: `commit ${n}`,
+        author: 'bench',
+        kind: 'revert',
+        addedLayer: null,
+        action: 'bench',
+      }).commit.id;
       n++;
     }
     store.db.pragma('synchronous = FULL');

@@ -64,15 +64,23 @@ function stop(child: ChildProcess | null): Promise<void> {
 async function loadHttp(url: string, expectBytes: number): Promise<number> {
   const agent = new http.Agent({ keepAlive: false, maxSockets: CLIENTS });
   const t0 = process.hrtime.bigint();
-  const sizes = await Promise.all(Array.from({ length: CLIENTS }, () => new Promise<number>((resolve, reject) => {
-    http.get(url, { agent }, (res) => {
-      if (res.statusCode !== 200) return reject(new Error(`${url}: HTTP ${res.statusCode}`));
-      let n = 0;
-      res.on('data', (c: Buffer) => (n += c.length));
-      res.on('end', () => resolve(n));
-      res.on('error', reject);
-    }).on('error', reject);
-  })));
+  const sizes = await Promise.all(
+    Array.from(
+      { length: CLIENTS },
+      () =>
+        new Promise<number>((resolve, reject) => {
+          http
+            .get(url, { agent }, (res) => {
+              if (res.statusCode !== 200) return reject(new Error(`${url}: HTTP ${res.statusCode}`));
+              let n = 0;
+              res.on('data', (c: Buffer) => (n += c.length));
+              res.on('end', () => resolve(n));
+              res.on('error', reject);
+            })
+            .on('error', reject);
+        }),
+    ),
+  );
   const s = Number(process.hrtime.bigint() - t0) / 1e9;
   agent.destroy();
   for (const n of sizes) if (n !== expectBytes) throw new Error(`${url}: got ${n} bytes, want ${expectBytes}`);
@@ -99,7 +107,22 @@ function timeCommand(cmd: string, args: string[], input?: string): Promise<{ sec
   });
 }
 
-const sshOpts = (port: number, key: string) => ['-i', key, '-P_OR_p', String(port), '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'LogLevel=ERROR'];
+const sshOpts = (port: number, key: string) => [
+  '-i',
+  key,
+  '-P_OR_p',
+  String(port),
+  '-o',
+  'StrictHostKeyChecking=no',
+  '-o',
+  'UserKnownHostsFile=/dev/null',
+  '-o',
+  'BatchMode=yes',
+  '-o',
+  'IdentitiesOnly=yes',
+  '-o',
+  'LogLevel=ERROR',
+];
 
 async function startStrataChild(data: string, httpWorkers = 1): Promise<{ child: ChildProcess; http: number; ssh: number }> {
   const child = spawn(process.execPath, ['--import', 'tsx', SELF, '--child', data, String(httpWorkers)], {
@@ -161,14 +184,23 @@ export async function main(): Promise<ServeBenchResult | null> {
     const nginxPort = await freePort();
     const objectsRoot = objectFile.slice(0, objectFile.length - 65); // .../objects/sha256
     mkdirSync(join(work, 'nginx'), { recursive: true });
-    writeFileSync(join(work, 'nginx', 'nginx.conf'), nginxMainConf(join(work, 'nginx'), `  server {
+    writeFileSync(
+      join(work, 'nginx', 'nginx.conf'),
+      nginxMainConf(
+        join(work, 'nginx'),
+        `  server {
     listen 127.0.0.1:${nginxPort};
     location ~ "^/objects/sha256/([0-9a-f]{2})([0-9a-f]{62})$" {
       alias ${objectsRoot}/$1/$2;
       default_type application/octet-stream;
     }
-  }`, { httpExtra: ['sendfile on;', 'tcp_nopush on;'] }));
-    nginx = spawn('/usr/sbin/nginx', ['-c', join(work, 'nginx', 'nginx.conf'), '-p', join(work, 'nginx')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  }`,
+        { httpExtra: ['sendfile on;', 'tcp_nopush on;'] },
+      ),
+    );
+    nginx = spawn('/usr/sbin/nginx', ['-c', join(work, 'nginx', 'nginx.conf'), '-p', join(work, 'nginx')], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
     await waitPort(nginxPort);
 
     // --- strata behind nginx, configured by `strata nginx-conf` (objects from nginx, the rest proxied)
@@ -176,17 +208,25 @@ export async function main(): Promise<ServeBenchResult | null> {
     const frontPort = await freePort();
     const fd = join(work, 'front');
     mkdirSync(fd, { recursive: true });
-    writeFileSync(join(fd, 'nginx.conf'), nginxMainConf(fd, renderNginxConf({ dataDir: data, listen: `127.0.0.1:${frontPort}`, upstream: `127.0.0.1:${s.http}` })));
-    front = spawn('/usr/sbin/nginx', ['-c', join(fd, 'nginx.conf'), '-p', fd, '-e', join(fd, 'error.log')], { stdio: ['ignore', 'ignore', 'inherit'] });
+    writeFileSync(
+      join(fd, 'nginx.conf'),
+      nginxMainConf(fd, renderNginxConf({ dataDir: data, listen: `127.0.0.1:${frontPort}`, upstream: `127.0.0.1:${s.http}` })),
+    );
+    front = spawn('/usr/sbin/nginx', ['-c', join(fd, 'nginx.conf'), '-p', fd, '-e', join(fd, 'error.log')], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
     await waitPort(frontPort);
     const script = await fetch(`http://127.0.0.1:${frontPort}/v1/boot/ipxe`);
-    if (script.status !== 200 || !(await script.text()).startsWith('#!ipxe')) throw new Error(`the nginx front did not proxy /v1/boot/ipxe (HTTP ${script.status})`);
+    if (script.status !== 200 || !(await script.text()).startsWith('#!ipxe'))
+      throw new Error(`the nginx front did not proxy /v1/boot/ipxe (HTTP ${script.status})`);
 
     const sshdPort = await freePort();
     mkdirSync('/run/sshd', { recursive: true }); // sshd's privilege-separation directory
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(work, 'sshd_host_key')]);
     writeFileSync(join(work, 'authorized_keys'), `${pub}\n`, { mode: 0o600 });
-    writeFileSync(join(work, 'sshd_config'), `
+    writeFileSync(
+      join(work, 'sshd_config'),
+      `
 Port ${sshdPort}
 ListenAddress 127.0.0.1
 HostKey ${work}/sshd_host_key
@@ -198,8 +238,11 @@ UsePAM no
 StrictModes no
 PermitRootLogin prohibit-password
 Subsystem sftp /usr/lib/openssh/sftp-server
-`);
-    sshd = spawn('/usr/sbin/sshd', ['-D', '-E', join(work, 'sshd.log'), '-f', join(work, 'sshd_config')], { stdio: ['ignore', 'ignore', 'inherit'] });
+`,
+    );
+    sshd = spawn('/usr/sbin/sshd', ['-D', '-E', join(work, 'sshd.log'), '-f', join(work, 'sshd_config')], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
     await waitPort(sshdPort);
 
     // --- HTTP: best of RUNS, alternating so both see the same page cache state
@@ -256,10 +299,18 @@ Subsystem sftp /usr/lib/openssh/sftp-server
       pushRatio: scpPush / strataPush,
     };
     const f = (n: number) => n.toFixed(0);
-    console.log(`HTTP, ${CLIENTS} clients x ${LAYER_BYTES / 2 ** 20} MiB: strata ${f(result.httpStrataMBps)} MB/s, nginx ${f(result.httpNginxMBps)} MB/s, ratio ${result.httpRatio.toFixed(2)} (goal >= 0.8)`);
-    console.log(`HTTP, same load, strata --http-workers 2: ${f(result.httpStrata2MBps)} MB/s, ratio ${result.httpRatio2.toFixed(2)} (goal >= 0.8; ${os.availableParallelism()} cores shared with nginx and the load generator)`);
-    console.log(`HTTP, same load, strata behind nginx (objects from nginx, rest proxied; strata nginx-conf): ${f(result.httpFrontMBps)} MB/s, ratio ${result.httpRatioFront.toFixed(2)} (goal >= 0.8)`);
-    console.log(`SSH push of ${pushMB.toFixed(0)} MB: strata ${f(result.pushStrataMBps)} MB/s, scp to sshd ${f(result.pushScpMBps)} MB/s, ratio ${result.pushRatio.toFixed(2)} (goal >= 0.7)`);
+    console.log(
+      `HTTP, ${CLIENTS} clients x ${LAYER_BYTES / 2 ** 20} MiB: strata ${f(result.httpStrataMBps)} MB/s, nginx ${f(result.httpNginxMBps)} MB/s, ratio ${result.httpRatio.toFixed(2)} (goal >= 0.8)`,
+    );
+    console.log(
+      `HTTP, same load, strata --http-workers 2: ${f(result.httpStrata2MBps)} MB/s, ratio ${result.httpRatio2.toFixed(2)} (goal >= 0.8; ${os.availableParallelism()} cores shared with nginx and the load generator)`,
+    );
+    console.log(
+      `HTTP, same load, strata behind nginx (objects from nginx, rest proxied; strata nginx-conf): ${f(result.httpFrontMBps)} MB/s, ratio ${result.httpRatioFront.toFixed(2)} (goal >= 0.8)`,
+    );
+    console.log(
+      `SSH push of ${pushMB.toFixed(0)} MB: strata ${f(result.pushStrataMBps)} MB/s, scp to sshd ${f(result.pushScpMBps)} MB/s, ratio ${result.pushRatio.toFixed(2)} (goal >= 0.7)`,
+    );
     return result;
   } finally {
     await Promise.all([stop(strata), stop(strata2), stop(nginx), stop(front), stop(sshd)]);

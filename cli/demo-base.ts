@@ -22,13 +22,18 @@ export async function makeBusyboxRoot(dir: string, opts: { init?: string; motd?:
     const p = join(dir, a);
     if (a === 'bin/busybox' || existsSync(p)) continue;
     const depth = a.split('/').length - 1;
-    await fsp.symlink('../'.repeat(depth) + 'bin/busybox', p);
+    await fsp.symlink(`${'../'.repeat(depth)}bin/busybox`, p);
   }
   await fsp.writeFile(join(dir, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
   await fsp.writeFile(join(dir, 'etc/group'), 'root:x:0:\n');
   await fsp.writeFile(join(dir, 'etc/hostname'), 'strata-demo\n');
-  await fsp.writeFile(join(dir, 'etc/motd'), opts.motd ?? 'strata demo: a busybox root booted from a layer chain. Changes live in /.rw/upper.\n');
-  const init = opts.init ?? `#!/bin/sh
+  await fsp.writeFile(
+    join(dir, 'etc/motd'),
+    opts.motd ?? 'strata demo: a busybox root booted from a layer chain. Changes live in /.rw/upper.\n',
+  );
+  const init =
+    opts.init ??
+    `#!/bin/sh
 # Demo init: mount the API filesystems, say hello, give a shell on the console.
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mount -t proc proc /proc 2>/dev/null

@@ -13,8 +13,11 @@ import { makeBusyboxRoot } from './demo-base.ts';
 
 export function newestKernel(): { version: string; vmlinuz: string } | null {
   if (!existsSync('/boot')) return null;
-  const versions = readdirSync('/boot').filter((f) => f.startsWith('vmlinuz-')).map((f) => f.slice('vmlinuz-'.length))
-    .filter((v) => existsSync(`/lib/modules/${v}`)).sort();
+  const versions = readdirSync('/boot')
+    .filter((f) => f.startsWith('vmlinuz-'))
+    .map((f) => f.slice('vmlinuz-'.length))
+    .filter((v) => existsSync(`/lib/modules/${v}`))
+    .sort();
   const v = versions[versions.length - 1];
   return v ? { version: v, vmlinuz: `/boot/vmlinuz-${v}` } : null;
 }
@@ -44,7 +47,7 @@ export async function createDemo(dataDir: string): Promise<{ token: string; kern
     store.setCmdline('demo', 'console=ttyS0');
     store.assign('default', 'demo');
     const { token } = store.createToken('demo-admin');
-    await fsp.writeFile(join(store.dataDir, 'demo-token'), token + '\n', { mode: 0o600 });
+    await fsp.writeFile(join(store.dataDir, 'demo-token'), `${token}\n`, { mode: 0o600 });
     return { token, kernel: !!kernel };
   } finally {
     store.close();
@@ -58,7 +61,9 @@ export async function runDemo(opts: { dataDir: string; http?: string; ssh?: stri
     process.stdout.write(`strata: creating ${dataDir} with a demo profile...\n`);
     await createDemo(dataDir);
   }
-  const token = existsSync(join(dataDir, 'demo-token')) ? (await fsp.readFile(join(dataDir, 'demo-token'), 'utf8')).trim() : '(see strata token create)';
+  const token = existsSync(join(dataDir, 'demo-token'))
+    ? (await fsp.readFile(join(dataDir, 'demo-token'), 'utf8')).trim()
+    : '(see strata token create)';
   const http = opts.http ?? '127.0.0.1:8080';
   const ssh = opts.ssh ?? '127.0.0.1:2222';
   const { startServer } = await import('../server/main.ts');

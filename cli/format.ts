@@ -2,30 +2,47 @@
 import type { Commit, DiffResult, Ref } from '../store/types.ts';
 
 export const shortId = (id: string) => id.slice(0, 12);
-export const formatTime = (t: number) => new Date(t).toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+export const formatTime = (t: number) =>
+  new Date(t)
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, 'Z');
 
 export function formatCommit(c: Commit): string {
   return [
     `commit ${c.id}`,
     c.parent ? `parent ${c.parent}` : null,
     c.mergeParent ? `merge  ${c.mergeParent} (pushed against it, stacked onto ${shortId(c.parent ?? '')})` : null,
-    `author ${c.author}`, `date   ${formatTime(c.createdAt)}`, `kind   ${c.kind}`, `layers ${c.manifest.layers.length}`,
-    '', `    ${c.message}`, '',
-  ].filter((x) => x !== null).join('\n');
+    `author ${c.author}`,
+    `date   ${formatTime(c.createdAt)}`,
+    `kind   ${c.kind}`,
+    `layers ${c.manifest.layers.length}`,
+    '',
+    `    ${c.message}`,
+    '',
+  ]
+    .filter((x) => x !== null)
+    .join('\n');
 }
 
 /** One line per commit with a simple graph column: `*` commits, `M` merges (stacked pushes). */
 export function formatLog(commits: Commit[], refs: Ref[]): string {
   const byCommit = new Map<string, string[]>();
   for (const r of refs) byCommit.set(r.commit, [...(byCommit.get(r.commit) ?? []), r.type === 'tag' ? `tag: ${r.name}` : r.name]);
-  return commits.map((c) => {
-    const names = byCommit.get(c.id);
-    const mark = c.mergeParent ? 'M' : '*';
-    return `${mark} ${shortId(c.id)} ${formatTime(c.createdAt)} ${c.author} [${c.kind}, ${c.manifest.layers.length} layers]${names ? ` (${names.join(', ')})` : ''} ${c.message}` +
-      (c.mergeParent ? `\n|\\  merge of ${shortId(c.mergeParent)}` : '');
-  }).join('\n');
+  return commits
+    .map((c) => {
+      const names = byCommit.get(c.id);
+      const mark = c.mergeParent ? 'M' : '*';
+      return (
+        `${mark} ${shortId(c.id)} ${formatTime(c.createdAt)} ${c.author} [${c.kind}, ${c.manifest.layers.length} layers]${names ? ` (${names.join(', ')})` : ''} ${c.message}` +
+        (c.mergeParent ? `\n|\\  merge of ${shortId(c.mergeParent)}` : '')
+      );
+    })
+    .join('\n');
 }
 
 export function formatDiff(d: DiffResult): string {
-  return [...d.added.map((p) => `A ${p}`), ...d.changed.map((p) => `M ${p}`), ...d.deleted.map((p) => `D ${p}`)].join('\n') || '(no changes)';
+  return (
+    [...d.added.map((p) => `A ${p}`), ...d.changed.map((p) => `M ${p}`), ...d.deleted.map((p) => `D ${p}`)].join('\n') || '(no changes)'
+  );
 }

@@ -40,7 +40,9 @@ const HOOKS_DIR = fileURLToPath(new URL('../initrd-hooks/', import.meta.url));
 
 /** Module name as modprobe knows it: file name without .ko[.xz|.zst|.gz], dashes as underscores. */
 export function moduleName(path: string): string {
-  return basename(path).replace(/\.ko(\.(xz|zst|gz))?$/, '').replace(/-/g, '_');
+  return basename(path)
+    .replace(/\.ko(\.(xz|zst|gz))?$/, '')
+    .replace(/-/g, '_');
 }
 
 export interface ModuleDep {
@@ -56,7 +58,11 @@ export function parseModulesDep(text: string): Map<string, ModuleDep> {
     const colon = line.indexOf(':');
     if (colon < 0) continue;
     const path = line.slice(0, colon).trim();
-    const deps = line.slice(colon + 1).trim().split(/\s+/).filter(Boolean);
+    const deps = line
+      .slice(colon + 1)
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean);
     out.set(moduleName(path), { path, deps });
   }
   return out;
@@ -206,7 +212,10 @@ export async function buildInitrd(opts: BuildInitrdOptions): Promise<BuildInitrd
     }
     const dm = await execa('depmod', ['-b', stage, kernelVersion], { reject: false });
     if (dm.exitCode !== 0) {
-      throw new StrataError('E_INTERNAL', `depmod -b failed for kernel ${kernelVersion}: ${dm.stderr.trim()}; check that kmod is installed`);
+      throw new StrataError(
+        'E_INTERNAL',
+        `depmod -b failed for kernel ${kernelVersion}: ${dm.stderr.trim()}; check that kmod is installed`,
+      );
     }
 
     if (opts.withMkfs !== false && (await exists('/sbin/mke2fs'))) {
@@ -223,7 +232,7 @@ export async function buildInitrd(opts: BuildInitrdOptions): Promise<BuildInitrd
     await chmod(join(stage, 'lib/strata/udhcpc.script'), 0o755);
     // Load order: the wanted names in order; modprobe pulls in the rest.
     const load = [...REQUIRED_MODULES, ...OPTIONAL_MODULES].filter((n) => names.includes(n));
-    await writeFile(join(stage, 'lib/strata/modules'), load.join('\n') + '\n');
+    await writeFile(join(stage, 'lib/strata/modules'), `${load.join('\n')}\n`);
 
     const output = resolve(opts.output);
     await mkdir(dirname(output), { recursive: true });

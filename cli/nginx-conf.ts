@@ -37,7 +37,10 @@ function hostPort(s: string, what: string): string {
 function dataPath(dir: string): string {
   if (!dir.startsWith('/')) throw new StrataError('E_BAD_ARGUMENT', `the data directory must be an absolute path for nginx, not "${dir}"`);
   if (/["\\$\x00-\x1f\x7f]/.test(dir)) {
-    throw new StrataError('E_BAD_ARGUMENT', `the data directory "${dir}" has a character nginx cannot take in a path ($, ", \\ or a control character); move or link it elsewhere`);
+    throw new StrataError(
+      'E_BAD_ARGUMENT',
+      `the data directory "${dir}" has a character nginx cannot take in a path ($, ", \\ or a control character); move or link it elsewhere`,
+    );
   }
   return dir.replace(/\/+$/, '') || '/';
 }
@@ -47,7 +50,9 @@ export function renderNginxConf(opts: NginxConfOptions): string {
   const upstream = hostPort(opts.upstream, '--upstream');
   const data = dataPath(opts.dataDir);
   const objects = `${data === '/' ? '' : data}/objects/sha256`;
-  const badDigest = JSON.stringify({ error: { code: 'E_BAD_DIGEST', message: 'not a sha256 digest; object URLs are /objects/sha256/<64 lowercase hex digits>' } });
+  const badDigest = JSON.stringify({
+    error: { code: 'E_BAD_DIGEST', message: 'not a sha256 digest; object URLs are /objects/sha256/<64 lowercase hex digits>' },
+  });
   const missing = JSON.stringify({ error: { code: 'E_OBJECT_NOT_FOUND', message: 'no such object on this server' } });
   return `# strata in front of nginx: made by \`strata nginx-conf\`; include it inside http { }.
 # Objects (immutable, named by their sha256) are sent by nginx from

@@ -17,8 +17,7 @@ import { excludePatterns, makeExcluder, type Excluder } from './excludes.ts';
 import { startZstd } from './compress.ts';
 import { tryLock } from './lock.ts';
 import { join } from 'node:path';
-import { SETTLE_MS, SnapshotRestart, syncFilesystem, unstable, writeSnapshot, type SnapshotResult } from './snapshot.ts';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { SETTLE_MS, SnapshotRestart, syncFilesystem, writeSnapshot, type SnapshotResult } from './snapshot.ts';
 import { cleanTemps, discardTemp, finishSpool, newPushKey, newSpoolId, openSpoolTemp, type SpoolMeta } from './spool.ts';
 import { bootKeyOf, loadPushedPaths, savePushedPaths } from './state.ts';
 import { statSync } from 'node:fs';
@@ -46,9 +45,16 @@ export function excluderFor(cfg: AgentConfig): Excluder {
 }
 
 export function requireBoot(cfg: AgentConfig): { profile: string; bootCommit: string } {
-  if (!cfg.profile) throw new StrataError('E_BAD_ARGUMENT', 'no profile known: boot with strata.profile=NAME, or pass --profile NAME, or set "profile" in the agent config');
+  if (!cfg.profile)
+    throw new StrataError(
+      'E_BAD_ARGUMENT',
+      'no profile known: boot with strata.profile=NAME, or pass --profile NAME, or set "profile" in the agent config',
+    );
   if (!cfg.bootCommit) {
-    throw new StrataError('E_BAD_ARGUMENT', 'the booted commit is unknown (no /run/strata/commit, no strata.commit on the kernel command line): pass --parent COMMIT');
+    throw new StrataError(
+      'E_BAD_ARGUMENT',
+      'the booted commit is unknown (no /run/strata/commit, no strata.commit on the kernel command line): pass --parent COMMIT',
+    );
   }
   return { profile: cfg.profile, bootCommit: cfg.bootCommit };
 }
@@ -76,7 +82,14 @@ export async function commitToSpool(cfg: AgentConfig, o: CommitOptions): Promise
       const z = startZstd(cfg.zstdLevel, cfg.zstdThreads, tmp.fd);
       try {
         const snapshot = await writeSnapshot(
-          { upper: cfg.upper, exclude, xattrs: cfg.xattrs, unstableRetries: cfg.unstableRetries, pushedPaths: new Set(pushed.paths), ...(o.log ? { log: o.log } : {}) },
+          {
+            upper: cfg.upper,
+            exclude,
+            xattrs: cfg.xattrs,
+            unstableRetries: cfg.unstableRetries,
+            pushedPaths: new Set(pushed.paths),
+            ...(o.log ? { log: o.log } : {}),
+          },
           z.input,
         );
         await z.done;
@@ -119,7 +132,11 @@ export async function commitToSpool(cfg: AgentConfig, o: CommitOptions): Promise
           continue;
         }
         if (e instanceof SnapshotRestart) {
-          throw new StrataError('E_BAD_SOURCE', `${e.path} kept changing while it was being read; commit refused so that no torn file lands in a layer. Stop the program writing it, or exclude it, and commit again.`, { unstable: e.path });
+          throw new StrataError(
+            'E_BAD_SOURCE',
+            `${e.path} kept changing while it was being read; commit refused so that no torn file lands in a layer. Stop the program writing it, or exclude it, and commit again.`,
+            { unstable: e.path },
+          );
         }
         throw e;
       }

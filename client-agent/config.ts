@@ -143,7 +143,8 @@ export function loadConfig(flags: ConfigFlags = {}, sources: ConfigSources = {})
   const server = flags.server ?? fromFile.server ?? cmd.server;
   const sshHost = flags.server ? hostOfServer(flags.server) : (fromFile.sshHost ?? (server ? hostOfServer(server) : undefined));
   const commitFile = sources.commitFile ?? '/run/strata/commit';
-  const bootCommit = flags.parent ?? fromFile.bootCommit ?? (flags.cmdline !== undefined ? undefined : readCommitFile(commitFile)) ?? cmd.commit;
+  const bootCommit =
+    flags.parent ?? fromFile.bootCommit ?? (flags.cmdline !== undefined ? undefined : readCommitFile(commitFile)) ?? cmd.commit;
 
   const cfg: AgentConfig = {
     ...DEFAULTS,
@@ -172,7 +173,10 @@ export function agentPaths(cfg: AgentConfig): string[] {
 
 export function requireSsh(cfg: AgentConfig): { host: string; port: number } {
   if (!cfg.sshHost) {
-    throw new StrataError('E_BAD_ARGUMENT', 'no server known: boot with strata.server=http://HOST:PORT, or pass --server HOST, or set "server" in the agent config');
+    throw new StrataError(
+      'E_BAD_ARGUMENT',
+      'no server known: boot with strata.server=http://HOST:PORT, or pass --server HOST, or set "server" in the agent config',
+    );
   }
   return { host: cfg.sshHost, port: cfg.sshPort };
 }

@@ -2,12 +2,12 @@
  * strata-agent: commit / send / status / diff / watch (commander).
  * `bin/strata-agent` runs this file through tsx.
  */
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { spawn } from 'node:child_process';
 import { mkdirSync, openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isStrataError, StrataError } from '../store/errors.ts';
+import { isStrataError, type StrataError } from '../store/errors.ts';
 import { loadConfig, type AgentConfig, type ConfigFlags } from './config.ts';
 import { commitToSpool } from './commit.ts';
 import { computeDiff } from './diff.ts';
@@ -51,12 +51,12 @@ function spawnSender(flags: ConfigFlags, cfg: AgentConfig): number | undefined {
 }
 
 function print(json: boolean, data: unknown, text: string): void {
-  process.stdout.write(json ? JSON.stringify(data, null, 2) + '\n' : text + (text.endsWith('\n') || text === '' ? '' : '\n'));
+  process.stdout.write(json ? `${JSON.stringify(data, null, 2)}\n` : text + (text.endsWith('\n') || text === '' ? '' : '\n'));
 }
 
 export function buildProgram(): Command {
   const program = new Command('strata-agent')
-    .description('commit a netbooted client\'s overlay upper dir and push it to the strata server over SSH')
+    .description("commit a netbooted client's overlay upper dir and push it to the strata server over SSH")
     .option('--config <file>', 'agent config (default /etc/strata/agent.json or $STRATA_AGENT_CONFIG)')
     .option('--server <host>', 'server host, or its http://HOST:PORT (default: strata.server on the kernel command line)')
     .option('--ssh-port <port>', 'server SSH port (default 2222)')
@@ -82,7 +82,11 @@ export function buildProgram(): Command {
       let sender: number | undefined;
       if (opts.send) sender = spawnSender(globalFlags(cmd), cfg);
       const g = globalFlags(cmd) as { json?: boolean };
-      print(!!g.json, { spoolId: r.meta.id, bytes: r.meta.bytes, entries: r.meta.entries, senderPid: sender ?? null, warnings: r.snapshot.warnings }, r.meta.id);
+      print(
+        !!g.json,
+        { spoolId: r.meta.id, bytes: r.meta.bytes, entries: r.meta.entries, senderPid: sender ?? null, warnings: r.snapshot.warnings },
+        r.meta.id,
+      );
     });
 
   program
@@ -115,7 +119,8 @@ export function buildProgram(): Command {
         try {
           const target = makeTarget(cfg);
           const answers = new Map<string, Awaited<ReturnType<typeof queryStatus>>>();
-          for (const p of state.pushes) if (p.status !== 'committed' && p.status !== 'rejected') answers.set(p.pushId, await queryStatus(target, p.pushId));
+          for (const p of state.pushes)
+            if (p.status !== 'committed' && p.status !== 'rejected') answers.set(p.pushId, await queryStatus(target, p.pushId));
           state = updateState(cfg.stateDir, (s) => {
             for (const rec of s.pushes) {
               const a = answers.get(rec.pushId);
@@ -142,12 +147,25 @@ export function buildProgram(): Command {
         ...pending.map((p) => `  ${p.id}  ${p.bytes} bytes  ${JSON.stringify(p.message)}`),
         `sent: ${state.pushes.length}`,
         ...state.pushes.map(
-          (p) => `  ${p.spoolId}  push ${p.pushId}  ${p.status ?? '?'}${p.commit ? ` ${p.commit}` : ''}${p.branch ? ` branch ${p.branch}` : ''}${p.why ? ` (${p.why})` : ''}`,
+          (p) =>
+            `  ${p.spoolId}  push ${p.pushId}  ${p.status ?? '?'}${p.commit ? ` ${p.commit}` : ''}${p.branch ? ` branch ${p.branch}` : ''}${p.why ? ` (${p.why})` : ''}`,
         ),
         ...(state.failed.length ? [`refused: ${state.failed.length}`, ...state.failed.map((f) => `  ${f.spoolId}  ${f.reason}`)] : []),
         ...warnings.map((w) => `warning: ${w}`),
       ];
-      print(!!g.json, { bootCommit: cfg.bootCommit ?? null, profile: cfg.profile ?? null, pending, pushes: state.pushes, failed: state.failed, senderPid: senderPid(cfg), warnings }, lines.join('\n'));
+      print(
+        !!g.json,
+        {
+          bootCommit: cfg.bootCommit ?? null,
+          profile: cfg.profile ?? null,
+          pending,
+          pushes: state.pushes,
+          failed: state.failed,
+          senderPid: senderPid(cfg),
+          warnings,
+        },
+        lines.join('\n'),
+      );
     });
 
   program

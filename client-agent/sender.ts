@@ -50,7 +50,10 @@ export function senderPid(cfg: AgentConfig): number | null {
 export function makeTarget(cfg: AgentConfig): SshTarget {
   const { host, port } = requireSsh(cfg);
   const hostport = `${host}:${port}`;
-  const pinned = cfg.hostKey?.trim().split(/\s+/).find((w) => /^AAAA/.test(w));
+  const pinned = cfg.hostKey
+    ?.trim()
+    .split(/\s+/)
+    .find((w) => /^AAAA/.test(w));
   return {
     host,
     port,
@@ -82,7 +85,7 @@ function applyStatus(rec: PushRecord, st: PushStatus): void {
 }
 
 /** Refreshes the recorded status of the given pushes (callers hold the send lock, or accept a lost update). */
-export async function refreshStatuses(cfg: AgentConfig, target: SshTarget, pushIds: string[]): Promise<Map<string, PushStatus>> {
+export async function refreshStatuses(_cfg: AgentConfig, target: SshTarget, pushIds: string[]): Promise<Map<string, PushStatus>> {
   const out = new Map<string, PushStatus>();
   for (const id of pushIds) out.set(id, await queryStatus(target, id));
   return out;
@@ -111,7 +114,11 @@ async function waitForEarlier(cfg: AgentConfig, target: SshTarget, entry: SpoolM
       o.log(`earlier pushes are still not committed; sending ${entry.id} on the last known commit`);
       return;
     }
-    await sleep(Math.max(200, backoffDelay(attempt, { baseMs: 500, maxMs: 15_000 })), undefined, o.signal ? { signal: o.signal } : undefined);
+    await sleep(
+      Math.max(200, backoffDelay(attempt, { baseMs: 500, maxMs: 15_000 })),
+      undefined,
+      o.signal ? { signal: o.signal } : undefined,
+    );
   }
 }
 
@@ -125,14 +132,18 @@ async function sendOne(cfg: AgentConfig, target: SshTarget, entry: SpoolMeta, o:
   const parent = tipOf(loadState(cfg.stateDir), entry.bootKey) ?? entry.bootCommit;
   const pushKey = ensurePushKey(cfg.spoolDir, entry);
   try {
-    const pushId = await withRetries(() => pushArchive(target, archivePath(cfg.spoolDir, entry.id), { profile: entry.profile, parent, message: entry.message, pushKey }), {
-      baseMs: cfg.retryBaseMs,
-      maxMs: cfg.retryMaxMs,
-      attempts: o.attempts,
-      isPermanent: (e) => e instanceof RefusedError || (e instanceof StrataError && e.code === 'E_UNAUTHORIZED'),
-      onRetry: (e, attempt, delay) => o.log(`push ${entry.id} failed (${(e as Error).message}); retry ${attempt + 1} in ${Math.round(delay / 1000)} s`),
-      ...(o.signal ? { signal: o.signal } : {}),
-    });
+    const pushId = await withRetries(
+      () => pushArchive(target, archivePath(cfg.spoolDir, entry.id), { profile: entry.profile, parent, message: entry.message, pushKey }),
+      {
+        baseMs: cfg.retryBaseMs,
+        maxMs: cfg.retryMaxMs,
+        attempts: o.attempts,
+        isPermanent: (e) => e instanceof RefusedError || (e instanceof StrataError && e.code === 'E_UNAUTHORIZED'),
+        onRetry: (e, attempt, delay) =>
+          o.log(`push ${entry.id} failed (${(e as Error).message}); retry ${attempt + 1} in ${Math.round(delay / 1000)} s`),
+        ...(o.signal ? { signal: o.signal } : {}),
+      },
+    );
     const rec: PushRecord = {
       spoolId: entry.id,
       pushId,

@@ -16,7 +16,17 @@
  * Files too large to hold in memory are streamed; if one of those changed, the
  * whole snapshot is restarted (SnapshotRestart) since its bytes are already out.
  */
-import { closeSync, constants as fsc, fstatSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type BigIntStats } from 'node:fs';
+import {
+  closeSync,
+  constants as fsc,
+  fstatSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  readSync,
+  type BigIntStats,
+} from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -250,7 +260,11 @@ async function produce(opts: SnapshotOptions, pack: tar.Pack): Promise<SnapshotR
     if (!xs || xs.length === 0) return { pax: [], sig: '' };
     const d = selectXattrs(xs);
     if (d.metacopy) {
-      throw new StrataError('E_BAD_SOURCE', `${abs} is an overlayfs metacopy (its data is in a lower layer): mount the overlay with metacopy=off to commit it`, { path: abs });
+      throw new StrataError(
+        'E_BAD_SOURCE',
+        `${abs} is an overlayfs metacopy (its data is in a lower layer): mount the overlay with metacopy=off to commit it`,
+        { path: abs },
+      );
     }
     for (const n of d.dropped) droppedNames.add(n);
     d.keep.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));

@@ -32,7 +32,10 @@ export interface SpoolMeta {
 
 /** Sortable, unique: creation time then randomness. */
 export function newSpoolId(now = new Date()): string {
-  const t = now.toISOString().replace(/[-:]/g, '').replace(/\.(\d{3})Z$/, '$1Z');
+  const t = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.(\d{3})Z$/, '$1Z');
   return `${t}-${randomBytes(3).toString('hex')}`;
 }
 
@@ -48,7 +51,7 @@ export function newPushKey(): string {
 export function ensurePushKey(dir: string, meta: SpoolMeta): string {
   if (meta.pushKey) return meta.pushKey;
   const pushKey = newPushKey();
-  writeFileDurable(metaPath(dir, meta.id), JSON.stringify({ ...meta, pushKey }, null, 2) + '\n');
+  writeFileDurable(metaPath(dir, meta.id), `${JSON.stringify({ ...meta, pushKey }, null, 2)}\n`);
   meta.pushKey = pushKey;
   return pushKey;
 }
@@ -69,7 +72,7 @@ export function finishSpool(dir: string, meta: SpoolMeta, tmpFd: number, tmpPath
   closeSync(tmpFd);
   renameSync(tmpPath, archivePath(dir, meta.id));
   fsyncDir(dir);
-  writeFileDurable(metaPath(dir, meta.id), JSON.stringify(meta, null, 2) + '\n');
+  writeFileDurable(metaPath(dir, meta.id), `${JSON.stringify(meta, null, 2)}\n`);
 }
 
 export function discardTemp(tmpFd: number | null, tmpPath: string): void {

@@ -25,7 +25,10 @@ export interface SshTarget {
 export class TransientError extends Error {}
 
 export class RefusedError extends StrataError {
-  constructor(message: string, readonly exitCode: number | null) {
+  constructor(
+    message: string,
+    readonly exitCode: number | null,
+  ) {
     super('E_FORBIDDEN', message, { exitCode });
   }
 }
@@ -69,7 +72,12 @@ export function loadPrivateKey(path: string): Buffer {
   try {
     return readFileSync(path);
   } catch (e) {
-    throw new StrataError('E_UNAUTHORIZED', `cannot read the agent key ${path} (${(e as Error).message}); create it with ssh-keygen -t ed25519 -N '' -f ${path} and enroll the .pub with strata keys add`, {}, { cause: e });
+    throw new StrataError(
+      'E_UNAUTHORIZED',
+      `cannot read the agent key ${path} (${(e as Error).message}); create it with ssh-keygen -t ed25519 -N '' -f ${path} and enroll the .pub with strata keys add`,
+      {},
+      { cause: e },
+    );
   }
 }
 
@@ -87,7 +95,12 @@ function connect(t: SshTarget): Promise<Client> {
       settled = true;
       c.end();
       if (hostKeyRefused) {
-        reject(new StrataError('E_UNAUTHORIZED', `the host key of ${t.host}:${t.port} is not the one the agent knows: if the server's key really changed, remove its entry from hostKeys in the agent's state.json (or fix "hostKey" in the config)`));
+        reject(
+          new StrataError(
+            'E_UNAUTHORIZED',
+            `the host key of ${t.host}:${t.port} is not the one the agent knows: if the server's key really changed, remove its entry from hostKeys in the agent's state.json (or fix "hostKey" in the config)`,
+          ),
+        );
       } else if (e.level === 'client-authentication') {
         reject(new TransientError(`the server refused the agent key (${e.message}); enroll it with strata keys add`));
       } else reject(new TransientError(`cannot reach ${t.host}:${t.port}: ${e.message}`));
@@ -150,7 +163,11 @@ async function withConnection<T>(t: SshTarget, fn: (c: Client) => Promise<T>): P
 }
 
 /** Sends one archive; resolves with the server's push id. */
-export function pushArchive(t: SshTarget, archive: string, args: { profile: string; parent: string; message?: string; pushKey?: string }): Promise<string> {
+export function pushArchive(
+  t: SshTarget,
+  archive: string,
+  args: { profile: string; parent: string; message?: string; pushKey?: string },
+): Promise<string> {
   return withConnection(t, async (c) => {
     let readError: Error | null = null;
     const r = await exec(c, pushCommand(args.profile, args.parent, args.message, args.pushKey), (ch) => {
@@ -164,9 +181,15 @@ export function pushArchive(t: SshTarget, archive: string, args: { profile: stri
     if (readError) throw readError;
     if (r.code === null) throw new TransientError(`the connection to ${t.host}:${t.port} ended before the server answered`);
     if (r.code !== 0) {
-      throw new RefusedError(`the server refused the push (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim() || 'no reason given'}`, r.code);
+      throw new RefusedError(
+        `the server refused the push (exit ${r.code}): ${r.stderr.trim() || r.stdout.trim() || 'no reason given'}`,
+        r.code,
+      );
     }
-    const lines = r.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+    const lines = r.stdout
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
     const id = lines[lines.length - 1];
     if (!id) throw new TransientError('the server exited 0 without printing a push id');
     return id;
@@ -179,7 +202,10 @@ export function queryStatus(t: SshTarget, pushId: string): Promise<PushStatus> {
     const r = await exec(c, `status ${shellQuote(pushId)}`);
     if (r.code === null) throw new TransientError('the connection ended before the server answered');
     if (r.code !== 0) return { state: 'unknown', text: r.stderr.trim() || `exit ${r.code}` };
-    const lines = r.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+    const lines = r.stdout
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
     return parseStatus(lines[lines.length - 1] ?? '');
   });
 }

@@ -53,7 +53,7 @@ export function loadState(stateDir: string): AgentState {
 }
 
 export function saveState(stateDir: string, state: AgentState): void {
-  writeFileDurable(join(stateDir, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
+  writeFileDurable(join(stateDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
 }
 
 /** Re-reads, changes and writes the state (callers hold the send lock). */
@@ -81,7 +81,7 @@ export function loadPushedPaths(stateDir: string, bootKey: string): PushedPaths 
 }
 
 export function savePushedPaths(stateDir: string, p: PushedPaths): void {
-  writeFileDurable(join(stateDir, PATHS_FILE), JSON.stringify(p) + '\n');
+  writeFileDurable(join(stateDir, PATHS_FILE), `${JSON.stringify(p)}\n`);
 }
 
 /** One boot of one commit: the upper dir is relative to this. */

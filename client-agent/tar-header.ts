@@ -16,7 +16,7 @@ export function paxRecord(key: string, value: Buffer): Buffer {
 
 function octal(buf: Buffer, value: number, offset: number, width: number): void {
   const s = value.toString(8).padStart(width - 1, '0');
-  buf.write(s.slice(-(width - 1)) + '\0', offset, 'ascii');
+  buf.write(`${s.slice(-(width - 1))}\0`, offset, 'ascii');
 }
 
 /** A ustar header block of type 'x' announcing `size` bytes of pax records, then the records, padded to 512. */
@@ -34,7 +34,7 @@ export function paxBlock(records: Buffer[], mtimeSec: number): Buffer {
   h.fill(0x20, 148, 156);
   let sum = 0;
   for (const b of h) sum += b;
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'ascii');
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'ascii');
   const pad = (512 - (data.length % 512)) % 512;
   return Buffer.concat([h, data, Buffer.alloc(pad)]);
 }
@@ -47,7 +47,7 @@ export function ustarNameFits(name: string): boolean {
   while (n.length > 100) {
     const i = n.indexOf('/');
     if (i === -1) return false;
-    prefix += prefix ? '/' + n.slice(0, i) : n.slice(0, i);
+    prefix += prefix ? `/${n.slice(0, i)}` : n.slice(0, i);
     n = n.slice(i + 1);
   }
   return n.length <= 100 && prefix.length <= 155;

@@ -68,7 +68,12 @@ export async function readTreeXattrs(dir: string): Promise<Map<string, Xattrs>> 
   const code = await new Promise<number | null>((resolve, reject) => {
     child.on('error', (e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') {
-        reject(new StrataError('E_BAD_SOURCE', 'getfattr is not installed: install the attr package (busybox has no getfattr), or set "xattrs": false in the agent config to commit without xattrs and opaque dirs'));
+        reject(
+          new StrataError(
+            'E_BAD_SOURCE',
+            'getfattr is not installed: install the attr package (busybox has no getfattr), or set "xattrs": false in the agent config to commit without xattrs and opaque dirs',
+          ),
+        );
       } else reject(e);
     });
     child.on('close', resolve);
@@ -80,7 +85,7 @@ export async function readTreeXattrs(dir: string): Promise<Map<string, Xattrs>> 
   }
   const byAbs = parseGetfattr(Buffer.concat(out).toString('utf8'));
   const rel = new Map<string, Xattrs>();
-  const prefix = root === '/' ? '/' : root + '/';
+  const prefix = root === '/' ? '/' : `${root}/`;
   for (const [abs, xs] of byAbs) {
     if (abs === root) rel.set('', xs);
     else if (abs.startsWith(prefix)) rel.set(abs.slice(prefix.length), xs);
@@ -89,7 +94,13 @@ export async function readTreeXattrs(dir: string): Promise<Map<string, Xattrs>> 
 }
 
 /** overlayfs bookkeeping that refers to this mount's inodes/file handles and means nothing in a layer. */
-const DROPPED_OVERLAY = new Set(['trusted.overlay.origin', 'trusted.overlay.impure', 'trusted.overlay.nlink', 'trusted.overlay.upper', 'trusted.overlay.uuid']);
+const DROPPED_OVERLAY = new Set([
+  'trusted.overlay.origin',
+  'trusted.overlay.impure',
+  'trusted.overlay.nlink',
+  'trusted.overlay.upper',
+  'trusted.overlay.uuid',
+]);
 
 export interface XattrDecision {
   keep: Xattrs;

@@ -58,7 +58,9 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       events.emit('ref', { action: 'cmdline', profile: profile.name });
       return { profile };
     });
-    a.get('/v1/profiles/:name/log', async (req: P<{ name: string }>) => ({ commits: store.log(req.params.name, { limit: optLimit(req.query) }) }));
+    a.get('/v1/profiles/:name/log', async (req: P<{ name: string }>) => ({
+      commits: store.log(req.params.name, { limit: optLimit(req.query) }),
+    }));
     a.get('/v1/profiles/:name/graph', async (req: P<{ name: string }>) => store.graph(req.params.name));
     a.get('/v1/profiles/:name/reflog', async (req: P<{ name: string }>) => ({ reflog: store.reflog(req.params.name) }));
 
@@ -76,7 +78,10 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     });
     a.post('/v1/profiles/:name/cherry-pick', async (req: P<{ name: string }>) => {
       const b = asObject(req.body, 'cherry-pick');
-      const r = await store.cherryPick(req.params.name, reqString(b, 'commit', 'cherry-pick'), { force: optBool(b, 'force', 'cherry-pick'), author: author(req) });
+      const r = await store.cherryPick(req.params.name, reqString(b, 'commit', 'cherry-pick'), {
+        force: optBool(b, 'force', 'cherry-pick'),
+        author: author(req),
+      });
       events.emit('ref', { action: 'cherry-pick', profile: req.params.name, commit: r.commit.id });
       return r;
     });
@@ -84,7 +89,8 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       const b = asObject(req.body, 'flatten');
       const profile = req.params.name;
       // A flatten at the default level takes minutes on a large base: open pages show how far it is.
-      const onProgress = (p: { done: number; total: number }) => events.emit('progress', { action: 'flatten', profile, done: p.done, total: p.total });
+      const onProgress = (p: { done: number; total: number }) =>
+        events.emit('progress', { action: 'flatten', profile, done: p.done, total: p.total });
       const r = await store.flatten(profile, { from: optString(b, 'from', 'flatten'), author: author(req), onProgress });
       events.emit('ref', { action: 'flatten', profile: req.params.name, commit: r.commit.id });
       return r;
@@ -113,7 +119,9 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     a.get('/v1/assignments', async () => ({ assignments: store.listAssignments() }));
     a.put('/v1/assignments', async (req) => {
       const b = asObject(req.body, 'assign');
-      const assignment = store.assign(reqString(b, 'match', 'assign'), reqString(b, 'target', 'assign'), { cmdline: optString(b, 'cmdline', 'assign') });
+      const assignment = store.assign(reqString(b, 'match', 'assign'), reqString(b, 'target', 'assign'), {
+        cmdline: optString(b, 'cmdline', 'assign'),
+      });
       events.emit('ref', { action: 'assign', assignment });
       return { assignment };
     });

@@ -30,7 +30,11 @@ declare module 'fastify' {
 export function requireToken(verifier: TokenVerifier) {
   return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
     const token = bearerToken(req.headers.authorization);
-    if (!token) throw new StrataError('E_UNAUTHORIZED', 'this route needs a token: send "Authorization: Bearer <token>" (make one with strata token create NAME)');
+    if (!token)
+      throw new StrataError(
+        'E_UNAUTHORIZED',
+        'this route needs a token: send "Authorization: Bearer <token>" (make one with strata token create NAME)',
+      );
     const who = verifier.verifyToken(token);
     if (!who) throw new StrataError('E_UNAUTHORIZED', 'the token is not valid; make a new one with strata token create NAME');
     req.tokenName = who.name;

@@ -72,9 +72,12 @@ export class Baker {
       store.setPushState(id, 'baking');
       events?.emit('push', { id, state: 'baking' });
       const p = await store.landPush(id);
-      this.log(`baker: push ${id} ${p.state}${p.commit ? ` ${p.commit}` : ''}${p.branch ? ` branch ${p.branch}` : ''}${p.reason ? `: ${p.reason}` : ''}`);
+      this.log(
+        `baker: push ${id} ${p.state}${p.commit ? ` ${p.commit}` : ''}${p.branch ? ` branch ${p.branch}` : ''}${p.reason ? `: ${p.reason}` : ''}`,
+      );
       events?.emit('push', { id, profile: p.profile, state: p.state, commit: p.commit, branch: p.branch, reason: p.reason });
-      if (p.state === 'committed') events?.emit('ref', { action: 'push', profile: p.profile, ref: p.branch ?? p.profile, commit: p.commit });
+      if (p.state === 'committed')
+        events?.emit('ref', { action: 'push', profile: p.profile, ref: p.branch ?? p.profile, commit: p.commit });
     } catch (e) {
       // Not a verdict on the push (disk full, I/O error): keep it queued and try again later.
       this.log(`baker: push ${id} failed, will retry: ${isStrataError(e) ? `${e.code} ${e.message}` : String(e)}`);

@@ -11,7 +11,8 @@ export function asObject(body: unknown, what: string): Json {
 
 export function reqString(o: Json, key: string, what: string): string {
   const v = o[key];
-  if (typeof v !== 'string' || v.length === 0) throw new StrataError('E_BAD_ARGUMENT', `${what}: "${key}" (a non-empty string) is required`, { field: key });
+  if (typeof v !== 'string' || v.length === 0)
+    throw new StrataError('E_BAD_ARGUMENT', `${what}: "${key}" (a non-empty string) is required`, { field: key });
   return v;
 }
 
@@ -34,6 +35,7 @@ export function optLimit(o: Json, key = 'limit'): number | undefined {
   const v = o[key];
   if (v === undefined || v === null || v === '') return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > 100000) throw new StrataError('E_BAD_ARGUMENT', `"${key}" must be an integer from 1 to 100000`, { field: key });
+  if (!Number.isInteger(n) || n < 1 || n > 100000)
+    throw new StrataError('E_BAD_ARGUMENT', `"${key}" must be an integer from 1 to 100000`, { field: key });
   return n;
 }

@@ -32,7 +32,10 @@ export function normalizeIp(raw: string | undefined | null): string | null {
 /** The base URL the client used to reach us, unless the admin fixed one. */
 export function baseUrl(req: FastifyRequest, publicUrl?: string): string {
   if (publicUrl) return publicUrl.replace(/\/+$/, '');
-  const host = req.headers.host && /^[A-Za-z0-9.\-:[\]]+$/.test(req.headers.host) ? req.headers.host : `${req.socket.localAddress}:${req.socket.localPort}`;
+  const host =
+    req.headers.host && /^[A-Za-z0-9.\-:[\]]+$/.test(req.headers.host)
+      ? req.headers.host
+      : `${req.socket.localAddress}:${req.socket.localPort}`;
   return `http://${host}`;
 }
 
@@ -69,8 +72,20 @@ export function splitArgs(s: string | null | undefined): string[] {
   return (s ?? '').split(/\s+/).filter((w) => w.length > 0);
 }
 
-export function bootArgs(p: { serverUrl: string; commit: string; profile: string; profileCmdline: string; assignmentCmdline: string }): string[] {
-  return [`strata.server=${p.serverUrl}`, `strata.commit=${p.commit}`, `strata.profile=${p.profile}`, ...splitArgs(p.profileCmdline), ...splitArgs(p.assignmentCmdline)];
+export function bootArgs(p: {
+  serverUrl: string;
+  commit: string;
+  profile: string;
+  profileCmdline: string;
+  assignmentCmdline: string;
+}): string[] {
+  return [
+    `strata.server=${p.serverUrl}`,
+    `strata.commit=${p.commit}`,
+    `strata.profile=${p.profile}`,
+    ...splitArgs(p.profileCmdline),
+    ...splitArgs(p.assignmentCmdline),
+  ];
 }
 
 /**
@@ -125,21 +140,40 @@ export function registerBootRoutes(app: FastifyInstance, deps: BootRouteDeps): v
     const who = `${mac ?? 'no MAC'} ${ip ?? 'no IP'}`;
 
     const hit = store.matchClient(mac, ip);
-    if (!hit) return retry(`no assignment matches this client (${who}) and there is no default; run: strata assign ${mac ?? ip ?? 'default'} PROFILE`);
+    if (!hit)
+      return retry(
+        `no assignment matches this client (${who}) and there is no default; run: strata assign ${mac ?? ip ?? 'default'} PROFILE`,
+      );
     const commit = store.getCommit(hit.commit);
     const kernel = commit.manifest.kernel ?? hit.profile.kernel;
     const initrd = commit.manifest.initrd ?? hit.profile.initrd;
-    if (!kernel) return retry(`profile ${hit.profile.name} has no kernel; import one with strata import ${hit.profile.name} SOURCE --kernel F --initrd F`);
+    if (!kernel)
+      return retry(
+        `profile ${hit.profile.name} has no kernel; import one with strata import ${hit.profile.name} SOURCE --kernel F --initrd F`,
+      );
     const input: BootScriptInput = {
       serverUrl,
       kernel: kernel.digest,
       initrd: initrd?.digest ?? null,
-      args: bootArgs({ serverUrl, commit: hit.commit, profile: hit.profile.name, profileCmdline: hit.profile.cmdline, assignmentCmdline: hit.assignment.cmdline }),
+      args: bootArgs({
+        serverUrl,
+        commit: hit.commit,
+        profile: hit.profile.name,
+        profileCmdline: hit.profile.cmdline,
+        assignmentCmdline: hit.assignment.cmdline,
+      }),
       banner: `booting ${hit.profile.name} at ${hit.commit.slice(0, 12)} (${who})`,
       selfUrl,
     };
     if (mac) {
-      store.recordClient({ mac, ip: ip ?? '', commit: hit.commit, profile: hit.profile.name, boot: true, assignment: hit.assignment.match });
+      store.recordClient({
+        mac,
+        ip: ip ?? '',
+        commit: hit.commit,
+        profile: hit.profile.name,
+        boot: true,
+        assignment: hit.assignment.match,
+      });
       events.emit('client', { mac, ip, commit: hit.commit, profile: hit.profile.name, boot: true });
     }
     return flavour === 'ipxe' ? renderIpxe(input) : renderGrub(input);
@@ -154,18 +188,22 @@ export function registerBootRoutes(app: FastifyInstance, deps: BootRouteDeps): v
     });
   }
 
-  app.post('/v1/clients/:mac/heartbeat', async (req: FastifyRequest<{ Params: { mac: string }; Body: { ip?: string; commit?: string; profile?: string } | undefined }>) => {
-    const mac = normalizeMac(req.params.mac);
-    if (!mac) throw new StrataError('E_BAD_ARGUMENT', `"${req.params.mac}" is not a MAC address (aa:bb:cc:dd:ee:ff)`);
-    const body = req.body ?? {};
-    if (typeof body !== 'object') throw new StrataError('E_BAD_ARGUMENT', 'the heartbeat body is JSON {"commit": "<id>", "ip"?: "..."}');
-    const commit = typeof body.commit === 'string' ? body.commit : null;
-    if (!commit || !/^[0-9a-f]{64}$/.test(commit)) throw new StrataError('E_BAD_ARGUMENT', 'the heartbeat needs "commit": the full id the client runs');
-    store.getCommit(commit); // E_COMMIT_NOT_FOUND for ids this server never had
-    const ip = normalizeIp(typeof body.ip === 'string' ? body.ip : null) ?? normalizeIp(req.ip) ?? '';
-    const profile = typeof body.profile === 'string' ? body.profile : store.getCommit(commit).profile;
-    store.recordClient({ mac, ip, commit, profile, boot: false });
-    events.emit('client', { mac, ip, commit, profile, boot: false });
-    return { ok: true, mac, ip, commit };
-  });
+  app.post(
+    '/v1/clients/:mac/heartbeat',
+    async (req: FastifyRequest<{ Params: { mac: string }; Body: { ip?: string; commit?: string; profile?: string } | undefined }>) => {
+      const mac = normalizeMac(req.params.mac);
+      if (!mac) throw new StrataError('E_BAD_ARGUMENT', `"${req.params.mac}" is not a MAC address (aa:bb:cc:dd:ee:ff)`);
+      const body = req.body ?? {};
+      if (typeof body !== 'object') throw new StrataError('E_BAD_ARGUMENT', 'the heartbeat body is JSON {"commit": "<id>", "ip"?: "..."}');
+      const commit = typeof body.commit === 'string' ? body.commit : null;
+      if (!commit || !/^[0-9a-f]{64}$/.test(commit))
+        throw new StrataError('E_BAD_ARGUMENT', 'the heartbeat needs "commit": the full id the client runs');
+      store.getCommit(commit); // E_COMMIT_NOT_FOUND for ids this server never had
+      const ip = normalizeIp(typeof body.ip === 'string' ? body.ip : null) ?? normalizeIp(req.ip) ?? '';
+      const profile = typeof body.profile === 'string' ? body.profile : store.getCommit(commit).profile;
+      store.recordClient({ mac, ip, commit, profile, boot: false });
+      events.emit('client', { mac, ip, commit, profile, boot: false });
+      return { ok: true, mac, ip, commit };
+    },
+  );
 }

@@ -36,7 +36,10 @@ export function objectUrl(serverUrl: string, digest: string): string {
 }
 
 export function renderIpxe(b: BootScriptInput): string {
-  const args = b.args.map(ipxeText).filter((a) => a.length > 0).join(' ');
+  const args = b.args
+    .map(ipxeText)
+    .filter((a) => a.length > 0)
+    .join(' ');
   const lines = [
     '#!ipxe',
     `echo strata: ${ipxeText(b.banner)}`,
@@ -89,7 +92,11 @@ export function grubQuote(s: string): string {
  * stops at "Press any key to continue", and an unattended machine stays there.
  */
 export function renderGrub(b: BootScriptInput): string {
-  const args = b.args.map(oneLine).filter((a) => a.length > 0).map(grubQuote).join(' ');
+  const args = b.args
+    .map(oneLine)
+    .filter((a) => a.length > 0)
+    .map(grubQuote)
+    .join(' ');
   const lines = [
     'set timeout=0',
     'set default=0',

@@ -32,10 +32,7 @@ export interface GuardedChannel {
   readonly maxSeenBuffered: number;
 }
 
-export function guardChannel(
-  ch: Readable,
-  opts: { maxBuffered?: number; onViolation: (reason: string) => void },
-): GuardedChannel {
+export function guardChannel(ch: Readable, opts: { maxBuffered?: number; onViolation: (reason: string) => void }): GuardedChannel {
   const cap = opts.maxBuffered ?? DEFAULT_MAX_BUFFERED;
   const internals = ch as unknown as Ssh2ChannelInternals;
   const state = { cleanEof: false, violation: null as string | null, maxSeenBuffered: 0 };

@@ -85,7 +85,7 @@ export class PrimaryRelay {
   private readonly gate: ReturnType<typeof makeGate>;
   private readonly off: () => void;
 
-  constructor(private readonly hub: EventHub) {
+  constructor(readonly hub: EventHub) {
     this.gate = makeGate(hub);
     this.off = hub.subscribe((e) => {
       if (!this.gate.isInjecting()) this.broadcast({ kind: 'strata-event', type: e.type, data: e.data });

@@ -39,14 +39,15 @@ const CONFIG_ENV = 'STRATA_HTTP_WORKER_CONFIG';
 const WORKER_MAIN = fileURLToPath(new URL('./http-worker-main.ts', import.meta.url));
 const TSX_LOADER = fileURLToPath(new URL('../node_modules/tsx/dist/esm/index.mjs', import.meta.url));
 
-type ControlMessage =
-  | { kind: 'strata-ready'; port: number }
-  | { kind: 'strata-failed'; message: string }
-  | { kind: 'strata-stop' };
+type ControlMessage = { kind: 'strata-ready'; port: number } | { kind: 'strata-failed'; message: string } | { kind: 'strata-stop' };
 
 function isControl(m: unknown): m is ControlMessage {
-  return typeof m === 'object' && m !== null && typeof (m as { kind?: unknown }).kind === 'string' &&
-    ['strata-ready', 'strata-failed', 'strata-stop'].includes((m as { kind: string }).kind);
+  return (
+    typeof m === 'object' &&
+    m !== null &&
+    typeof (m as { kind?: unknown }).kind === 'string' &&
+    ['strata-ready', 'strata-failed', 'strata-stop'].includes((m as { kind: string }).kind)
+  );
 }
 
 /**
@@ -149,7 +150,8 @@ export class HttpWorkerPool {
       worker.once('exit', (code, signal) => {
         this.live.delete(worker);
         this.relay.removeWorker(worker.id);
-        if (!ready) reject(new StrataError('E_INTERNAL', `HTTP worker ${worker.process.pid} exited (${signal ?? code}) before it listened`));
+        if (!ready)
+          reject(new StrataError('E_INTERNAL', `HTTP worker ${worker.process.pid} exited (${signal ?? code}) before it listened`));
         if (this.closing || (initial && !ready)) return;
         this.youngDeaths = Date.now() - born < YOUNG_MS ? this.youngDeaths + 1 : 0;
         const delay = restartDelayMs(this.youngDeaths - 1);
@@ -171,18 +173,21 @@ export class HttpWorkerPool {
     this.closing = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
-    const waits = [...this.live].map((w) => new Promise<void>((resolve) => {
-      if (w.isDead()) return resolve();
-      w.once('exit', () => resolve());
-      try {
-        w.send({ kind: 'strata-stop' } satisfies ControlMessage);
-      } catch {
-        w.process.kill('SIGTERM');
-      }
-      const kill = setTimeout(() => w.process.kill('SIGKILL'), graceMs);
-      kill.unref();
-      w.once('exit', () => clearTimeout(kill));
-    }));
+    const waits = [...this.live].map(
+      (w) =>
+        new Promise<void>((resolve) => {
+          if (w.isDead()) return resolve();
+          w.once('exit', () => resolve());
+          try {
+            w.send({ kind: 'strata-stop' } satisfies ControlMessage);
+          } catch {
+            w.process.kill('SIGTERM');
+          }
+          const kill = setTimeout(() => w.process.kill('SIGKILL'), graceMs);
+          kill.unref();
+          w.once('exit', () => clearTimeout(kill));
+        }),
+    );
     await Promise.all(waits);
     this.relay.close();
   }
@@ -220,7 +225,14 @@ export async function runHttpWorker(): Promise<void> {
     const events = new EventHub();
     stopRelay = relayWorker(events, process as unknown as RelayPort);
     const webDir = config.webDir && fs.existsSync(config.webDir) ? config.webDir : undefined;
-    app = buildServer({ store, publicUrl: config.publicUrl, logger: config.logger, webDir, events, objectRateLimit: config.objectRateLimit });
+    app = buildServer({
+      store,
+      publicUrl: config.publicUrl,
+      logger: config.logger,
+      webDir,
+      events,
+      objectRateLimit: config.objectRateLimit,
+    });
     await app.listen({ host: config.host, port: config.port });
     const addr = app.server.address();
     process.on('message', (m: unknown) => {

@@ -79,20 +79,38 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   const events = new EventHub();
   const webDir = opts.webDir ?? (fs.existsSync(`${DEFAULT_WEB_DIR}index.html`) ? DEFAULT_WEB_DIR : undefined);
   // One process: HTTP is served here. Several: only the workers serve HTTP (they relay events through `events`).
-  const app = workers === 1
-    ? buildServer({ store, publicUrl: opts.publicUrl, logger: opts.logger, webDir, events, objectRateLimit: opts.objectRateLimit })
-    : null;
-  const pool = workers > 1
-    ? new HttpWorkerPool({
-      count: workers,
-      events,
-      log,
-      config: { dataDir: store.dataDir, host: httpAddr.host, port: httpAddr.port, publicUrl: opts.publicUrl, webDir, logger: opts.logger, objectRateLimit: opts.objectRateLimit, storeConfig: opts.storeConfig },
-    })
-    : null;
+  const app =
+    workers === 1
+      ? buildServer({ store, publicUrl: opts.publicUrl, logger: opts.logger, webDir, events, objectRateLimit: opts.objectRateLimit })
+      : null;
+  const pool =
+    workers > 1
+      ? new HttpWorkerPool({
+          count: workers,
+          events,
+          log,
+          config: {
+            dataDir: store.dataDir,
+            host: httpAddr.host,
+            port: httpAddr.port,
+            publicUrl: opts.publicUrl,
+            webDir,
+            logger: opts.logger,
+            objectRateLimit: opts.objectRateLimit,
+            storeConfig: opts.storeConfig,
+          },
+        })
+      : null;
   const baker = new Baker({ store, events, log });
   const hostKey = await loadOrCreateHostKey(store.dataDir);
-  const ssh = createSshServer({ store, events, hostKey, maxPushBytes: opts.maxPushBytes ?? store.config.maxPushBytes, onPush: (id) => baker.enqueue(id), log });
+  const ssh = createSshServer({
+    store,
+    events,
+    hostKey,
+    maxPushBytes: opts.maxPushBytes ?? store.config.maxPushBytes,
+    onPush: (id) => baker.enqueue(id),
+    log,
+  });
 
   let closed = false;
   const close = async (): Promise<void> => {
@@ -127,7 +145,9 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   const sshPort = (ssh.address() as AddressInfo).port;
   const shownHost = httpAddr.host === '0.0.0.0' || httpAddr.host === '::' ? '127.0.0.1' : httpAddr.host;
   const httpUrl = `http://${shownHost.includes(':') ? `[${shownHost}]` : shownHost}:${httpPort}`;
-  log(`HTTP on ${httpAddr.host}:${httpPort}${pool ? ` (${workers} worker processes)` : ''}, SSH on ${sshAddr.host}:${sshPort}, data in ${store.dataDir}`);
+  log(
+    `HTTP on ${httpAddr.host}:${httpPort}${pool ? ` (${workers} worker processes)` : ''}, SSH on ${sshAddr.host}:${sshPort}, data in ${store.dataDir}`,
+  );
 
   if (opts.handleSignals !== false) {
     const onSignal = (sig: NodeJS.Signals): void => {

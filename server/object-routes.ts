@@ -115,12 +115,17 @@ export function serveRepresentation(req: IncomingMessage, res: ServerResponse, r
   let status = 200;
   let start = 0;
   let end = rep.size - 1;
-  const range = ifRangeAllows(req.headers['if-range'] as string | undefined, rep.etag)
-    ? parseRange(req.headers.range, rep.size)
-    : null;
+  const range = ifRangeAllows(req.headers['if-range'] as string | undefined, rep.etag) ? parseRange(req.headers.range, rep.size) : null;
   if (range === 'unsatisfiable') {
-    const body = JSON.stringify({ error: { code: 'E_BAD_ARGUMENT', message: `range not satisfiable; the object has ${rep.size} bytes`, size: rep.size } });
-    res.writeHead(416, { ...base, 'Content-Range': `bytes */${rep.size}`, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body) });
+    const body = JSON.stringify({
+      error: { code: 'E_BAD_ARGUMENT', message: `range not satisfiable; the object has ${rep.size} bytes`, size: rep.size },
+    });
+    res.writeHead(416, {
+      ...base,
+      'Content-Range': `bytes */${rep.size}`,
+      'Content-Type': 'application/json; charset=utf-8',
+      'Content-Length': Buffer.byteLength(body),
+    });
     res.end(method === 'HEAD' ? undefined : body);
     return;
   }
@@ -156,7 +161,10 @@ export interface ObjectSource {
 }
 
 function badDigest(hex: string): StrataError {
-  return new StrataError('E_BAD_DIGEST', `"${hex.slice(0, 80)}" is not a sha256 digest; object URLs are /objects/sha256/<64 lowercase hex digits>`);
+  return new StrataError(
+    'E_BAD_DIGEST',
+    `"${hex.slice(0, 80)}" is not a sha256 digest; object URLs are /objects/sha256/<64 lowercase hex digits>`,
+  );
 }
 
 export function registerObjectRoutes(app: FastifyInstance, src: ObjectSource, opts: ServeOptions = {}): void {
@@ -168,19 +176,25 @@ export function registerObjectRoutes(app: FastifyInstance, src: ObjectSource, op
       try {
         file = src.objectPath(hex);
       } catch (e) {
-        if (e instanceof StrataError && e.code === 'E_OBJECT_NOT_FOUND') throw new StrataError('E_OBJECT_NOT_FOUND', `no object sha256:${hex} on this server`, { digest: hex });
+        if (e instanceof StrataError && e.code === 'E_OBJECT_NOT_FOUND')
+          throw new StrataError('E_OBJECT_NOT_FOUND', `no object sha256:${hex} on this server`, { digest: hex });
         throw e;
       }
       const st = await fs.promises.stat(file).catch(() => {
         throw new StrataError('E_OBJECT_NOT_FOUND', `no object sha256:${hex} on this server`, { digest: hex });
       });
       reply.hijack();
-      serveRepresentation(req.raw, reply.raw, {
-        etag: `"${hex}"`,
-        size: st.size,
-        contentType: 'application/octet-stream',
-        open: (start, end) => fs.createReadStream(file, { start, end, highWaterMark: READ_CHUNK }),
-      }, opts);
+      serveRepresentation(
+        req.raw,
+        reply.raw,
+        {
+          etag: `"${hex}"`,
+          size: st.size,
+          contentType: 'application/octet-stream',
+          open: (start, end) => fs.createReadStream(file, { start, end, highWaterMark: READ_CHUNK }),
+        },
+        opts,
+      );
     } catch (e) {
       sendError(reply, e);
     }
@@ -194,19 +208,25 @@ export function registerObjectRoutes(app: FastifyInstance, src: ObjectSource, op
     try {
       if (!HEX64.test(id)) {
         // A tag, profile or prefix is not immutable: point at the immutable URL, never cache the pointer.
-        if (id.length > 200 || /[/\\\x00-\x1f]/.test(id)) throw new StrataError('E_BAD_ARGUMENT', 'a commit is named by its id, a 7+ hex prefix, a tag or a profile');
+        if (id.length > 200 || /[/\\\x00-\x1f]/.test(id))
+          throw new StrataError('E_BAD_ARGUMENT', 'a commit is named by its id, a 7+ hex prefix, a tag or a profile');
         const full = src.resolve(id);
         reply.header('Cache-Control', 'no-store').redirect(`/v1/commits/${full}/manifest`, 302);
         return;
       }
       const text = Buffer.from(src.manifestText(id), 'utf8');
       reply.hijack();
-      serveRepresentation(req.raw, reply.raw, {
-        etag: `"${id}"`,
-        size: text.length,
-        contentType: 'text/plain; charset=utf-8',
-        open: (start, end) => Readable.from([text.subarray(start, end + 1)]),
-      }, opts);
+      serveRepresentation(
+        req.raw,
+        reply.raw,
+        {
+          etag: `"${id}"`,
+          size: text.length,
+          contentType: 'text/plain; charset=utf-8',
+          open: (start, end) => Readable.from([text.subarray(start, end + 1)]),
+        },
+        opts,
+      );
     } catch (e) {
       sendError(reply, e);
     }

@@ -114,11 +114,23 @@ class PushMeter extends Transform {
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;
-    if (this.bytes > this.max) return cb(new StrataError('E_TOO_LARGE', `the push is larger than ${this.max} bytes (compressed); split it or ask the admin to raise the limit`, { limit: this.max }));
+    if (this.bytes > this.max)
+      return cb(
+        new StrataError(
+          'E_TOO_LARGE',
+          `the push is larger than ${this.max} bytes (compressed); split it or ask the admin to raise the limit`,
+          { limit: this.max },
+        ),
+      );
     if (this.head.length < 4) {
       this.head = Buffer.concat([this.head, chunk.subarray(0, 4 - this.head.length)]);
       if (this.head.length >= 4 && !looksLikeZstd(this.head)) {
-        return cb(new StrataError('E_BAD_COMPRESSION', 'stdin is not a zstd stream; send a zstd-compressed tar (tar -cf - . | zstd | ssh ... push)'));
+        return cb(
+          new StrataError(
+            'E_BAD_COMPRESSION',
+            'stdin is not a zstd stream; send a zstd-compressed tar (tar -cf - . | zstd | ssh ... push)',
+          ),
+        );
       }
     }
     cb(null, chunk);
@@ -147,7 +159,10 @@ export function extractPushKey(words: string[]): { words: string[]; pushKey: str
     if (pushKey !== null) throw new StrataError('E_BAD_ARGUMENT', `push: --push-key given twice\n${USAGE_PUSH_KEY}`);
     if (value === undefined) throw new StrataError('E_BAD_ARGUMENT', `push: --push-key needs a key\n${USAGE_PUSH_KEY}`);
     if (!PUSH_KEY.test(value)) {
-      throw new StrataError('E_BAD_ARGUMENT', `push: bad --push-key ${JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value)}: a push key is 16 to 64 characters of A-Z a-z 0-9 _ - (e.g. 16 random bytes in base64url)\n${USAGE_PUSH_KEY}`);
+      throw new StrataError(
+        'E_BAD_ARGUMENT',
+        `push: bad --push-key ${JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value)}: a push key is 16 to 64 characters of A-Z a-z 0-9 _ - (e.g. 16 random bytes in base64url)\n${USAGE_PUSH_KEY}`,
+      );
     }
     pushKey = value;
   };
@@ -312,8 +327,18 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
     }
   }
 
-  async function runPush(ch: ServerChannel, guard: GuardedChannel, cmd: Extract<SshCommand, { cmd: 'push' }>, key: SshKey, pushKey: string | null): Promise<void> {
-    if (!mayUse(key, cmd.profile)) throw new StrataError('E_FORBIDDEN', `key ${key.name} may not push to profile ${cmd.profile}; an admin can allow it with strata keys add NAME FILE --profile ${cmd.profile}`);
+  async function runPush(
+    ch: ServerChannel,
+    guard: GuardedChannel,
+    cmd: Extract<SshCommand, { cmd: 'push' }>,
+    key: SshKey,
+    pushKey: string | null,
+  ): Promise<void> {
+    if (!mayUse(key, cmd.profile))
+      throw new StrataError(
+        'E_FORBIDDEN',
+        `key ${key.name} may not push to profile ${cmd.profile}; an admin can allow it with strata keys add NAME FILE --profile ${cmd.profile}`,
+      );
     store.getProfile(cmd.profile);
     if (pushKey !== null) {
       // A retry of a push already stored: its answer was lost, not its archive.

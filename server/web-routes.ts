@@ -41,11 +41,14 @@ async function sendFile(reply: FastifyReply, file: string): Promise<FastifyReply
 export function registerWebRoutes(app: FastifyInstance, webDir: string): void {
   app.get('/', async (_req, reply) => sendFile(reply, path.join(webDir, 'index.html')));
   app.get('/vendor/dagre.min.js', async (_req, reply) => sendFile(reply, DAGRE_PATH));
-  const serveFrom = (dir: string) => async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
-    const { file } = req.params as { file: string };
-    if (!SAFE_NAME.test(file) || !(path.extname(file) in TYPES)) throw new StrataError('E_NOT_FOUND', `no such file: ${file.slice(0, 80)}`);
-    return sendFile(reply, path.join(dir, file));
-  };
+  const serveFrom =
+    (dir: string) =>
+    async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+      const { file } = req.params as { file: string };
+      if (!SAFE_NAME.test(file) || !(path.extname(file) in TYPES))
+        throw new StrataError('E_NOT_FOUND', `no such file: ${file.slice(0, 80)}`);
+      return sendFile(reply, path.join(dir, file));
+    };
   app.get('/:file', serveFrom(webDir));
   for (const sub of SUBDIRS) app.get(`/${sub}/:file`, serveFrom(path.join(webDir, sub)));
 }

@@ -30,14 +30,17 @@ export function parseMatch(match: string): { match: string; kind: Assignment['ki
     const canon = [24, 16, 8, 0].map((s) => (net >>> s) & 255).join('.');
     return { match: `${canon}/${bits}`, kind: 'cidr' };
   }
-  throw new StrataError('E_BAD_ARGUMENT', `cannot read "${match}" as a MAC (aa:bb:cc:dd:ee:ff), an IPv4 address, a CIDR (10.0.0.0/24) or "default"`);
+  throw new StrataError(
+    'E_BAD_ARGUMENT',
+    `cannot read "${match}" as a MAC (aa:bb:cc:dd:ee:ff), an IPv4 address, a CIDR (10.0.0.0/24) or "default"`,
+  );
 }
 
 function cidrContains(cidr: string, ip: string): boolean {
   const [net, bitsS] = cidr.split('/');
   const bits = Number(bitsS);
   const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-  return ((ipv4ToInt(ip) & mask) >>> 0) === ((ipv4ToInt(net!) & mask) >>> 0);
+  return (ipv4ToInt(ip) & mask) >>> 0 === (ipv4ToInt(net!) & mask) >>> 0;
 }
 
 export function matchAssignment(assignments: Assignment[], mac: string | null, ip: string | null): Assignment | null {

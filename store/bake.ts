@@ -57,7 +57,11 @@ function countBytes(source: NodeJS.ReadableStream, maxBytes: number): { source: 
   source.on('data', (c: Buffer) => {
     n += c.length;
     if (n > maxBytes) {
-      src.destroy?.(new StrataError('E_TOO_LARGE', `the archive decompresses to more than ${maxBytes} bytes (the configured limit); refusing it`, { limit: maxBytes }));
+      src.destroy?.(
+        new StrataError('E_TOO_LARGE', `the archive decompresses to more than ${maxBytes} bytes (the configured limit); refusing it`, {
+          limit: maxBytes,
+        }),
+      );
     }
   });
   return { source, bytes: () => n };
@@ -93,7 +97,12 @@ const SQUASHFS_COMPRESSION: Record<Compressor, string> = { zstd: 'zstd', gzip: '
  * SOURCE_DATE_EPOCH / --defaults, which we pin to 0 so that a server's
  * environment cannot change digests. File mtimes are kept (no -k).
  */
-export function tar2sqfsArgs(compressor: Compressor, level: number | null, jobs: number, out: string): { args: string[]; warnings: string[] } {
+export function tar2sqfsArgs(
+  compressor: Compressor,
+  level: number | null,
+  jobs: number,
+  out: string,
+): { args: string[]; warnings: string[] } {
   const warnings: string[] = [];
   // -c always: Debian's tar2sqfs defaults to xz. -s: fail on any record it
   // would otherwise skip. -q: no progress output.
@@ -142,7 +151,10 @@ async function diskFullLikely(stderr: string, dir: string, bytesFed: number): Pr
 function mapToolFailure(stderr: string, what: string, full = false): StrataError {
   const text = stderr.trim();
   if (full || /No space left|ENOSPC|Disk quota exceeded/i.test(text)) {
-    return new StrataError('E_NO_SPACE', `no space left on the device while baking${text ? ` (tar2sqfs: ${text.split('\n').pop()})` : ''}; free some space (strata gc) and try again`);
+    return new StrataError(
+      'E_NO_SPACE',
+      `no space left on the device while baking${text ? ` (tar2sqfs: ${text.split('\n').pop()})` : ''}; free some space (strata gc) and try again`,
+    );
   }
   return new StrataError('E_BAKE_FAILED', `tar2sqfs failed (${what})${text ? `: ${text}` : ''}`);
 }
@@ -161,7 +173,7 @@ async function finishImage(path: string, compressor: Compressor): Promise<{ dige
     }
     const hash = createHash('sha256');
     const buf = Buffer.allocUnsafe(1 << 20);
-    for (let pos = 0; pos < st.size;) {
+    for (let pos = 0; pos < st.size; ) {
       const { bytesRead: n } = await fh.read(buf, 0, buf.length, pos);
       if (n === 0) break;
       hash.update(buf.subarray(0, n));
@@ -191,7 +203,9 @@ export async function bakeTar(input: NodeJS.ReadableStream | string, opts: BakeO
   const tarBytes = (): number => dec?.bytes ?? counted!.bytes();
   const check = trusted ? null : new TarCheckStream({ maxEntries: opts.maxEntries, policy: opts.policy ?? ALLOW_ALL });
   const proc = execa('tar2sqfs', args, {
-    stdin: 'pipe', stdout: 'ignore', stderr: 'pipe',
+    stdin: 'pipe',
+    stdout: 'ignore',
+    stderr: 'pipe',
     buffer: { stderr: true },
     maxBuffer: { stderr: 1 << 20 },
     reject: false,
@@ -208,11 +222,13 @@ export async function bakeTar(input: NodeJS.ReadableStream | string, opts: BakeO
   proc.stdin!.on('error', () => {});
 
   const sig = opts.signal ? [{ signal: opts.signal }] : [];
-  const piping = (dec && check ? pipeline(dec, check, proc.stdin!, ...sig) : pipeline(counted!.source, proc.stdin!, ...sig))
-    .then(() => null, (e: unknown) => {
+  const piping = (dec && check ? pipeline(dec, check, proc.stdin!, ...sig) : pipeline(counted!.source, proc.stdin!, ...sig)).then(
+    () => null,
+    (e: unknown) => {
       kill();
       return e;
-    });
+    },
+  );
   try {
     const [pipeErr, res] = await Promise.all([piping, proc]);
     if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('bake aborted');
@@ -225,8 +241,11 @@ export async function bakeTar(input: NodeJS.ReadableStream | string, opts: BakeO
       if (res.exitCode === undefined && !res.signal) {
         throw new StrataError('E_BAKE_FAILED', `cannot run tar2sqfs (${res.shortMessage}); install squashfs-tools-ng`);
       }
-      throw mapToolFailure(String(res.stderr ?? ''), res.signal ? `killed by ${res.signal}` : `exit code ${res.exitCode}`,
-        await diskFullLikely(String(res.stderr ?? ''), opts.tmpDir, tarBytes()));
+      throw mapToolFailure(
+        String(res.stderr ?? ''),
+        res.signal ? `killed by ${res.signal}` : `exit code ${res.exitCode}`,
+        await diskFullLikely(String(res.stderr ?? ''), opts.tmpDir, tarBytes()),
+      );
     }
     if (pipeErr) {
       const code = pipeCode;
@@ -239,7 +258,9 @@ export async function bakeTar(input: NodeJS.ReadableStream | string, opts: BakeO
     if (res.failed) throw new StrataError('E_BAKE_FAILED', 'tar2sqfs was stopped before it finished');
     const listing = check ? { entries: check.checker.entries, warnings: check.checker.warnings } : trusted!();
     if (listing.entries.length > opts.maxEntries) {
-      throw new StrataError('E_TOO_LARGE', `the archive has more than ${opts.maxEntries} entries (the configured limit)`, { limit: opts.maxEntries });
+      throw new StrataError('E_TOO_LARGE', `the archive has more than ${opts.maxEntries} entries (the configured limit)`, {
+        limit: opts.maxEntries,
+      });
     }
     let fin;
     try {

@@ -15,8 +15,16 @@ import { parseManifest } from './manifest.ts';
 import type { Commit, CommitId, Manifest } from './types.ts';
 
 export interface CommitRow {
-  id: string; parent: string | null; merge_parent: string | null; profile: string; message: string; author: string;
-  created_at: number; manifest: string; added_layer: string | null; kind: Commit['kind'];
+  id: string;
+  parent: string | null;
+  merge_parent: string | null;
+  profile: string;
+  message: string;
+  author: string;
+  created_at: number;
+  manifest: string;
+  added_layer: string | null;
+  kind: Commit['kind'];
 }
 
 export function rowToCommit(r: CommitRow): Commit {
@@ -26,9 +34,18 @@ export function rowToCommit(r: CommitRow): Commit {
   // building 10,000 of them about 3x slower.
   let parsed: Manifest | undefined;
   return {
-    id: r.id, parent: r.parent, mergeParent: r.merge_parent, profile: r.profile, message: r.message, author: r.author,
-    createdAt: r.created_at, addedLayer: r.added_layer, kind: r.kind,
-    get manifest() { return (parsed ??= parseManifest(r.manifest, { trusted: true })); },
+    id: r.id,
+    parent: r.parent,
+    mergeParent: r.merge_parent,
+    profile: r.profile,
+    message: r.message,
+    author: r.author,
+    createdAt: r.created_at,
+    addedLayer: r.added_layer,
+    kind: r.kind,
+    get manifest() {
+      return (parsed ??= parseManifest(r.manifest, { trusted: true }));
+    },
   };
 }
 

@@ -111,7 +111,11 @@ export function touchedPaths(entries: LayerEntry[]): TouchSet {
   const t: TouchSet = { exact: new Set(), subtree: new Set() };
   for (const e of entries) {
     if (e.path === '') continue;
-    if (e.whiteout || (e.type === 'dir' && e.opaque)) { t.subtree.add(e.path); t.exact.add(e.path); continue; }
+    if (e.whiteout || (e.type === 'dir' && e.opaque)) {
+      t.subtree.add(e.path);
+      t.exact.add(e.path);
+      continue;
+    }
     if (e.type === 'dir') continue;
     t.exact.add(e.path);
   }
@@ -130,7 +134,10 @@ export function unionTouch(sets: TouchSet[]): TouchSet {
 function ancestorsOf(path: string): string[] {
   const out: string[] = [];
   let i = path.lastIndexOf('/');
-  while (i > 0) { out.push(path.slice(0, i)); i = path.lastIndexOf('/', i - 1); }
+  while (i > 0) {
+    out.push(path.slice(0, i));
+    i = path.lastIndexOf('/', i - 1);
+  }
   return out;
 }
 
@@ -140,7 +147,11 @@ export function conflictingPaths(a: TouchSet, b: TouchSet): string[] {
   const check = (x: TouchSet, y: TouchSet) => {
     for (const p of x.exact) {
       if (y.exact.has(p)) out.add(p);
-      for (const anc of ancestorsOf(p)) if (y.subtree.has(anc)) { out.add(p); break; }
+      for (const anc of ancestorsOf(p))
+        if (y.subtree.has(anc)) {
+          out.add(p);
+          break;
+        }
     }
   };
   check(a, b);

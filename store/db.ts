@@ -142,7 +142,10 @@ export function migrate(db: DB): void {
   let version = row?.version ?? 0;
   if (!row) db.prepare('INSERT INTO schema_version (version) VALUES (0)').run();
   if (version > MIGRATIONS.length) {
-    throw new StrataError('E_BAD_ARGUMENT', `this data directory has schema version ${version}, newer than this strata knows (${MIGRATIONS.length}); upgrade strata`);
+    throw new StrataError(
+      'E_BAD_ARGUMENT',
+      `this data directory has schema version ${version}, newer than this strata knows (${MIGRATIONS.length}); upgrade strata`,
+    );
   }
   while (version < MIGRATIONS.length) {
     const sql = MIGRATIONS[version]!;

@@ -62,9 +62,11 @@ class CountingStream extends Transform implements DecompressedStream {
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;
     if (this.bytes > this.maxBytes) {
-      cb(new StrataError('E_TOO_LARGE',
-        `the archive decompresses to more than ${this.maxBytes} bytes (the configured limit); refusing it`,
-        { limit: this.maxBytes }));
+      cb(
+        new StrataError('E_TOO_LARGE', `the archive decompresses to more than ${this.maxBytes} bytes (the configured limit); refusing it`, {
+          limit: this.maxBytes,
+        }),
+      );
       return;
     }
     cb(null, chunk);
@@ -97,7 +99,9 @@ export function decompress(input: NodeJS.ReadableStream, opts: DecompressOptions
   const source = toNodeReadable(input);
   start(source, out).catch((err: unknown) => out.destroy(err as Error));
   // If the consumer gives up, stop reading the source as well.
-  out.once('close', () => { if (!source.readableEnded) source.destroy(); });
+  out.once('close', () => {
+    if (!source.readableEnded) source.destroy();
+  });
   return out;
 }
 
@@ -109,7 +113,10 @@ async function start(source: Readable, out: CountingStream): Promise<void> {
   let done = false;
   while (headLen < 6) {
     const r = await it.next();
-    if (r.done) { done = true; break; }
+    if (r.done) {
+      done = true;
+      break;
+    }
     const b = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
     head.push(b);
     headLen += b.length;
@@ -133,7 +140,10 @@ async function start(source: Readable, out: CountingStream): Promise<void> {
     }
   }
   const body = Readable.from(rest(), { objectMode: false, highWaterMark: 1 << 20 });
-  if (out.destroyed) { body.destroy(); return; }
+  if (out.destroyed) {
+    body.destroy();
+    return;
+  }
   out.once('close', () => body.destroy());
 
   if (compression === 'none') {
@@ -144,7 +154,9 @@ async function start(source: Readable, out: CountingStream): Promise<void> {
 
   const { cmd, args, ok } = DECOMPRESSORS[compression];
   const child = execa(cmd, args, {
-    stdin: 'pipe', stdout: 'pipe', stderr: 'pipe',
+    stdin: 'pipe',
+    stdout: 'pipe',
+    stderr: 'pipe',
     buffer: { stdout: false, stderr: true },
     maxBuffer: { stderr: 64 * 1024 },
     reject: false,
@@ -155,9 +167,11 @@ async function start(source: Readable, out: CountingStream): Promise<void> {
     if (r.exitCode !== undefined && ok.includes(r.exitCode)) return null;
     if (out.destroyed) return null;
     const why = String(r.stderr ?? '').trim() || (r.signal ? `killed by ${r.signal}` : `exit code ${r.exitCode}`);
-    return new StrataError('E_BAD_COMPRESSION',
+    return new StrataError(
+      'E_BAD_COMPRESSION',
       `the ${compression} stream is truncated or corrupt (${why}); send the complete archive again`,
-      { compression });
+      { compression },
+    );
   });
   // Writing into a decompressor that already gave up fails with EPIPE; its
   // exit code (above) is the error worth reporting, so swallow the write error.

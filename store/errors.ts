@@ -56,7 +56,12 @@ export function wrapIoError(e: unknown, what: string): unknown {
   const code = (e as NodeJS.ErrnoException | undefined)?.code;
   // ENOSPC/EDQUOT from fs; SQLITE_FULL from better-sqlite3 when the database cannot grow.
   if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL') {
-    return new StrataError('E_NO_SPACE', `no space left on the device while ${what}; free some space (strata gc) and try again`, {}, { cause: e });
+    return new StrataError(
+      'E_NO_SPACE',
+      `no space left on the device while ${what}; free some space (strata gc) and try again`,
+      {},
+      { cause: e },
+    );
   }
   return e;
 }

@@ -20,8 +20,20 @@ import { StrataError } from './errors.ts';
 import { planMerge, type MergePlan } from './overlay-merge.ts';
 import { squashfsStoresXattr, xattrValueToString } from './tar-check.ts';
 import {
-  BLOCK, BlockCollector, cField, checksumMatches, decodeHeader, encodeEntryHeader, entryType, isMetaFlag, isZeroBlock, normalizeTarPath,
-  parsePax, roundUp, type HeaderStyle, type RawHeader,
+  BLOCK,
+  BlockCollector,
+  cField,
+  checksumMatches,
+  decodeHeader,
+  encodeEntryHeader,
+  entryType,
+  isMetaFlag,
+  isZeroBlock,
+  normalizeTarPath,
+  parsePax,
+  roundUp,
+  type HeaderStyle,
+  type RawHeader,
 } from './tar-format.ts';
 import type { LayerEntry } from './types.ts';
 
@@ -242,19 +254,22 @@ const FLATTEN_STYLE: HeaderStyle = { dirSlash: true, longNameMarker: false, paxH
 
 /** The header block(s) of one entry: a PAX block when needed, then the ustar block. */
 function encodeTarHeader(h: TarHeader): Buffer {
-  return encodeEntryHeader({
-    path: Buffer.from(h.path, 'utf8'),
-    type: h.type,
-    mode: h.mode,
-    uid: h.uid,
-    gid: h.gid,
-    size: h.type === 'file' ? h.size : 0,
-    mtime: h.mtime,
-    linkname: Buffer.from(h.linkname, 'utf8'),
-    devmajor: h.devmajor,
-    devminor: h.devminor,
-    xattrs: h.xattrs,
-  }, FLATTEN_STYLE);
+  return encodeEntryHeader(
+    {
+      path: Buffer.from(h.path, 'utf8'),
+      type: h.type,
+      mode: h.mode,
+      uid: h.uid,
+      gid: h.gid,
+      size: h.type === 'file' ? h.size : 0,
+      mtime: h.mtime,
+      linkname: Buffer.from(h.linkname, 'utf8'),
+      devmajor: h.devmajor,
+      devminor: h.devminor,
+      xattrs: h.xattrs,
+    },
+    FLATTEN_STYLE,
+  );
 }
 
 const ZEROS = Buffer.alloc(1024);
@@ -305,10 +320,17 @@ class LayerSource {
       if (stderr.length < 8192) stderr += d;
     });
     this.exited = new Promise<void>((resolve, reject) => {
-      child.on('error', (e) => reject(new StrataError('E_INTERNAL', `cannot run sqfs2tar (install squashfs-tools-ng): ${e.message}`, {}, { cause: e })));
+      child.on('error', (e) =>
+        reject(new StrataError('E_INTERNAL', `cannot run sqfs2tar (install squashfs-tools-ng): ${e.message}`, {}, { cause: e })),
+      );
       child.on('close', (code, signal) => {
         if (code === 0) resolve();
-        else reject(new StrataError('E_CORRUPT', `sqfs2tar could not read layer ${image} (${signal ?? `exit ${code}`}): ${stderr.trim()}`, { image }));
+        else
+          reject(
+            new StrataError('E_CORRUPT', `sqfs2tar could not read layer ${image} (${signal ?? `exit ${code}`}): ${stderr.trim()}`, {
+              image,
+            }),
+          );
       });
     });
     this.exited.catch(() => undefined); // observed by the caller; avoid an unhandled rejection when it is killed early
@@ -450,7 +472,11 @@ function outputHeader(h: TarHeader, path: string, plan: MergePlan): TarHeader {
   const xattrs = new Map<string, Buffer>();
   for (const [k, v] of h.xattrs) {
     if (UNSUPPORTED_OVERLAY_XATTRS.has(k)) {
-      throw new StrataError('E_BAD_SOURCE', `cannot flatten: '${path}' carries ${k}, written by an overlayfs mounted with redirect_dir or metacopy on; flatten does not merge such layers (mount the clients' overlay with redirect_dir=off,metacopy=off)`, { path, xattr: k });
+      throw new StrataError(
+        'E_BAD_SOURCE',
+        `cannot flatten: '${path}' carries ${k}, written by an overlayfs mounted with redirect_dir or metacopy on; flatten does not merge such layers (mount the clients' overlay with redirect_dir=off,metacopy=off)`,
+        { path, xattr: k },
+      );
     }
     if (!DROPPED_OVERLAY_XATTRS.has(k)) xattrs.set(k, v);
   }
@@ -507,11 +533,12 @@ class Listing {
       mtime: Math.min(Math.max(Math.trunc(h.mtime), 0), MAX_U32),
     };
     if (h.type === 'symlink' || h.type === 'hardlink') e.linkname = h.linkname;
-    if (h.type === 'char' || h.type === 'block') { e.devmajor = h.devmajor; e.devminor = h.devminor; }
+    if (h.type === 'char' || h.type === 'block') {
+      e.devmajor = h.devmajor;
+      e.devminor = h.devminor;
+    }
     if (h.type === 'char' && h.devmajor === 0 && h.devminor === 0) e.whiteout = true;
-    const kept = [...h.xattrs.keys()]
-      .filter(squashfsStoresXattr)
-      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const kept = [...h.xattrs.keys()].filter(squashfsStoresXattr).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     if (kept.length) {
       e.xattrs = Object.fromEntries(kept.map((n) => [n, xattrValueToString(h.xattrs.get(n)!)]));
       if (h.type === 'dir' && e.xattrs['trusted.overlay.opaque'] === 'y') e.opaque = true;
@@ -556,7 +583,11 @@ class LayerMerge implements TarVisitor {
   /** This layer's listing by path (for content hashes). */
   private readonly inputs: Map<string, LayerEntry>;
 
-  constructor(private readonly layer: number, private readonly m: MergeState, inputs: LayerEntry[]) {
+  constructor(
+    private readonly layer: number,
+    private readonly m: MergeState,
+    inputs: LayerEntry[],
+  ) {
     this.carriers = m.plan.linkCarrier.get(layer);
     this.inputs = new Map(inputs.map((e) => [e.path, e]));
   }
@@ -566,7 +597,7 @@ class LayerMerge implements TarVisitor {
   }
 
   entry(h: TarHeader): boolean {
-    const { plan, out, done } = this.m;
+    const { plan, done } = this.m;
     const p = h.path;
     if (h.type === 'hardlink') {
       if (!this.owned(p) || done.has(p)) return false;
@@ -620,7 +651,11 @@ class PendingLinkMerge implements TarVisitor {
   readonly byTarget = new Map<string, PendingLink[]>();
   private copying: { h: TarHeader; live: PendingLink[] } | null = null;
 
-  constructor(pending: PendingLink[], private readonly m: MergeState, private readonly inputs: LayerEntry[]) {
+  constructor(
+    pending: PendingLink[],
+    private readonly m: MergeState,
+    private readonly inputs: LayerEntry[],
+  ) {
     for (const l of pending) {
       const list = this.byTarget.get(l.target) ?? [];
       list.push(l);
@@ -638,7 +673,10 @@ class PendingLinkMerge implements TarVisitor {
     const e = emitHeader(this.m, outputHeader(h, carrier, this.m.plan));
     this.m.done.add(carrier);
     // Rare path (a lister that hides hardlinks): a linear search is fine.
-    this.m.listing.body(e, this.inputs.find((x) => x.path === h.path));
+    this.m.listing.body(
+      e,
+      this.inputs.find((x) => x.path === h.path),
+    );
     this.copying = { h, live };
     return true;
   }
@@ -691,7 +729,10 @@ function flattenStream(images: string[], entries: LayerEntry[][], plan: MergePla
       out.full = false;
       if (!started) {
         started = true;
-        run().then(() => rs.push(null), (e: unknown) => rs.destroy(e as Error));
+        run().then(
+          () => rs.push(null),
+          (e: unknown) => rs.destroy(e as Error),
+        );
       } else current?.pump();
     },
     destroy(err, cb) {
@@ -737,7 +778,11 @@ function flattenStream(images: string[], entries: LayerEntry[][], plan: MergePla
         const again = new PendingLinkMerge(merge.pending, m, entries[layer]!);
         await readLayer(open(images[layer]!), again);
         if (again.byTarget.size > 0) {
-          throw new StrataError('E_CORRUPT', `layer ${images[layer]} has hardlinks to missing files: ${[...again.byTarget.keys()].slice(0, 5).join(', ')}`, { image: images[layer] });
+          throw new StrataError(
+            'E_CORRUPT',
+            `layer ${images[layer]} has hardlinks to missing files: ${[...again.byTarget.keys()].slice(0, 5).join(', ')}`,
+            { image: images[layer] },
+          );
         }
       }
     }
@@ -745,7 +790,17 @@ function flattenStream(images: string[], entries: LayerEntry[][], plan: MergePla
     for (const w of plan.whiteouts) {
       if (m.done.has(w)) continue;
       emitHeader(m, {
-        path: w, type: 'char', mode: 0, uid: 0, gid: 0, size: 0, mtime: 0, linkname: '', devmajor: 0, devminor: 0, xattrs: new Map(),
+        path: w,
+        type: 'char',
+        mode: 0,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        mtime: 0,
+        linkname: '',
+        devmajor: 0,
+        devminor: 0,
+        xattrs: new Map(),
       });
       m.done.add(w);
     }
@@ -754,7 +809,9 @@ function flattenStream(images: string[], entries: LayerEntry[][], plan: MergePla
   }
 
   let finished = false;
-  rs.once('end', () => { finished = true; });
+  rs.once('end', () => {
+    finished = true;
+  });
   const total = expectedTarBytes(entries, plan);
   return Object.assign(rs, {
     progress: () => ({ done: out.sent, total: Math.max(total, out.sent) }),

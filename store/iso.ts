@@ -69,7 +69,10 @@ function readQuotedWord(line: string, start: number): string {
     const ch = line[i];
     if (ch === "'" || ch === '"') {
       const end = line.indexOf(ch, i + 1);
-      if (end < 0) { out += line.slice(i + 1); return out; }
+      if (end < 0) {
+        out += line.slice(i + 1);
+        return out;
+      }
       out += line.slice(i + 1, end);
       i = end + 1;
     } else {
@@ -98,7 +101,11 @@ export function parseXorrisoLsdl(stdout: string): IsoEntry[] {
 }
 
 /** One extent of a file's data: `xorriso -find X -exec report_lba`. */
-export interface IsoExtent { lba: number; blocks: number; size: number }
+export interface IsoExtent {
+  lba: number;
+  blocks: number;
+  size: number;
+}
 
 export function parseReportLba(stdout: string): IsoExtent[] {
   const out: IsoExtent[] = [];
@@ -180,9 +187,9 @@ export function pickKernelPair(files: string[]): { kernel: string; initrd: strin
 
 /** Components of a casper layer name that are never part of the default system. */
 const isSideLayer = (component: string) =>
-  /^[a-z]{2,3}([_-][a-z]{2,4})?$/i.test(component) // language packs: en, zh_CN, pt-BR
-  || /^no-languages$/i.test(component)
-  || /secureboot/i.test(component);
+  /^[a-z]{2,3}([_-][a-z]{2,4})?$/i.test(component) || // language packs: en, zh_CN, pt-BR
+  /^no-languages$/i.test(component) ||
+  /secureboot/i.test(component);
 
 /**
  * Layered casper (Ubuntu server >= 21.10, desktop >= 23.04): there is no single
@@ -232,13 +239,20 @@ export function findLayerfsPath(cfgText: string): string | undefined {
 
 /** What the error for an unknown layout lists: top-level dirs and boot-looking files, ~20 names. */
 export function describeFound(entries: IsoEntry[], cap = 20): string {
-  const top = entries.filter((e) => !e.path.includes('/') && e.type === 'dir').map((e) => `${e.path}/`).sort();
+  const top = entries
+    .filter((e) => !e.path.includes('/') && e.type === 'dir')
+    .map((e) => `${e.path}/`)
+    .sort();
   const interesting = entries
     .filter((e) => e.type === 'file')
     .filter((e) => {
       const b = lc(base(e.path));
-      return /\.(squashfs|sqfs|sfs|img)$/.test(b) || b.startsWith('vmlinuz') || b.startsWith('initrd')
-        || ((b === 'live' || b === 'altinst') && !e.path.includes('/'));
+      return (
+        /\.(squashfs|sqfs|sfs|img)$/.test(b) ||
+        b.startsWith('vmlinuz') ||
+        b.startsWith('initrd') ||
+        ((b === 'live' || b === 'altinst') && !e.path.includes('/'))
+      );
     })
     .map((e) => e.path)
     .sort();
@@ -273,7 +287,10 @@ export function pickIsoContents(entries: IsoEntry[], opts: { layerfsPath?: strin
     const root = t.file('live/filesystem.squashfs') ?? (squash.length === 1 ? squash[0] : undefined);
     const pair = pickKernelPair(names(files));
     if (root && pair) return { layout: 'debian-live', ...pair, rootfs: root.path };
-    if (root || pair) problems.push(`live/ has ${root ? 'a root squashfs' : 'a kernel and initrd'} but no ${root ? 'live/vmlinuz* and live/initrd* pair' : 'live/filesystem.squashfs'}`);
+    if (root || pair)
+      problems.push(
+        `live/ has ${root ? 'a root squashfs' : 'a kernel and initrd'} but no ${root ? 'live/vmlinuz* and live/initrd* pair' : 'live/filesystem.squashfs'}`,
+      );
   }
 
   if (t.dir('casper')) {
@@ -286,7 +303,10 @@ export function pickIsoContents(entries: IsoEntry[], opts: { layerfsPath?: strin
     if (full) rootfs = full.path;
     else if (squash.length === 1) rootfs = squash[0].path;
     else if (squash.length > 1) {
-      const chain = chooseCasperLayers(squash.map((e) => base(e.path)), opts.layerfsPath);
+      const chain = chooseCasperLayers(
+        squash.map((e) => base(e.path)),
+        opts.layerfsPath,
+      );
       if (chain) {
         const dir = parentOf(squash[0].path);
         layers = chain.map((n) => `${dir}/${n}`);
@@ -294,7 +314,10 @@ export function pickIsoContents(entries: IsoEntry[], opts: { layerfsPath?: strin
       }
     }
     if (rootfs && pair) return { layout: 'ubuntu-casper', ...pair, rootfs, ...(layers ? { layers } : {}) };
-    if (rootfs || pair || squash.length) problems.push(`casper/ has ${rootfs ? 'a root squashfs' : squash.length ? 'squashfs files that form no layer chain' : 'no squashfs'}${pair ? '' : ' and no casper/vmlinuz* and casper/initrd* pair'}`);
+    if (rootfs || pair || squash.length)
+      problems.push(
+        `casper/ has ${rootfs ? 'a root squashfs' : squash.length ? 'squashfs files that form no layer chain' : 'no squashfs'}${pair ? '' : ' and no casper/vmlinuz* and casper/initrd* pair'}`,
+      );
   }
 
   const liveos = t.file('LiveOS/squashfs.img');
@@ -446,8 +469,11 @@ export async function inspectIso(isoPath: string): Promise<IsoContents> {
   const entries = await listIso(abs);
   const t = new Tree(entries);
   let layerfsPath: string | undefined;
-  if (t.dir('casper') && !t.file('casper/filesystem.squashfs')
-      && t.filesIn('casper').filter((e) => lc(e.path).endsWith('.squashfs')).length > 1) {
+  if (
+    t.dir('casper') &&
+    !t.file('casper/filesystem.squashfs') &&
+    t.filesIn('casper').filter((e) => lc(e.path).endsWith('.squashfs')).length > 1
+  ) {
     layerfsPath = await readLayerfsPath(abs, entries);
   }
   const picked = pickIsoContents(entries, { layerfsPath, label: abs });
@@ -499,9 +525,14 @@ export async function extractIsoFile(isoPath: string, inner: string, dest: strin
     if (r.exitCode !== 0) {
       // xorriso reports a short write with a stale errno ("No such file or directory"),
       // so a full disk is recognised by the short write plus the free space left.
-      if (/No space left on device|Disk quota exceeded/i.test(r.stderr)
-          || (/Cannot write all bytes/i.test(r.stderr) && (await nearlyFull(dirname(destAbs))))) {
-        throw new StrataError('E_NO_SPACE', `no space left on the device while extracting ${innerPath} from ${abs} to ${destAbs}; free some space and try again`);
+      if (
+        /No space left on device|Disk quota exceeded/i.test(r.stderr) ||
+        (/Cannot write all bytes/i.test(r.stderr) && (await nearlyFull(dirname(destAbs))))
+      ) {
+        throw new StrataError(
+          'E_NO_SPACE',
+          `no space left on the device while extracting ${innerPath} from ${abs} to ${destAbs}; free some space and try again`,
+        );
       }
       throw badIso(`cannot extract ${innerPath} from ${abs}: ${lastLines(r.stderr)}`);
     }
@@ -560,7 +591,8 @@ export async function isNestedRootfs(squashfsPath: string, offset = 0): Promise<
   if (r.exitCode !== 0) {
     throw new StrataError('E_NOT_SQUASHFS', `${squashfsPath} is not a readable squashfs: ${lastLines(r.stderr || r.stdout)}`);
   }
-  const paths = r.stdout.split('\n')
+  const paths = r.stdout
+    .split('\n')
     .filter((l) => l.startsWith('R/'))
     .map((l) => l.slice(2));
   return nestedFromListing(paths);

@@ -16,7 +16,7 @@ export function renderManifest(m: Manifest): string {
   if (m.kernel) lines.push(`kernel sha256:${m.kernel.digest} ${m.kernel.size}`);
   if (m.initrd) lines.push(`initrd sha256:${m.initrd.digest} ${m.initrd.size}`);
   for (const l of m.layers) lines.push(`layer sha256:${l.digest} ${l.size}`);
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 export function commitIdOf(text: string): CommitId {
@@ -40,7 +40,8 @@ function blob(parts: string[], line: string): BlobRef {
 export function parseManifest(text: string, opts: { trusted?: boolean } = {}): Manifest {
   const lines = text.split('\n');
   if (lines[lines.length - 1] === '') lines.pop();
-  if (lines[0] !== 'strata-manifest 1') throw new StrataError('E_BAD_MANIFEST', 'not a strata manifest (first line must be "strata-manifest 1")');
+  if (lines[0] !== 'strata-manifest 1')
+    throw new StrataError('E_BAD_MANIFEST', 'not a strata manifest (first line must be "strata-manifest 1")');
   const m: Manifest = { parent: null, kernel: null, initrd: null, layers: [] };
   for (const line of lines.slice(1)) {
     const parts = line.split(' ');
@@ -49,10 +50,17 @@ export function parseManifest(text: string, opts: { trusted?: boolean } = {}): M
         if (parts[1] !== '-' && !HEX64.test(parts[1] ?? '')) throw new StrataError('E_BAD_MANIFEST', `bad manifest line: ${line}`);
         m.parent = parts[1] === '-' ? null : parts[1]!;
         break;
-      case 'kernel': m.kernel = blob(parts, line); break;
-      case 'initrd': m.initrd = blob(parts, line); break;
-      case 'layer': m.layers.push(blob(parts, line)); break;
-      default: throw new StrataError('E_BAD_MANIFEST', `unknown manifest line: ${line}`);
+      case 'kernel':
+        m.kernel = blob(parts, line);
+        break;
+      case 'initrd':
+        m.initrd = blob(parts, line);
+        break;
+      case 'layer':
+        m.layers.push(blob(parts, line));
+        break;
+      default:
+        throw new StrataError('E_BAD_MANIFEST', `unknown manifest line: ${line}`);
     }
   }
   if (!opts.trusted && renderManifest(m) !== text) throw new StrataError('E_BAD_MANIFEST', 'manifest is not in canonical form');

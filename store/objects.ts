@@ -18,20 +18,28 @@ import type { Digest } from './types.ts';
 const HEX64 = /^[0-9a-f]{64}$/;
 
 export function assertDigest(d: string): Digest {
-  if (!HEX64.test(d)) throw new StrataError('E_BAD_ARGUMENT', `not a sha256 digest: ${JSON.stringify(d).slice(0, 80)} (expected 64 lowercase hex digits)`);
+  if (!HEX64.test(d))
+    throw new StrataError('E_BAD_ARGUMENT', `not a sha256 digest: ${JSON.stringify(d).slice(0, 80)} (expected 64 lowercase hex digits)`);
   return d;
 }
 
 export async function fsyncPath(path: string): Promise<void> {
   const fh = await fsp.open(path, fsc.O_RDONLY);
-  try { await fh.sync(); } finally { await fh.close(); }
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
 }
 
 export async function sha256File(path: string): Promise<{ digest: Digest; size: number }> {
   const h = createHash('sha256');
   let size = 0;
   await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), async function* (src) {
-    for await (const chunk of src) { h.update(chunk as Buffer); size += (chunk as Buffer).length; }
+    for await (const chunk of src) {
+      h.update(chunk as Buffer);
+      size += (chunk as Buffer).length;
+    }
   });
   return { digest: h.digest('hex'), size };
 }
@@ -107,7 +115,9 @@ export class ObjectStore {
           await out.write(chunk as Buffer);
         }
         await out.sync();
-      } finally { await out.close(); }
+      } finally {
+        await out.close();
+      }
     } catch (e) {
       await fsp.rm(tmp, { force: true });
       throw wrapIoError(e, `copying ${src} into the store`);
@@ -123,7 +133,11 @@ export class ObjectStore {
 
   async *list(): AsyncGenerator<Digest> {
     let dirs: string[] = [];
-    try { dirs = await fsp.readdir(this.root); } catch { return; }
+    try {
+      dirs = await fsp.readdir(this.root);
+    } catch {
+      return;
+    }
     for (const d of dirs.sort()) {
       if (!/^[0-9a-f]{2}$/.test(d)) continue;
       for (const f of (await fsp.readdir(join(this.root, d))).sort()) {
@@ -143,7 +157,12 @@ export class ObjectStore {
       const pid = /-(\d+)-[0-9a-f]{6,}/.exec(f)?.[1];
       let dead: boolean;
       if (pid) {
-        try { process.kill(Number(pid), 0); dead = false; } catch (e) { dead = (e as NodeJS.ErrnoException).code === 'ESRCH'; }
+        try {
+          process.kill(Number(pid), 0);
+          dead = false;
+        } catch (e) {
+          dead = (e as NodeJS.ErrnoException).code === 'ESRCH';
+        }
       } else {
         const st = await fsp.stat(join(this.tmpDir, f)).catch(() => null);
         dead = !!st && Date.now() - st.mtimeMs > 24 * 3600 * 1000;

@@ -92,7 +92,7 @@ function ensureDir(root: Node, path: string, layer: number): Node {
   for (const part of path.split('/')) {
     const children = n.children ?? (n.children = new Map());
     let c = children.get(part);
-    if (!c || !c.children) {
+    if (!c?.children) {
       c = impliedDir(layer);
       children.set(part, c);
     }
@@ -133,7 +133,10 @@ function applyLayers(layers: LayerEntry[][]): Overlay {
     }
     // Pass 2: the layer's entries, parents first (a listing need not be sorted).
     // Depths computed once: a comparator that splits paths dominated planMerge's time.
-    const adds = entries.filter((e) => !e.whiteout).map((e) => ({ e, d: depthOf(e.path) })).sort((a, b) => a.d - b.d);
+    const adds = entries
+      .filter((e) => !e.whiteout)
+      .map((e) => ({ e, d: depthOf(e.path) }))
+      .sort((a, b) => a.d - b.d);
     for (const { e } of adds) {
       if (e.path === '') {
         root.entry = e;
@@ -231,7 +234,7 @@ export function planMerge(layers: LayerEntry[][], opts: { keepBelow: boolean }):
       let head = e.linkname;
       for (let hops = 0; hops < 64; hops++) {
         const t = byPath.get(head);
-        if (!t || t.type !== 'hardlink' || t.linkname === undefined) break;
+        if (t?.type !== 'hardlink' || t.linkname === undefined) break;
         head = t.linkname;
       }
       let members = groups.get(head);

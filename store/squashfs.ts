@@ -85,7 +85,9 @@ export function squashfsToTar(path: string): NodeJS.ReadableStream {
   const out = new PassThrough({ highWaterMark: 1 << 20 });
   // -s: fail instead of skipping what tar cannot hold; -r .: keep the root inode.
   const child = execa('sqfs2tar', ['-s', '-r', '.', path], {
-    stdin: 'ignore', stdout: 'pipe', stderr: 'pipe',
+    stdin: 'ignore',
+    stdout: 'pipe',
+    stderr: 'pipe',
     buffer: { stdout: false, stderr: true },
     maxBuffer: { stderr: 256 * 1024 },
     reject: false,
@@ -101,7 +103,9 @@ export function squashfsToTar(path: string): NodeJS.ReadableStream {
       out.destroy(new StrataError('E_CORRUPT', `cannot read the squashfs image '${path}' (sqfs2tar: ${why})`, { path }));
     }
   });
-  out.once('close', () => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  out.once('close', () => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
   return out;
 }
 

@@ -17,7 +17,14 @@ import { StrataError, wrapIoError } from './errors.ts';
 import { ObjectStore, assertDigest, sha256File } from './objects.ts';
 import { commitIdOf, parseManifest, renderManifest } from './manifest.ts';
 import {
-  chainDifference, conflictingPaths, logOrder, mergeBase, nthFirstParent, reachable, touchedPaths, unionTouch,
+  chainDifference,
+  conflictingPaths,
+  logOrder,
+  mergeBase,
+  nthFirstParent,
+  reachable,
+  touchedPaths,
+  unionTouch,
   type TouchSet,
 } from './dag.ts';
 import { CommitIndex, type CommitRow } from './commit-index.ts';
@@ -29,9 +36,24 @@ import { flattenToTar } from './flatten-stream.ts';
 import { extractIsoFile, inspectIso, isNestedRootfs } from './iso.ts';
 import {
   DEFAULT_CONFIG,
-  type Assignment, type BlobRef, type ClientLease, type Commit, type CommitId, type Compressor, type DiffResult, type Digest,
-  type LayerEntry, type LayerInfo, type Manifest, type Profile, type Push, type PushState, type Ref, type ReflogEntry,
-  type SshKey, type StoreConfig,
+  type Assignment,
+  type BlobRef,
+  type ClientLease,
+  type Commit,
+  type CommitId,
+  type Compressor,
+  type DiffResult,
+  type Digest,
+  type LayerEntry,
+  type LayerInfo,
+  type Manifest,
+  type Profile,
+  type Push,
+  type PushState,
+  type Ref,
+  type ReflogEntry,
+  type SshKey,
+  type StoreConfig,
 } from './types.ts';
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -92,7 +114,10 @@ export class Store {
     const dir = resolvePath(dataDir);
     const dbPath = join(dir, 'strata.db');
     if (!existsSync(dbPath) && !opts.create) {
-      throw new StrataError('E_NOT_FOUND', `no strata data directory at ${dir}; run "strata init --data ${dataDir}" or "strata import" first`);
+      throw new StrataError(
+        'E_NOT_FOUND',
+        `no strata data directory at ${dir}; run "strata init --data ${dataDir}" or "strata import" first`,
+      );
     }
     await fsp.mkdir(dir, { recursive: true });
     await fsp.mkdir(join(dir, 'incoming'), { recursive: true });
@@ -167,10 +192,17 @@ export class Store {
       throw new StrataError('E_COMMIT_NOT_FOUND', `no commit ${r}`);
     }
     if (/^[0-9a-f]{7,63}$/.test(r)) {
-      const rows = this.db.prepare('SELECT id FROM commits WHERE id >= ? AND id < ? LIMIT 11').all(r, r + 'g') as { id: string }[];
+      const rows = this.db.prepare('SELECT id FROM commits WHERE id >= ? AND id < ? LIMIT 11').all(r, `${r}g`) as { id: string }[];
       if (rows.length === 1) return rows[0]!.id;
       if (rows.length > 1) {
-        throw new StrataError('E_AMBIGUOUS_REF', `${r} is ambiguous: it starts ${rows.length > 10 ? 'more than 10' : rows.length} commits (${rows.slice(0, 5).map((x) => x.id.slice(0, 12)).join(', ')}); give more digits`, { candidates: rows.map((x) => x.id) });
+        throw new StrataError(
+          'E_AMBIGUOUS_REF',
+          `${r} is ambiguous: it starts ${rows.length > 10 ? 'more than 10' : rows.length} commits (${rows
+            .slice(0, 5)
+            .map((x) => x.id.slice(0, 12))
+            .join(', ')}); give more digits`,
+          { candidates: rows.map((x) => x.id) },
+        );
       }
     }
     if (/^[0-9a-f]{1,6}$/.test(r)) {
@@ -190,21 +222,43 @@ export class Store {
   graph(profile: string): { commits: Commit[]; refs: Ref[] } {
     this.getProfile(profile);
     const refs = this.listRefs().filter((r) => r.profile === profile);
-    const nodes = logOrder(refs.map((r) => r.commit), this.commits.whole());
+    const nodes = logOrder(
+      refs.map((r) => r.commit),
+      this.commits.whole(),
+    );
     return { commits: nodes.map((n) => this.getCommit(n.id)), refs };
   }
 
   // ---------------------------------------------------------------- layers
 
   private layerRow(digest: Digest) {
-    return this.db.prepare('SELECT digest, size, kind, entry_count, uncompressed_bytes, compressor, created_at FROM layers WHERE digest = ?').get(digest) as
-      { digest: string; size: number; kind: LayerInfo['kind']; entry_count: number; uncompressed_bytes: number; compressor: Compressor; created_at: number } | undefined;
+    return this.db
+      .prepare('SELECT digest, size, kind, entry_count, uncompressed_bytes, compressor, created_at FROM layers WHERE digest = ?')
+      .get(digest) as
+      | {
+          digest: string;
+          size: number;
+          kind: LayerInfo['kind'];
+          entry_count: number;
+          uncompressed_bytes: number;
+          compressor: Compressor;
+          created_at: number;
+        }
+      | undefined;
   }
 
   getLayer(digest: Digest): LayerInfo {
     const r = this.layerRow(digest);
     if (!r) throw new StrataError('E_OBJECT_NOT_FOUND', `no layer sha256:${digest}`);
-    return { digest: r.digest, size: r.size, kind: r.kind, entryCount: r.entry_count, uncompressedBytes: r.uncompressed_bytes, compressor: r.compressor, createdAt: r.created_at };
+    return {
+      digest: r.digest,
+      size: r.size,
+      kind: r.kind,
+      entryCount: r.entry_count,
+      uncompressedBytes: r.uncompressed_bytes,
+      compressor: r.compressor,
+      createdAt: r.created_at,
+    };
   }
 
   layerEntries(digest: Digest): LayerEntry[] {
@@ -225,12 +279,18 @@ export class Store {
   // ---------------------------------------------------------------- profiles
 
   private rowToProfile(r: Record<string, unknown>): Profile {
-    const head = this.db.prepare("SELECT commit_id FROM refs WHERE name = ? AND type = 'branch'").get(r.name) as { commit_id: string } | undefined;
+    const head = this.db.prepare("SELECT commit_id FROM refs WHERE name = ? AND type = 'branch'").get(r.name) as
+      | { commit_id: string }
+      | undefined;
     return {
-      name: r.name as string, cmdline: r.cmdline as string, compressor: r.compressor as Compressor, level: (r.level as number | null) ?? null,
+      name: r.name as string,
+      cmdline: r.cmdline as string,
+      compressor: r.compressor as Compressor,
+      level: (r.level as number | null) ?? null,
       kernel: r.kernel_digest ? { digest: r.kernel_digest as string, size: r.kernel_size as number } : null,
       initrd: r.initrd_digest ? { digest: r.initrd_digest as string, size: r.initrd_size as number } : null,
-      head: head?.commit_id ?? null, createdAt: r.created_at as number,
+      head: head?.commit_id ?? null,
+      createdAt: r.created_at as number,
     };
   }
 
@@ -240,7 +300,11 @@ export class Store {
 
   getProfile(name: string): Profile {
     const r = this.db.prepare('SELECT * FROM profiles WHERE name = ?').get(name) as Record<string, unknown> | undefined;
-    if (!r) throw new StrataError('E_PROFILE_NOT_FOUND', `no profile "${name}" (see "strata log" / the profiles list; create one with "strata import ${name} SOURCE")`);
+    if (!r)
+      throw new StrataError(
+        'E_PROFILE_NOT_FOUND',
+        `no profile "${name}" (see "strata log" / the profiles list; create one with "strata import ${name} SOURCE")`,
+      );
     return this.rowToProfile(r);
   }
 
@@ -249,8 +313,13 @@ export class Store {
    * a profile's own branch (`lab`) or one of its side branches (`lab/feature`).
    */
   branchInfo(ref: string): { profile: Profile; ref: string; head: CommitId } {
-    const r = this.db.prepare('SELECT commit_id, type, profile FROM refs WHERE name = ?').get(ref) as { commit_id: string; type: string; profile: string } | undefined;
-    if (!r) { this.getProfile(ref); throw new StrataError('E_PROFILE_NOT_FOUND', `profile ${ref} has no commits`); }
+    const r = this.db.prepare('SELECT commit_id, type, profile FROM refs WHERE name = ?').get(ref) as
+      | { commit_id: string; type: string; profile: string }
+      | undefined;
+    if (!r) {
+      this.getProfile(ref);
+      throw new StrataError('E_PROFILE_NOT_FOUND', `profile ${ref} has no commits`);
+    }
     if (r.type !== 'branch') throw new StrataError('E_BAD_ARGUMENT', `${ref} is a tag; tags do not move (use a branch or a profile)`);
     return { profile: this.getProfile(r.profile), ref, head: r.commit_id };
   }
@@ -269,7 +338,8 @@ export class Store {
 
   setCompression(profile: string, compressor: Compressor, level: number | null): Profile {
     this.getProfile(profile);
-    if (!['zstd', 'lz4', 'gzip', 'xz'].includes(compressor)) throw new StrataError('E_BAD_ARGUMENT', `unknown compressor ${compressor} (zstd, lz4, gzip or xz)`);
+    if (!['zstd', 'lz4', 'gzip', 'xz'].includes(compressor))
+      throw new StrataError('E_BAD_ARGUMENT', `unknown compressor ${compressor} (zstd, lz4, gzip or xz)`);
     this.db.prepare('UPDATE profiles SET compressor = ?, level = ? WHERE name = ?').run(compressor, level, profile);
     return this.getProfile(profile);
   }
@@ -279,37 +349,61 @@ export class Store {
   private createCommit(c: NewCommit): { commit: Commit; warnings: string[] } {
     const warnings: string[] = [];
     if (c.layers.length > this.config.maxChainLength) {
-      throw new StrataError('E_CHAIN_TOO_LONG', `this commit would stack ${c.layers.length} layers; the limit is ${this.config.maxChainLength} (overlayfs mounts at most 500 lower layers and its option string must fit one page). Run "strata flatten ${c.profile}" first.`);
+      throw new StrataError(
+        'E_CHAIN_TOO_LONG',
+        `this commit would stack ${c.layers.length} layers; the limit is ${this.config.maxChainLength} (overlayfs mounts at most 500 lower layers and its option string must fit one page). Run "strata flatten ${c.profile}" first.`,
+      );
     }
     if (c.layers.length >= this.config.warnChainLength) {
-      warnings.push(`the chain of ${c.profile} is now ${c.layers.length} layers deep; boots fetch and mount every layer, consider "strata flatten ${c.profile}"`);
+      warnings.push(
+        `the chain of ${c.profile} is now ${c.layers.length} layers deep; boots fetch and mount every layer, consider "strata flatten ${c.profile}"`,
+      );
     }
     const manifest: Manifest = { parent: c.parent, kernel: c.kernel, initrd: c.initrd, layers: c.layers };
     const text = renderManifest(manifest);
     const id = commitIdOf(text);
     const now = Date.now();
-    this.db.transaction(() => {
-      faultPoint('ref-move');
-      const cur = this.db.prepare('SELECT commit_id, type FROM refs WHERE name = ?').get(c.ref) as { commit_id: string; type: string } | undefined;
-      if (cur && cur.type !== 'branch') throw new StrataError('E_REF_EXISTS', `${c.ref} is a tag, not a branch`);
-      if (c.expectedHead !== undefined && (cur?.commit_id ?? null) !== c.expectedHead) {
-        throw new StrataError('E_STALE_PARENT', `${c.ref} moved to ${cur?.commit_id.slice(0, 12) ?? 'nothing'} while this was being prepared; nothing was changed, try again`);
-      }
-      for (const l of [...(c.newLayer ? [c.newLayer] : []), ...(c.moreLayers ?? [])]) {
-        this.db.prepare(`INSERT OR IGNORE INTO layers (digest, size, kind, entry_count, uncompressed_bytes, compressor, entries, created_at)
-          VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(l.info.digest, l.info.size, l.info.kind, l.info.entryCount, l.info.uncompressedBytes, l.info.compressor,
-          gzipSync(JSON.stringify(l.entries)), now);
-      }
-      for (const l of c.layers) {
-        if (!this.layerRow(l.digest)) throw new StrataError('E_INTERNAL', `layer ${l.digest} is not registered`);
-      }
-      // Same manifest = same commit id: committing identical content on the
-      // same parent again is not an error, the existing commit is reused.
-      this.db.prepare(`INSERT OR IGNORE INTO commits (id, parent, merge_parent, profile, message, author, created_at, manifest, added_layer, kind)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(id, c.parent, c.mergeParent ?? null, c.profile, c.message, c.author, now, text, c.addedLayer, c.kind);
-      this.moveRefTx(c.ref, 'branch', id, c.profile, c.action, c.message);
-      c.also?.(id);
-    }).immediate();
+    this.db
+      .transaction(() => {
+        faultPoint('ref-move');
+        const cur = this.db.prepare('SELECT commit_id, type FROM refs WHERE name = ?').get(c.ref) as
+          | { commit_id: string; type: string }
+          | undefined;
+        if (cur && cur.type !== 'branch') throw new StrataError('E_REF_EXISTS', `${c.ref} is a tag, not a branch`);
+        if (c.expectedHead !== undefined && (cur?.commit_id ?? null) !== c.expectedHead) {
+          throw new StrataError(
+            'E_STALE_PARENT',
+            `${c.ref} moved to ${cur?.commit_id.slice(0, 12) ?? 'nothing'} while this was being prepared; nothing was changed, try again`,
+          );
+        }
+        for (const l of [...(c.newLayer ? [c.newLayer] : []), ...(c.moreLayers ?? [])]) {
+          this.db
+            .prepare(`INSERT OR IGNORE INTO layers (digest, size, kind, entry_count, uncompressed_bytes, compressor, entries, created_at)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+            .run(
+              l.info.digest,
+              l.info.size,
+              l.info.kind,
+              l.info.entryCount,
+              l.info.uncompressedBytes,
+              l.info.compressor,
+              gzipSync(JSON.stringify(l.entries)),
+              now,
+            );
+        }
+        for (const l of c.layers) {
+          if (!this.layerRow(l.digest)) throw new StrataError('E_INTERNAL', `layer ${l.digest} is not registered`);
+        }
+        // Same manifest = same commit id: committing identical content on the
+        // same parent again is not an error, the existing commit is reused.
+        this.db
+          .prepare(`INSERT OR IGNORE INTO commits (id, parent, merge_parent, profile, message, author, created_at, manifest, added_layer, kind)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+          .run(id, c.parent, c.mergeParent ?? null, c.profile, c.message, c.author, now, text, c.addedLayer, c.kind);
+        this.moveRefTx(c.ref, 'branch', id, c.profile, c.action, c.message);
+        c.also?.(id);
+      })
+      .immediate();
     return { commit: this.getCommit(id), warnings };
   }
 
@@ -317,9 +411,13 @@ export class Store {
   private moveRefTx(name: string, type: Ref['type'], to: CommitId, profile: string, action: string, message: string): void {
     const cur = this.db.prepare('SELECT commit_id FROM refs WHERE name = ?').get(name) as { commit_id: string } | undefined;
     if (cur?.commit_id === to) return;
-    this.db.prepare(`INSERT INTO refs (name, type, commit_id, profile) VALUES (?, ?, ?, ?)
-      ON CONFLICT(name) DO UPDATE SET commit_id = excluded.commit_id`).run(name, type, to, profile);
-    this.db.prepare('INSERT INTO reflog (ref, old, new, action, message, time) VALUES (?, ?, ?, ?, ?, ?)').run(name, cur?.commit_id ?? null, to, action, message.split('\n')[0]!.slice(0, 200), Date.now());
+    this.db
+      .prepare(`INSERT INTO refs (name, type, commit_id, profile) VALUES (?, ?, ?, ?)
+      ON CONFLICT(name) DO UPDATE SET commit_id = excluded.commit_id`)
+      .run(name, type, to, profile);
+    this.db
+      .prepare('INSERT INTO reflog (ref, old, new, action, message, time) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(name, cur?.commit_id ?? null, to, action, message.split('\n')[0]!.slice(0, 200), Date.now());
   }
 
   private async registerBaked(baked: BakedImage): Promise<BlobRef> {
@@ -329,17 +427,29 @@ export class Store {
 
   private bakeOptions(profile: Profile, policy?: TarPolicy) {
     return {
-      tmpDir: this.objects.tmpDir, compressor: profile.compressor, level: profile.level,
-      maxUncompressedBytes: this.config.maxUncompressedBytes, maxEntries: this.config.maxEntries, policy,
+      tmpDir: this.objects.tmpDir,
+      compressor: profile.compressor,
+      level: profile.level,
+      maxUncompressedBytes: this.config.maxUncompressedBytes,
+      maxEntries: this.config.maxEntries,
+      policy,
     };
   }
 
   // ---------------------------------------------------------------- import
 
   /** Creates profile NAME whose first commit is the base made from SOURCE. */
-  async importBase(name: string, source: string, opts: { kernel?: string; initrd?: string; message?: string; author?: string; compressor?: Compressor; level?: number | null } = {}): Promise<Commit> {
-    if (!NAME_RE.test(name)) throw new StrataError('E_BAD_ARGUMENT', `"${name}" is not a usable profile name (letters, digits, . _ -; up to 64)`);
-    if (this.db.prepare('SELECT 1 FROM profiles WHERE name = ?').get(name) || this.db.prepare('SELECT 1 FROM refs WHERE name = ?').get(name)) {
+  async importBase(
+    name: string,
+    source: string,
+    opts: { kernel?: string; initrd?: string; message?: string; author?: string; compressor?: Compressor; level?: number | null } = {},
+  ): Promise<Commit> {
+    if (!NAME_RE.test(name))
+      throw new StrataError('E_BAD_ARGUMENT', `"${name}" is not a usable profile name (letters, digits, . _ -; up to 64)`);
+    if (
+      this.db.prepare('SELECT 1 FROM profiles WHERE name = ?').get(name) ||
+      this.db.prepare('SELECT 1 FROM refs WHERE name = ?').get(name)
+    ) {
       throw new StrataError('E_PROFILE_EXISTS', `profile "${name}" already exists; commit on top of it or choose another name`);
     }
     const compressor = opts.compressor ?? 'zstd';
@@ -359,18 +469,27 @@ export class Store {
         // --sort=name: squashfs keeps small files in fragment blocks in tar
         // order, and sqfs2tar (flatten, export) reads in name order; sorted
         // input made reading a layer back 4x faster here.
-        const tar = spawn('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '--sort=name', '-C', source, '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const tar = spawn('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '--sort=name', '-C', source, '-cf', '-', '.'], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
         let err = '';
-        tar.stderr.on('data', (d) => { err += d; });
+        tar.stderr.on('data', (d) => {
+          err += d;
+        });
         const exited = new Promise<number>((res) => tar.on('close', (code) => res(code ?? 1)));
         const baked = await bakeTar(tar.stdout, this.bakeOptions(pseudo));
-        if ((await exited) !== 0) { await fsp.rm(baked.path, { force: true }); throw new StrataError('E_BAD_SOURCE', `reading the directory ${source} failed: ${err.trim()}`); }
+        if ((await exited) !== 0) {
+          await fsp.rm(baked.path, { force: true });
+          throw new StrataError('E_BAD_SOURCE', `reading the directory ${source} failed: ${err.trim()}`);
+        }
         layer = await this.registerBaked(baked);
-        entries = baked.entries; uncompressed = baked.uncompressedBytes;
+        entries = baked.entries;
+        uncompressed = baked.uncompressedBytes;
       } else if (kind === 'tar') {
         const baked = await bakeTar(source, this.bakeOptions(pseudo));
         layer = await this.registerBaked(baked);
-        entries = baked.entries; uncompressed = baked.uncompressedBytes;
+        entries = baked.entries;
+        uncompressed = baked.uncompressedBytes;
       } else {
         let sqfs = source;
         if (kind === 'iso') {
@@ -379,17 +498,32 @@ export class Store {
           tmpFiles.push(sqfs);
           await extractIsoFile(source, iso.rootfs, sqfs);
           if (await isNestedRootfs(sqfs)) {
-            throw new StrataError('E_BAD_ISO', `${source}: ${iso.rootfs} holds LiveOS/rootfs.img (an ext4 image inside squashfs, older Fedora); strata cannot read it without mounting. Loop-mount rootfs.img yourself and "strata import ${name} <that directory>".`);
+            throw new StrataError(
+              'E_BAD_ISO',
+              `${source}: ${iso.rootfs} holds LiveOS/rootfs.img (an ext4 image inside squashfs, older Fedora); strata cannot read it without mounting. Loop-mount rootfs.img yourself and "strata import ${name} <that directory>".`,
+            );
           }
-          if (!kernelSrc) { kernelSrc = this.objects.tempPath('iso-kernel'); tmpFiles.push(kernelSrc); await extractIsoFile(source, iso.kernel, kernelSrc); }
-          if (!initrdSrc) { initrdSrc = this.objects.tempPath('iso-initrd'); tmpFiles.push(initrdSrc); await extractIsoFile(source, iso.initrd, initrdSrc); }
+          if (!kernelSrc) {
+            kernelSrc = this.objects.tempPath('iso-kernel');
+            tmpFiles.push(kernelSrc);
+            await extractIsoFile(source, iso.kernel, kernelSrc);
+          }
+          if (!initrdSrc) {
+            initrdSrc = this.objects.tempPath('iso-initrd');
+            tmpFiles.push(initrdSrc);
+            await extractIsoFile(source, iso.initrd, initrdSrc);
+          }
           for (const inner of (iso.layers ?? []).slice(1)) {
             const f = this.objects.tempPath('iso-layer');
             tmpFiles.push(f);
             await extractIsoFile(source, inner, f);
             await assertSquashfs(f);
             const le = await listSquashfs(f);
-            upperLayers.push({ ref: await this.objects.putFile(f), entries: le, uncompressed: le.reduce((a, e) => a + (e.type === 'file' ? e.size : 0), 0) });
+            upperLayers.push({
+              ref: await this.objects.putFile(f),
+              entries: le,
+              uncompressed: le.reduce((a, e) => a + (e.type === 'file' ? e.size : 0), 0),
+            });
           }
         }
         await assertSquashfs(sqfs);
@@ -405,13 +539,44 @@ export class Store {
         // either nothing or a complete profile.
         let result!: { commit: Commit; warnings: string[] };
         this.db.transaction(() => {
-          this.db.prepare(`INSERT INTO profiles (name, cmdline, compressor, level, kernel_digest, kernel_size, initrd_digest, initrd_size, created_at)
-            VALUES (?, '', ?, ?, ?, ?, ?, ?, ?)`).run(name, compressor, level, kernel?.digest ?? null, kernel?.size ?? null, initrd?.digest ?? null, initrd?.size ?? null, now);
+          this.db
+            .prepare(`INSERT INTO profiles (name, cmdline, compressor, level, kernel_digest, kernel_size, initrd_digest, initrd_size, created_at)
+            VALUES (?, '', ?, ?, ?, ?, ?, ?, ?)`)
+            .run(name, compressor, level, kernel?.digest ?? null, kernel?.size ?? null, initrd?.digest ?? null, initrd?.size ?? null, now);
           result = this.createCommit({
-            profile: name, ref: name, expectedHead: null, parent: null, layers: [layer, ...upperLayers.map((u) => u.ref)], kernel, initrd,
-            moreLayers: upperLayers.map((u) => ({ info: { digest: u.ref.digest, size: u.ref.size, kind: 'base' as const, entryCount: u.entries.length, uncompressedBytes: u.uncompressed, compressor }, entries: u.entries })),
-            message: opts.message ?? `import ${source.split('/').pop()}`, author: opts.author ?? 'admin', kind: 'import', addedLayer: layer.digest,
-            newLayer: { info: { digest: layer.digest, size: layer.size, kind: 'base', entryCount: entries.length, uncompressedBytes: uncompressed, compressor }, entries },
+            profile: name,
+            ref: name,
+            expectedHead: null,
+            parent: null,
+            layers: [layer, ...upperLayers.map((u) => u.ref)],
+            kernel,
+            initrd,
+            moreLayers: upperLayers.map((u) => ({
+              info: {
+                digest: u.ref.digest,
+                size: u.ref.size,
+                kind: 'base' as const,
+                entryCount: u.entries.length,
+                uncompressedBytes: u.uncompressed,
+                compressor,
+              },
+              entries: u.entries,
+            })),
+            message: opts.message ?? `import ${source.split('/').pop()}`,
+            author: opts.author ?? 'admin',
+            kind: 'import',
+            addedLayer: layer.digest,
+            newLayer: {
+              info: {
+                digest: layer.digest,
+                size: layer.size,
+                kind: 'base',
+                entryCount: entries.length,
+                uncompressedBytes: uncompressed,
+                compressor,
+              },
+              entries,
+            },
             action: 'import',
           });
         })();
@@ -433,24 +598,56 @@ export class Store {
    * layer is stacked onto the new head if it touches none of the paths that
    * changed; otherwise nothing moves and E_STALE_PARENT says why.
    */
-  async commitTar(profileName: string, input: NodeJS.ReadableStream | string, opts: { message?: string; parent?: string; author?: string; policy?: TarPolicy } = {}): Promise<{ commit: Commit; warnings: string[] }> {
+  async commitTar(
+    profileName: string,
+    input: NodeJS.ReadableStream | string,
+    opts: { message?: string; parent?: string; author?: string; policy?: TarPolicy } = {},
+  ): Promise<{ commit: Commit; warnings: string[] }> {
     const { profile, head: startHead } = this.branchInfo(profileName);
     const parent = opts.parent ? this.resolve(opts.parent) : startHead;
     const baked = await bakeTar(input, this.bakeOptions(profile, opts.policy));
     const layer = await this.registerBaked(baked);
-    const r = this.commitAgainstHead(() => this.branchInfo(profileName).head, parent, baked.entries, (head, decision) => {
-      if (decision.kind === 'conflict') {
-        throw new StrataError('E_STALE_PARENT', `${profileName} moved past ${parent.slice(0, 12)} and the new commits change the same paths: ${decision.paths.slice(0, 10).join(', ')}${decision.paths.length > 10 ? ', ...' : ''}. Nothing was committed; commit against ${head.slice(0, 12)} or use a branch.`, { paths: decision.paths });
-      }
-      const base = this.getCommit(decision.onto);
-      return {
-        profile: profile.name, ref: profileName, expectedHead: head, parent: decision.onto, mergeParent: decision.onto === parent ? null : parent,
-        layers: [...base.manifest.layers, layer], kernel: base.manifest.kernel, initrd: base.manifest.initrd,
-        message: opts.message ?? 'commit', author: opts.author ?? 'admin', kind: 'commit', addedLayer: layer.digest,
-        newLayer: { info: { digest: layer.digest, size: layer.size, kind: 'layer', entryCount: baked.entries.length, uncompressedBytes: baked.uncompressedBytes, compressor: profile.compressor }, entries: baked.entries },
-        action: 'commit',
-      };
-    });
+    const r = this.commitAgainstHead(
+      () => this.branchInfo(profileName).head,
+      parent,
+      baked.entries,
+      (head, decision) => {
+        if (decision.kind === 'conflict') {
+          throw new StrataError(
+            'E_STALE_PARENT',
+            `${profileName} moved past ${parent.slice(0, 12)} and the new commits change the same paths: ${decision.paths.slice(0, 10).join(', ')}${decision.paths.length > 10 ? ', ...' : ''}. Nothing was committed; commit against ${head.slice(0, 12)} or use a branch.`,
+            { paths: decision.paths },
+          );
+        }
+        const base = this.getCommit(decision.onto);
+        return {
+          profile: profile.name,
+          ref: profileName,
+          expectedHead: head,
+          parent: decision.onto,
+          mergeParent: decision.onto === parent ? null : parent,
+          layers: [...base.manifest.layers, layer],
+          kernel: base.manifest.kernel,
+          initrd: base.manifest.initrd,
+          message: opts.message ?? 'commit',
+          author: opts.author ?? 'admin',
+          kind: 'commit',
+          addedLayer: layer.digest,
+          newLayer: {
+            info: {
+              digest: layer.digest,
+              size: layer.size,
+              kind: 'layer',
+              entryCount: baked.entries.length,
+              uncompressedBytes: baked.uncompressedBytes,
+              compressor: profile.compressor,
+            },
+            entries: baked.entries,
+          },
+          action: 'commit',
+        };
+      },
+    );
     return { commit: r.commit, warnings: [...baked.warnings, ...r.warnings] };
   }
 
@@ -464,7 +661,9 @@ export class Store {
    * again against the new head, up to 5 more times, then give up with that error.
    */
   private commitAgainstHead(
-    readHead: () => CommitId, parent: CommitId, entries: LayerEntry[],
+    readHead: () => CommitId,
+    parent: CommitId,
+    entries: LayerEntry[],
     prepare: (head: CommitId, decision: ParentDecision) => NewCommit,
   ): { commit: Commit; warnings: string[] } {
     for (let attempt = 0; ; attempt++) {
@@ -502,11 +701,14 @@ export class Store {
     const from = b.head;
     const to = rev ? this.resolve(rev) : this.resolve(`${profile}~1`);
     if (to === from) throw new StrataError('E_NOTHING_TO_DO', `${profile} is already at ${to.slice(0, 12)}`);
-    this.db.transaction(() => {
-      const cur = this.db.prepare('SELECT commit_id FROM refs WHERE name = ?').get(profile) as { commit_id: string };
-      if (cur.commit_id !== from) throw new StrataError('E_STALE_PARENT', `${profile} moved while rolling back; nothing was changed, try again`);
-      this.moveRefTx(profile, 'branch', to, b.profile.name, 'rollback', `rollback from ${from.slice(0, 12)} to ${to.slice(0, 12)}`);
-    }).immediate();
+    this.db
+      .transaction(() => {
+        const cur = this.db.prepare('SELECT commit_id FROM refs WHERE name = ?').get(profile) as { commit_id: string };
+        if (cur.commit_id !== from)
+          throw new StrataError('E_STALE_PARENT', `${profile} moved while rolling back; nothing was changed, try again`);
+        this.moveRefTx(profile, 'branch', to, b.profile.name, 'rollback', `rollback from ${from.slice(0, 12)} to ${to.slice(0, 12)}`);
+      })
+      .immediate();
     return { from, to };
   }
 
@@ -517,16 +719,36 @@ export class Store {
     const layer = target.addedLayer;
     const chain = head.manifest.layers.map((l) => l.digest);
     const idx = layer ? chain.indexOf(layer) : -1;
-    if (!layer || idx < 0) throw new StrataError('E_NOTHING_TO_DO', `the head of ${profile} does not contain the layer that ${target.id.slice(0, 12)} added (already reverted, or flattened into another layer)`);
-    if (idx === 0) throw new StrataError('E_BAD_ARGUMENT', `${target.id.slice(0, 12)} is the base of ${profile}; a chain cannot drop its base (import a new base instead)`);
+    if (!layer || idx < 0)
+      throw new StrataError(
+        'E_NOTHING_TO_DO',
+        `the head of ${profile} does not contain the layer that ${target.id.slice(0, 12)} added (already reverted, or flattened into another layer)`,
+      );
+    if (idx === 0)
+      throw new StrataError(
+        'E_BAD_ARGUMENT',
+        `${target.id.slice(0, 12)} is the base of ${profile}; a chain cannot drop its base (import a new base instead)`,
+      );
     const later = chain.slice(idx + 1);
     const warnings: string[] = [];
     const overlap = conflictingPaths(touchedPaths(this.layerEntries(layer)), this.touch(later));
-    if (overlap.length) warnings.push(`later layers also change ${overlap.length} of the reverted paths (${overlap.slice(0, 5).join(', ')}${overlap.length > 5 ? ', ...' : ''}); their version stays`);
+    if (overlap.length)
+      warnings.push(
+        `later layers also change ${overlap.length} of the reverted paths (${overlap.slice(0, 5).join(', ')}${overlap.length > 5 ? ', ...' : ''}); their version stays`,
+      );
     const r = this.createCommit({
-      profile: b.profile.name, ref: profile, expectedHead: head.id, parent: head.id, layers: head.manifest.layers.filter((l) => l.digest !== layer),
-      kernel: head.manifest.kernel, initrd: head.manifest.initrd, message: `revert ${target.id.slice(0, 12)}: ${target.message}`,
-      author: opts.author ?? 'admin', kind: 'revert', addedLayer: null, action: 'revert',
+      profile: b.profile.name,
+      ref: profile,
+      expectedHead: head.id,
+      parent: head.id,
+      layers: head.manifest.layers.filter((l) => l.digest !== layer),
+      kernel: head.manifest.kernel,
+      initrd: head.manifest.initrd,
+      message: `revert ${target.id.slice(0, 12)}: ${target.message}`,
+      author: opts.author ?? 'admin',
+      kind: 'revert',
+      addedLayer: null,
+      action: 'revert',
     });
     return { commit: r.commit, warnings: [...warnings, ...r.warnings] };
   }
@@ -537,28 +759,53 @@ export class Store {
     const picked = this.getCommit(this.resolve(rev));
     if (!picked.addedLayer) return [];
     const base = picked.parent ? mergeBase(head.id, picked.parent, this.commits.whole()) : null;
-    const since = chainDifference(base ? this.chainOf(base) : [], head.manifest.layers.map((l) => l.digest));
+    const since = chainDifference(
+      base ? this.chainOf(base) : [],
+      head.manifest.layers.map((l) => l.digest),
+    );
     return conflictingPaths(touchedPaths(this.layerEntries(picked.addedLayer)), this.touch(since));
   }
 
-  async cherryPick(profile: string, rev: string, opts: { force?: boolean; author?: string } = {}): Promise<{ commit: Commit; warnings: string[] }> {
+  async cherryPick(
+    profile: string,
+    rev: string,
+    opts: { force?: boolean; author?: string } = {},
+  ): Promise<{ commit: Commit; warnings: string[] }> {
     const b = this.branchInfo(profile);
     const head = this.getCommit(b.head);
     const picked = this.getCommit(this.resolve(rev));
-    if (!picked.addedLayer || picked.kind === 'import') throw new StrataError('E_BAD_ARGUMENT', `${picked.id.slice(0, 12)} adds no layer of its own (${picked.kind}); only commits that add a layer can be cherry-picked`);
-    if (head.manifest.layers.some((l) => l.digest === picked.addedLayer)) throw new StrataError('E_NOTHING_TO_DO', `${profile} already contains the layer of ${picked.id.slice(0, 12)}`);
+    if (!picked.addedLayer || picked.kind === 'import')
+      throw new StrataError(
+        'E_BAD_ARGUMENT',
+        `${picked.id.slice(0, 12)} adds no layer of its own (${picked.kind}); only commits that add a layer can be cherry-picked`,
+      );
+    if (head.manifest.layers.some((l) => l.digest === picked.addedLayer))
+      throw new StrataError('E_NOTHING_TO_DO', `${profile} already contains the layer of ${picked.id.slice(0, 12)}`);
     const conflicts = this.cherryPickConflicts(profile, picked.id);
     const warnings: string[] = [];
     if (conflicts.length && !opts.force) {
-      throw new StrataError('E_CONFLICT', `${profile} changed the same paths since it diverged from ${picked.id.slice(0, 12)}: ${conflicts.slice(0, 10).join(', ')}${conflicts.length > 10 ? ` and ${conflicts.length - 10} more` : ''}. Nothing was changed; use --force to stack the layer anyway (its version wins).`, { paths: conflicts });
+      throw new StrataError(
+        'E_CONFLICT',
+        `${profile} changed the same paths since it diverged from ${picked.id.slice(0, 12)}: ${conflicts.slice(0, 10).join(', ')}${conflicts.length > 10 ? ` and ${conflicts.length - 10} more` : ''}. Nothing was changed; use --force to stack the layer anyway (its version wins).`,
+        { paths: conflicts },
+      );
     }
     if (conflicts.length) warnings.push(`forced over ${conflicts.length} conflicting path(s); the picked layer's version wins`);
     const layer = picked.manifest.layers.find((l) => l.digest === picked.addedLayer)!;
     // The picked layer is reused as is: same digest, no re-bake.
     const r = this.createCommit({
-      profile: b.profile.name, ref: profile, expectedHead: head.id, parent: head.id, layers: [...head.manifest.layers, layer],
-      kernel: head.manifest.kernel, initrd: head.manifest.initrd, message: `cherry-pick ${picked.id.slice(0, 12)}: ${picked.message}`,
-      author: opts.author ?? 'admin', kind: 'cherry-pick', addedLayer: layer.digest, action: 'cherry-pick',
+      profile: b.profile.name,
+      ref: profile,
+      expectedHead: head.id,
+      parent: head.id,
+      layers: [...head.manifest.layers, layer],
+      kernel: head.manifest.kernel,
+      initrd: head.manifest.initrd,
+      message: `cherry-pick ${picked.id.slice(0, 12)}: ${picked.message}`,
+      author: opts.author ?? 'admin',
+      kind: 'cherry-pick',
+      addedLayer: layer.digest,
+      action: 'cherry-pick',
     });
     return { commit: r.commit, warnings: [...warnings, ...r.warnings] };
   }
@@ -568,7 +815,10 @@ export class Store {
    * called about once a second while the merged tree is read and baked (a
    * flatten at the default zstd level takes minutes on a large base).
    */
-  async flatten(profileName: string, opts: { from?: string; author?: string; onProgress?: (p: { done: number; total: number }) => void } = {}): Promise<{ commit: Commit; warnings: string[] }> {
+  async flatten(
+    profileName: string,
+    opts: { from?: string; author?: string; onProgress?: (p: { done: number; total: number }) => void } = {},
+  ): Promise<{ commit: Commit; warnings: string[] }> {
     const { profile, head: headId } = this.branchInfo(profileName);
     const head = this.getCommit(headId);
     const chain = head.manifest.layers;
@@ -577,13 +827,25 @@ export class Store {
       const from = this.getCommit(this.resolve(opts.from));
       const fl = from.manifest.layers;
       const isPrefix = fl.length <= chain.length && fl.every((l, i) => chain[i]!.digest === l.digest);
-      if (!isPrefix) throw new StrataError('E_BAD_ARGUMENT', `${from.id.slice(0, 12)}'s chain is not the start of ${profileName}'s chain; --from must name an earlier commit of ${profileName}`);
+      if (!isPrefix)
+        throw new StrataError(
+          'E_BAD_ARGUMENT',
+          `${from.id.slice(0, 12)}'s chain is not the start of ${profileName}'s chain; --from must name an earlier commit of ${profileName}`,
+        );
       keep = fl.length;
     }
     const part = chain.slice(keep);
-    if (part.length < 2) throw new StrataError('E_NOTHING_TO_DO', `${part.length === 0 ? 'no layers' : 'only one layer'} above ${keep ? 'that commit' : 'nothing'}; nothing to flatten`);
+    if (part.length < 2)
+      throw new StrataError(
+        'E_NOTHING_TO_DO',
+        `${part.length === 0 ? 'no layers' : 'only one layer'} above ${keep ? 'that commit' : 'nothing'}; nothing to flatten`,
+      );
     const entries = part.map((l) => this.layerEntries(l.digest));
-    const tar = flattenToTar(part.map((l) => this.objectPath(l.digest)), entries, { keepBelow: keep > 0 });
+    const tar = flattenToTar(
+      part.map((l) => this.objectPath(l.digest)),
+      entries,
+      { keepBelow: keep > 0 },
+    );
     // The merged tar is the store's own (headers encoded from checked layers):
     // no re-check, its listing comes from the merge (docs/decisions.md, "Flatten speed").
     const onProgress = opts.onProgress;
@@ -597,11 +859,29 @@ export class Store {
     onProgress?.(tar.progress());
     const layer = await this.registerBaked(baked);
     const r = this.createCommit({
-      profile: profile.name, ref: profileName, expectedHead: head.id, parent: head.id, layers: [...chain.slice(0, keep), layer],
-      kernel: head.manifest.kernel, initrd: head.manifest.initrd,
+      profile: profile.name,
+      ref: profileName,
+      expectedHead: head.id,
+      parent: head.id,
+      layers: [...chain.slice(0, keep), layer],
+      kernel: head.manifest.kernel,
+      initrd: head.manifest.initrd,
       message: `flatten ${part.length} layers${keep ? ` above ${chain[keep - 1]!.digest.slice(0, 12)}` : ''}`,
-      author: opts.author ?? 'admin', kind: 'flatten', addedLayer: layer.digest, action: 'flatten',
-      newLayer: { info: { digest: layer.digest, size: layer.size, kind: 'flat', entryCount: baked.entries.length, uncompressedBytes: baked.uncompressedBytes, compressor: profile.compressor }, entries: baked.entries },
+      author: opts.author ?? 'admin',
+      kind: 'flatten',
+      addedLayer: layer.digest,
+      action: 'flatten',
+      newLayer: {
+        info: {
+          digest: layer.digest,
+          size: layer.size,
+          kind: 'flat',
+          entryCount: baked.entries.length,
+          uncompressedBytes: baked.uncompressedBytes,
+          compressor: profile.compressor,
+        },
+        entries: baked.entries,
+      },
     });
     return { commit: r.commit, warnings: [...baked.warnings, ...r.warnings] };
   }
@@ -610,7 +890,13 @@ export class Store {
     const ca = this.getCommit(this.resolve(a));
     let from: Commit | null;
     let to: Commit;
-    if (b === undefined) { from = ca.parent ? this.getCommit(ca.parent) : null; to = ca; } else { from = ca; to = this.getCommit(this.resolve(b)); }
+    if (b === undefined) {
+      from = ca.parent ? this.getCommit(ca.parent) : null;
+      to = ca;
+    } else {
+      from = ca;
+      to = this.getCommit(this.resolve(b));
+    }
     const treeOf = (c: Commit | null) => mergedTree(c ? c.manifest.layers.map((l) => this.layerEntries(l.digest)) : []);
     const ta = treeOf(from);
     const tb = treeOf(to);
@@ -630,43 +916,59 @@ export class Store {
   // ---------------------------------------------------------------- refs
 
   listRefs(): Ref[] {
-    return (this.db.prepare('SELECT name, type, commit_id, profile FROM refs ORDER BY type, name').all() as { name: string; type: Ref['type']; commit_id: string; profile: string }[])
-      .map((r) => ({ name: r.name, type: r.type, commit: r.commit_id, profile: r.profile }));
+    return (
+      this.db.prepare('SELECT name, type, commit_id, profile FROM refs ORDER BY type, name').all() as {
+        name: string;
+        type: Ref['type'];
+        commit_id: string;
+        profile: string;
+      }[]
+    ).map((r) => ({ name: r.name, type: r.type, commit: r.commit_id, profile: r.profile }));
   }
 
   tag(name: string, rev: string): Ref {
     if (!REF_RE.test(name) || /^[0-9a-f]{7,64}$/.test(name)) throw new StrataError('E_BAD_ARGUMENT', `"${name}" is not a usable tag name`);
     const id = this.resolve(rev);
     const c = this.getCommit(id);
-    this.db.transaction(() => {
-      if (this.db.prepare('SELECT 1 FROM refs WHERE name = ?').get(name)) throw new StrataError('E_REF_EXISTS', `a tag or branch named "${name}" already exists`);
-      this.moveRefTx(name, 'tag', id, c.profile, 'tag', `tag ${name}`);
-    }).immediate();
+    this.db
+      .transaction(() => {
+        if (this.db.prepare('SELECT 1 FROM refs WHERE name = ?').get(name))
+          throw new StrataError('E_REF_EXISTS', `a tag or branch named "${name}" already exists`);
+        this.moveRefTx(name, 'tag', id, c.profile, 'tag', `tag ${name}`);
+      })
+      .immediate();
     return { name, type: 'tag', commit: id, profile: c.profile };
   }
 
   /** A new branch. `P/NAME` belongs to profile P; a bare NAME becomes a new profile with the source's settings. */
   branch(name: string, rev: string): Ref {
-    if (!REF_RE.test(name) || /^[0-9a-f]{7,64}$/.test(name)) throw new StrataError('E_BAD_ARGUMENT', `"${name}" is not a usable branch name`);
+    if (!REF_RE.test(name) || /^[0-9a-f]{7,64}$/.test(name))
+      throw new StrataError('E_BAD_ARGUMENT', `"${name}" is not a usable branch name`);
     const id = this.resolve(rev);
     const src = this.getCommit(id);
     const profile = this.profileOfRef(name);
-    this.db.transaction(() => {
-      if (this.db.prepare('SELECT 1 FROM refs WHERE name = ?').get(name)) throw new StrataError('E_REF_EXISTS', `a tag or branch named "${name}" already exists`);
-      if (!this.db.prepare('SELECT 1 FROM profiles WHERE name = ?').get(profile)) {
-        if (name.includes('/')) throw new StrataError('E_PROFILE_NOT_FOUND', `no profile "${profile}" for branch ${name}`);
-        const sp = this.db.prepare('SELECT * FROM profiles WHERE name = ?').get(src.profile) as Record<string, unknown>;
-        this.db.prepare(`INSERT INTO profiles (name, cmdline, compressor, level, kernel_digest, kernel_size, initrd_digest, initrd_size, created_at)
-          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(name, sp.cmdline, sp.compressor, sp.level, sp.kernel_digest, sp.kernel_size, sp.initrd_digest, sp.initrd_size, Date.now());
-      }
-      this.moveRefTx(name, 'branch', id, profile, 'branch', `branch ${name} at ${id.slice(0, 12)}`);
-    }).immediate();
+    this.db
+      .transaction(() => {
+        if (this.db.prepare('SELECT 1 FROM refs WHERE name = ?').get(name))
+          throw new StrataError('E_REF_EXISTS', `a tag or branch named "${name}" already exists`);
+        if (!this.db.prepare('SELECT 1 FROM profiles WHERE name = ?').get(profile)) {
+          if (name.includes('/')) throw new StrataError('E_PROFILE_NOT_FOUND', `no profile "${profile}" for branch ${name}`);
+          const sp = this.db.prepare('SELECT * FROM profiles WHERE name = ?').get(src.profile) as Record<string, unknown>;
+          this.db
+            .prepare(`INSERT INTO profiles (name, cmdline, compressor, level, kernel_digest, kernel_size, initrd_digest, initrd_size, created_at)
+          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+            .run(name, sp.cmdline, sp.compressor, sp.level, sp.kernel_digest, sp.kernel_size, sp.initrd_digest, sp.initrd_size, Date.now());
+        }
+        this.moveRefTx(name, 'branch', id, profile, 'branch', `branch ${name} at ${id.slice(0, 12)}`);
+      })
+      .immediate();
     return { name, type: 'branch', commit: id, profile };
   }
 
   reflog(ref: string): ReflogEntry[] {
     const rows = this.db.prepare('SELECT * FROM reflog WHERE ref = ? ORDER BY id DESC').all(ref) as ReflogEntry[];
-    if (!rows.length && !this.db.prepare('SELECT 1 FROM refs WHERE name = ?').get(ref)) throw new StrataError('E_REF_NOT_FOUND', `no branch, tag or profile named "${ref}"`);
+    if (!rows.length && !this.db.prepare('SELECT 1 FROM refs WHERE name = ?').get(ref))
+      throw new StrataError('E_REF_NOT_FOUND', `no branch, tag or profile named "${ref}"`);
     return rows;
   }
 
@@ -708,8 +1010,10 @@ export class Store {
       pin = tag ? tag.name : this.resolve(pinRev);
     }
     const cmdline = (opts.cmdline ?? '').trim();
-    this.db.prepare(`INSERT INTO assignments (match, kind, profile, pin, cmdline) VALUES (?, ?, ?, ?, ?)
-      ON CONFLICT(match) DO UPDATE SET kind = excluded.kind, profile = excluded.profile, pin = excluded.pin, cmdline = excluded.cmdline`).run(m.match, m.kind, profile, pin, cmdline);
+    this.db
+      .prepare(`INSERT INTO assignments (match, kind, profile, pin, cmdline) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT(match) DO UPDATE SET kind = excluded.kind, profile = excluded.profile, pin = excluded.pin, cmdline = excluded.cmdline`)
+      .run(m.match, m.kind, profile, pin, cmdline);
     return { match: m.match, kind: m.kind, profile, pin, cmdline };
   }
 
@@ -735,21 +1039,43 @@ export class Store {
 
   // ---------------------------------------------------------------- clients
 
-  recordClient(c: { mac: string; ip: string; commit: string | null; profile?: string | null; boot: boolean; assignment?: string | null }): void {
+  recordClient(c: {
+    mac: string;
+    ip: string;
+    commit: string | null;
+    profile?: string | null;
+    boot: boolean;
+    assignment?: string | null;
+  }): void {
     const mac = normalizeMac(c.mac);
     if (!mac) throw new StrataError('E_BAD_ARGUMENT', `not a MAC address: ${c.mac}`);
-    if (c.commit !== null && !/^[0-9a-f]{64}$/.test(c.commit)) throw new StrataError('E_BAD_ARGUMENT', 'commit must be a full 64-hex commit id');
+    if (c.commit !== null && !/^[0-9a-f]{64}$/.test(c.commit))
+      throw new StrataError('E_BAD_ARGUMENT', 'commit must be a full 64-hex commit id');
     const now = Date.now();
-    this.db.prepare(`INSERT INTO clients (mac, ip, commit_id, profile, last_seen, last_boot, assignment) VALUES (@mac, @ip, @commit, @profile, @now, @boot, @assignment)
+    this.db
+      .prepare(`INSERT INTO clients (mac, ip, commit_id, profile, last_seen, last_boot, assignment) VALUES (@mac, @ip, @commit, @profile, @now, @boot, @assignment)
       ON CONFLICT(mac) DO UPDATE SET ip = excluded.ip, commit_id = COALESCE(excluded.commit_id, clients.commit_id), profile = COALESCE(excluded.profile, clients.profile),
         last_seen = excluded.last_seen, last_boot = COALESCE(excluded.last_boot, clients.last_boot), assignment = COALESCE(excluded.assignment, clients.assignment)`)
-      .run({ mac, ip: c.ip, commit: c.commit, profile: c.profile ?? null, now, boot: c.boot ? now : null, assignment: c.assignment ?? null });
+      .run({
+        mac,
+        ip: c.ip,
+        commit: c.commit,
+        profile: c.profile ?? null,
+        now,
+        boot: c.boot ? now : null,
+        assignment: c.assignment ?? null,
+      });
   }
 
   listClients(): ClientLease[] {
     return (this.db.prepare('SELECT * FROM clients ORDER BY last_seen DESC').all() as Record<string, unknown>[]).map((r) => ({
-      mac: r.mac as string, ip: r.ip as string, commit: r.commit_id as string | null, profile: r.profile as string | null,
-      lastSeen: r.last_seen as number, lastBoot: r.last_boot as number | null, assignment: r.assignment as string | null,
+      mac: r.mac as string,
+      ip: r.ip as string,
+      commit: r.commit_id as string | null,
+      profile: r.profile as string | null,
+      lastSeen: r.last_seen as number,
+      lastBoot: r.last_boot as number | null,
+      assignment: r.assignment as string | null,
     }));
   }
 
@@ -762,18 +1088,29 @@ export class Store {
     const data = Buffer.from(parts[1] ?? '', 'base64');
     // The blob starts with its own algorithm name: a cheap check that this is an OpenSSH public key line.
     const inner = data.length > 4 ? data.subarray(4, 4 + data.readUInt32BE(0)).toString() : '';
-    if (!/^(ssh-|ecdsa-|sk-)/.test(algo) || inner !== algo) throw new StrataError('E_BAD_ARGUMENT', 'not an OpenSSH public key line (expected e.g. "ssh-ed25519 AAAA... comment", the content of a .pub file)');
+    if (!/^(ssh-|ecdsa-|sk-)/.test(algo) || inner !== algo)
+      throw new StrataError(
+        'E_BAD_ARGUMENT',
+        'not an OpenSSH public key line (expected e.g. "ssh-ed25519 AAAA... comment", the content of a .pub file)',
+      );
     if (!opts.admin && !opts.profiles.length) throw new StrataError('E_BAD_ARGUMENT', 'a key needs --admin or at least one --profile');
     for (const p of opts.profiles) this.getProfile(p);
-    const fingerprint = 'SHA256:' + createHash('sha256').update(data).digest('base64').replace(/=+$/, '');
-    this.db.prepare(`INSERT INTO keys (name, public_key, algo, key_data, fingerprint, admin, profiles) VALUES (?, ?, ?, ?, ?, ?, ?)
+    const fingerprint = `SHA256:${createHash('sha256').update(data).digest('base64').replace(/=+$/, '')}`;
+    this.db
+      .prepare(`INSERT INTO keys (name, public_key, algo, key_data, fingerprint, admin, profiles) VALUES (?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT(name) DO UPDATE SET public_key = excluded.public_key, algo = excluded.algo, key_data = excluded.key_data, fingerprint = excluded.fingerprint, admin = excluded.admin, profiles = excluded.profiles`)
       .run(name, parts.slice(0, 2).join(' '), algo, data, fingerprint, opts.admin ? 1 : 0, JSON.stringify(opts.profiles));
     return { name, publicKey: parts.slice(0, 2).join(' '), fingerprint, admin: opts.admin, profiles: opts.profiles };
   }
 
   private rowToKey(r: Record<string, unknown>): SshKey {
-    return { name: r.name as string, publicKey: r.public_key as string, fingerprint: r.fingerprint as string, admin: !!r.admin, profiles: JSON.parse(r.profiles as string) as string[] };
+    return {
+      name: r.name as string,
+      publicKey: r.public_key as string,
+      fingerprint: r.fingerprint as string,
+      admin: !!r.admin,
+      profiles: JSON.parse(r.profiles as string) as string[],
+    };
   }
 
   listKeys(): SshKey[] {
@@ -785,7 +1122,9 @@ export class Store {
   }
 
   findKey(algo: string, keyData: Buffer): SshKey | null {
-    const r = this.db.prepare('SELECT * FROM keys WHERE algo = ? AND key_data = ?').get(algo, keyData) as Record<string, unknown> | undefined;
+    const r = this.db.prepare('SELECT * FROM keys WHERE algo = ? AND key_data = ?').get(algo, keyData) as
+      | Record<string, unknown>
+      | undefined;
     return r ? this.rowToKey(r) : null;
   }
 
@@ -797,7 +1136,7 @@ export class Store {
 
   createToken(name: string): { name: string; token: string } {
     if (!NAME_RE.test(name)) throw new StrataError('E_BAD_ARGUMENT', `"${name}" is not a usable token name`);
-    const token = 'st_' + randomBytes(24).toString('base64url');
+    const token = `st_${randomBytes(24).toString('base64url')}`;
     // Only a hash is kept: a leaked database does not leak usable tokens.
     const hash = createHash('sha256').update(token).digest('hex');
     try {
@@ -816,20 +1155,32 @@ export class Store {
   }
 
   listTokens(): { name: string; createdAt: number }[] {
-    return (this.db.prepare('SELECT name, created_at FROM tokens ORDER BY name').all() as { name: string; created_at: number }[]).map((r) => ({ name: r.name, createdAt: r.created_at }));
+    return (this.db.prepare('SELECT name, created_at FROM tokens ORDER BY name').all() as { name: string; created_at: number }[]).map(
+      (r) => ({ name: r.name, createdAt: r.created_at }),
+    );
   }
 
   revokeToken(name: string): void {
-    if (!this.db.prepare('DELETE FROM tokens WHERE name = ?').run(name).changes) throw new StrataError('E_NOT_FOUND', `no token named ${name}`);
+    if (!this.db.prepare('DELETE FROM tokens WHERE name = ?').run(name).changes)
+      throw new StrataError('E_NOT_FOUND', `no token named ${name}`);
   }
 
   // ---------------------------------------------------------------- pushes
 
   private rowToPush(r: Record<string, unknown>): Push {
     return {
-      id: r.id as string, profile: r.profile as string, parent: r.parent as string, message: r.message as string, author: r.author as string,
-      state: r.state as PushState, commit: r.commit_id as string | null, branch: r.branch as string | null, reason: r.reason as string | null,
-      bytes: r.bytes as number, createdAt: r.created_at as number, updatedAt: r.updated_at as number,
+      id: r.id as string,
+      profile: r.profile as string,
+      parent: r.parent as string,
+      message: r.message as string,
+      author: r.author as string,
+      state: r.state as PushState,
+      commit: r.commit_id as string | null,
+      branch: r.branch as string | null,
+      reason: r.reason as string | null,
+      bytes: r.bytes as number,
+      createdAt: r.created_at as number,
+      updatedAt: r.updated_at as number,
     };
   }
 
@@ -846,13 +1197,25 @@ export class Store {
    * archive. The unique index decides, so two concurrent uploads with one key
    * still make one push.
    */
-  createPush(p: { id: string; profile: string; parent: string; message: string; author: string; bytes: number; pushKey?: string | null }): Push {
+  createPush(p: {
+    id: string;
+    profile: string;
+    parent: string;
+    message: string;
+    author: string;
+    bytes: number;
+    pushKey?: string | null;
+  }): Push {
     this.pushArchivePath(p.id);
     const pushKey = p.pushKey ?? null;
-    if (pushKey !== null && !/^[A-Za-z0-9_-]{16,64}$/.test(pushKey)) throw new StrataError('E_BAD_ARGUMENT', `not a push key: ${JSON.stringify(pushKey)} (16-64 characters of A-Z a-z 0-9 _ -)`);
+    if (pushKey !== null && !/^[A-Za-z0-9_-]{16,64}$/.test(pushKey))
+      throw new StrataError('E_BAD_ARGUMENT', `not a push key: ${JSON.stringify(pushKey)} (16-64 characters of A-Z a-z 0-9 _ -)`);
     const now = Date.now();
     try {
-      this.db.prepare(`INSERT INTO pushes (id, profile, parent, message, author, state, bytes, created_at, updated_at, push_key) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)`)
+      this.db
+        .prepare(
+          `INSERT INTO pushes (id, profile, parent, message, author, state, bytes, created_at, updated_at, push_key) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)`,
+        )
         .run(p.id, p.profile, p.parent, p.message, p.author, p.bytes, now, now, pushKey);
     } catch (e) {
       const existing = pushKey === null ? null : this.findPushByKey(p.author, p.profile, pushKey);
@@ -864,7 +1227,9 @@ export class Store {
 
   /** The stored push a client sent with this idempotency key, if any (keys are scoped per author and profile). */
   findPushByKey(author: string, profile: string, pushKey: string): Push | null {
-    const r = this.db.prepare('SELECT * FROM pushes WHERE author = ? AND profile = ? AND push_key = ?').get(author, profile, pushKey) as Record<string, unknown> | undefined;
+    const r = this.db.prepare('SELECT * FROM pushes WHERE author = ? AND profile = ? AND push_key = ?').get(author, profile, pushKey) as
+      | Record<string, unknown>
+      | undefined;
     return r ? this.rowToPush(r) : null;
   }
 
@@ -875,11 +1240,15 @@ export class Store {
   }
 
   listPushes(opts: { limit?: number } = {}): Push[] {
-    return (this.db.prepare('SELECT * FROM pushes ORDER BY created_at DESC, id DESC LIMIT ?').all(opts.limit ?? 200) as Record<string, unknown>[]).map((r) => this.rowToPush(r));
+    return (
+      this.db.prepare('SELECT * FROM pushes ORDER BY created_at DESC, id DESC LIMIT ?').all(opts.limit ?? 200) as Record<string, unknown>[]
+    ).map((r) => this.rowToPush(r));
   }
 
   pendingPushes(): Push[] {
-    return (this.db.prepare("SELECT * FROM pushes WHERE state IN ('queued','baking') ORDER BY created_at, id").all() as Record<string, unknown>[]).map((r) => this.rowToPush(r));
+    return (
+      this.db.prepare("SELECT * FROM pushes WHERE state IN ('queued','baking') ORDER BY created_at, id").all() as Record<string, unknown>[]
+    ).map((r) => this.rowToPush(r));
   }
 
   setPushState(id: string, state: 'baking' | 'queued'): void {
@@ -887,7 +1256,9 @@ export class Store {
   }
 
   private rejectPush(id: string, reason: string): Push {
-    this.db.prepare("UPDATE pushes SET state = 'rejected', reason = ?, updated_at = ? WHERE id = ? AND state IN ('queued','baking')").run(reason, Date.now(), id);
+    this.db
+      .prepare("UPDATE pushes SET state = 'rejected', reason = ?, updated_at = ? WHERE id = ? AND state IN ('queued','baking')")
+      .run(reason, Date.now(), id);
     return this.getPush(id);
   }
 
@@ -908,7 +1279,13 @@ export class Store {
     try {
       profile = this.getProfile(push.profile);
       this.getCommit(push.parent);
-      const key = (() => { try { return this.getKey(push.author); } catch { return null; } })();
+      const key = (() => {
+        try {
+          return this.getKey(push.author);
+        } catch {
+          return null;
+        }
+      })();
       // Devices other than whiteouts come only from admins: a client's
       // /dev is devtmpfs, so a device node in a pushed layer is unexpected.
       // setuid files and capabilities are allowed: a key that may push to a
@@ -923,25 +1300,61 @@ export class Store {
       return push;
     }
     const layer = await this.registerBaked(baked);
-    const newLayer = { info: { digest: layer.digest, size: layer.size, kind: 'layer' as const, entryCount: baked.entries.length, uncompressedBytes: baked.uncompressedBytes, compressor: profile.compressor }, entries: baked.entries };
+    const newLayer = {
+      info: {
+        digest: layer.digest,
+        size: layer.size,
+        kind: 'layer' as const,
+        entryCount: baked.entries.length,
+        uncompressedBytes: baked.uncompressedBytes,
+        compressor: profile.compressor,
+      },
+      entries: baked.entries,
+    };
     try {
-      this.commitAgainstHead(() => this.getProfile(push.profile).head!, push.parent, baked.entries, (head, decision) => {
-        // A conflicting push is not lost: it lands on a branch of its own.
-        const parentCommit = this.getCommit(decision.kind === 'onto' ? decision.onto : push.parent);
-        const onBranch = decision.kind === 'conflict' ? `${push.profile}/push-${id}` : null;
-        return {
-          profile: push.profile, ref: onBranch ?? push.profile, expectedHead: onBranch ? null : head,
-          parent: parentCommit.id, mergeParent: decision.kind === 'onto' && decision.onto !== push.parent ? push.parent : null,
-          layers: [...parentCommit.manifest.layers, layer], kernel: parentCommit.manifest.kernel, initrd: parentCommit.manifest.initrd,
-          message: push.message || `push ${id}`, author: push.author, kind: 'push', addedLayer: layer.digest, newLayer, action: 'push',
-          also: (commitId) => {
-            const r = this.db.prepare("UPDATE pushes SET state = 'committed', commit_id = ?, branch = ?, reason = ?, updated_at = ? WHERE id = ? AND state IN ('queued','baking')")
-              .run(commitId, onBranch, onBranch ? `conflicts with ${push.profile} on: ${decision.kind === 'conflict' ? decision.paths.slice(0, 10).join(', ') : ''}` : null, Date.now(), id);
-            // Another process landed it first: undo everything in this transaction.
-            if (!r.changes) throw new StrataError('E_NOTHING_TO_DO', `push ${id} is already ${this.getPush(id).state}`);
-          },
-        };
-      });
+      this.commitAgainstHead(
+        () => this.getProfile(push.profile).head!,
+        push.parent,
+        baked.entries,
+        (head, decision) => {
+          // A conflicting push is not lost: it lands on a branch of its own.
+          const parentCommit = this.getCommit(decision.kind === 'onto' ? decision.onto : push.parent);
+          const onBranch = decision.kind === 'conflict' ? `${push.profile}/push-${id}` : null;
+          return {
+            profile: push.profile,
+            ref: onBranch ?? push.profile,
+            expectedHead: onBranch ? null : head,
+            parent: parentCommit.id,
+            mergeParent: decision.kind === 'onto' && decision.onto !== push.parent ? push.parent : null,
+            layers: [...parentCommit.manifest.layers, layer],
+            kernel: parentCommit.manifest.kernel,
+            initrd: parentCommit.manifest.initrd,
+            message: push.message || `push ${id}`,
+            author: push.author,
+            kind: 'push',
+            addedLayer: layer.digest,
+            newLayer,
+            action: 'push',
+            also: (commitId) => {
+              const r = this.db
+                .prepare(
+                  "UPDATE pushes SET state = 'committed', commit_id = ?, branch = ?, reason = ?, updated_at = ? WHERE id = ? AND state IN ('queued','baking')",
+                )
+                .run(
+                  commitId,
+                  onBranch,
+                  onBranch
+                    ? `conflicts with ${push.profile} on: ${decision.kind === 'conflict' ? decision.paths.slice(0, 10).join(', ') : ''}`
+                    : null,
+                  Date.now(),
+                  id,
+                );
+              // Another process landed it first: undo everything in this transaction.
+              if (!r.changes) throw new StrataError('E_NOTHING_TO_DO', `push ${id} is already ${this.getPush(id).state}`);
+            },
+          };
+        },
+      );
     } catch (e) {
       const code = (e as StrataError).code;
       if (code === 'E_CHAIN_TOO_LONG' || code === 'E_REF_EXISTS') push = this.rejectPush(id, (e as Error).message);
@@ -967,13 +1380,23 @@ export class Store {
       else if (!reasons.includes(reason)) reasons.push(reason);
     };
     for (const r of this.listRefs()) keep(r.commit, `${r.type} ${r.name}`);
-    const rl = this.db.prepare('SELECT ref, old, new FROM reflog WHERE time > ?').all(now - this.config.reflogKeepMs) as { ref: string; old: string | null; new: string | null }[];
+    const rl = this.db.prepare('SELECT ref, old, new FROM reflog WHERE time > ?').all(now - this.config.reflogKeepMs) as {
+      ref: string;
+      old: string | null;
+      new: string | null;
+    }[];
     for (const e of rl) for (const id of [e.old, e.new]) if (id) keep(id, `reflog of ${e.ref}`);
     for (const a of this.listAssignments()) {
       if (!a.pin) continue;
-      try { keep(this.resolve(a.pin), `pinned by assignment ${a.match}`); } catch { /* a dangling pin keeps nothing */ }
+      try {
+        keep(this.resolve(a.pin), `pinned by assignment ${a.match}`);
+      } catch {
+        /* a dangling pin keeps nothing */
+      }
     }
-    const leases = this.db.prepare('SELECT mac, commit_id FROM clients WHERE commit_id IS NOT NULL AND last_seen > ?').all(now - this.config.leaseMs) as { mac: string; commit_id: string }[];
+    const leases = this.db
+      .prepare('SELECT mac, commit_id FROM clients WHERE commit_id IS NOT NULL AND last_seen > ?')
+      .all(now - this.config.leaseMs) as { mac: string; commit_id: string }[];
     for (const l of leases) keep(l.commit_id, `booted by client ${l.mac}`);
     for (const p of this.pendingPushes()) keep(p.parent, `parent of pending push ${p.id}`);
     return roots;
@@ -1011,21 +1434,28 @@ export class Store {
         for (const b of [m.kernel, m.initrd, ...m.layers]) if (b) liveBlobs.add(b.digest);
       }
       for (const p of this.listProfiles()) for (const b of [p.kernel, p.initrd]) if (b) liveBlobs.add(b.digest);
-      return { deadCommits: all.filter((c) => !live.has(c.id)).map((c) => c.id), deadObjects: candidates.filter((o) => !liveBlobs.has(o.digest)) };
+      return {
+        deadCommits: all.filter((c) => !live.has(c.id)).map((c) => c.id),
+        deadObjects: candidates.filter((o) => !liveBlobs.has(o.digest)),
+      };
     };
     const report = (d: ReturnType<typeof decide>) => ({
-      commits: d.deadCommits, objects: d.deadObjects.map((o) => o.digest), bytes: d.deadObjects.reduce((a, o) => a + o.size, 0),
+      commits: d.deadCommits,
+      objects: d.deadObjects.map((o) => o.digest),
+      bytes: d.deadObjects.reduce((a, o) => a + o.size, 0),
     });
     if (opts.dryRun) return report(decide());
-    const dead = this.db.transaction(() => {
-      const d = decide();
-      const delC = this.db.prepare('DELETE FROM commits WHERE id = ?');
-      for (const id of d.deadCommits) delC.run(id);
-      const delL = this.db.prepare('DELETE FROM layers WHERE digest = ?');
-      for (const o of d.deadObjects) delL.run(o.digest);
-      this.db.prepare('DELETE FROM reflog WHERE time <= ?').run(now - this.config.reflogKeepMs);
-      return d;
-    }).immediate();
+    const dead = this.db
+      .transaction(() => {
+        const d = decide();
+        const delC = this.db.prepare('DELETE FROM commits WHERE id = ?');
+        for (const id of d.deadCommits) delC.run(id);
+        const delL = this.db.prepare('DELETE FROM layers WHERE digest = ?');
+        for (const o of d.deadObjects) delL.run(o.digest);
+        this.db.prepare('DELETE FROM reflog WHERE time <= ?').run(now - this.config.reflogKeepMs);
+        return d;
+      })
+      .immediate();
     this.entryCache.clear();
     this.commits.forget(dead.deadCommits);
     for (const o of dead.deadObjects) await this.objects.remove(o.digest);
@@ -1046,18 +1476,25 @@ export class Store {
     for (const c of commits) {
       if (commitIdOf(c.manifest) !== c.id) problems.push(`commit ${c.id}: manifest does not hash to its id`);
       let m: Manifest;
-      try { m = parseManifest(c.manifest); } catch (e) { problems.push(`commit ${c.id}: ${(e as Error).message}`); continue; }
+      try {
+        m = parseManifest(c.manifest);
+      } catch (e) {
+        problems.push(`commit ${c.id}: ${(e as Error).message}`);
+        continue;
+      }
       if (m.parent !== c.parent) problems.push(`commit ${c.id}: parent column disagrees with the manifest`);
       if (c.parent && !this.commitRow(c.parent)) problems.push(`commit ${c.id}: parent ${c.parent} is missing`);
       for (const b of [m.kernel, m.initrd, ...m.layers]) {
         if (!b) continue;
         const p = this.objects.pathOf(b.digest);
         if (!existsSync(p)) problems.push(`commit ${c.id}: object ${b.digest} is missing`);
-        else if (statSync(p).size !== b.size) problems.push(`commit ${c.id}: object ${b.digest} has size ${statSync(p).size}, manifest says ${b.size}`);
+        else if (statSync(p).size !== b.size)
+          problems.push(`commit ${c.id}: object ${b.digest} has size ${statSync(p).size}, manifest says ${b.size}`);
       }
       for (const l of m.layers) if (!this.layerRow(l.digest)) problems.push(`commit ${c.id}: layer ${l.digest} has no metadata`);
     }
-    for (const r of this.listRefs()) if (!this.commitRow(r.commit)) problems.push(`${r.type} ${r.name} points to missing commit ${r.commit}`);
+    for (const r of this.listRefs())
+      if (!this.commitRow(r.commit)) problems.push(`${r.type} ${r.name} points to missing commit ${r.commit}`);
     return { ok: problems.length === 0, problems, objects, commits: commits.length };
   }
 }
@@ -1091,15 +1528,27 @@ function faultPoint(name: string): void {
 function sameEntry(a: LayerEntry, b: LayerEntry): boolean {
   // Content first when both sides know it; otherwise size and mtime stand in.
   if (a.sha256 && b.sha256 && a.sha256 !== b.sha256) return false;
-  return a.type === b.type && a.mode === b.mode && a.uid === b.uid && a.gid === b.gid && a.size === b.size && a.mtime === b.mtime &&
-    (a.linkname ?? '') === (b.linkname ?? '') && JSON.stringify(a.xattrs ?? {}) === JSON.stringify(b.xattrs ?? {});
+  return (
+    a.type === b.type &&
+    a.mode === b.mode &&
+    a.uid === b.uid &&
+    a.gid === b.gid &&
+    a.size === b.size &&
+    a.mtime === b.mtime &&
+    (a.linkname ?? '') === (b.linkname ?? '') &&
+    JSON.stringify(a.xattrs ?? {}) === JSON.stringify(b.xattrs ?? {})
+  );
 }
 
 /** What kind of base SOURCE is, from its content rather than its name. */
 export async function sourceKind(source: string): Promise<'dir' | 'tar' | 'squashfs' | 'iso'> {
   if (source === '-') return 'tar';
   let st;
-  try { st = statSync(source); } catch { throw new StrataError('E_BAD_SOURCE', `${source} does not exist`); }
+  try {
+    st = statSync(source);
+  } catch {
+    throw new StrataError('E_BAD_SOURCE', `${source} does not exist`);
+  }
   if (st.isDirectory()) return 'dir';
   if (!st.isFile() && source !== '-') throw new StrataError('E_BAD_SOURCE', `${source} is neither a file nor a directory`);
   const fd = openSync(source, 'r');
@@ -1108,8 +1557,11 @@ export async function sourceKind(source: string): Promise<'dir' | 'tar' | 'squas
   closeSync(fd);
   if (n >= 4 && head.subarray(0, 4).toString('latin1') === 'hsqs') return 'squashfs';
   if (n >= 32774 && head.subarray(32769, 32774).toString('latin1') === 'CD001') return 'iso';
-  if (/\.(sqfs|squashfs|img)$/i.test(source)) throw new StrataError('E_NOT_SQUASHFS', `${source} is not a squashfs image (no "hsqs" magic); give a squashfs, an ISO, a tar or a directory`);
+  if (/\.(sqfs|squashfs|img)$/i.test(source))
+    throw new StrataError(
+      'E_NOT_SQUASHFS',
+      `${source} is not a squashfs image (no "hsqs" magic); give a squashfs, an ISO, a tar or a directory`,
+    );
   if (/\.iso$/i.test(source)) throw new StrataError('E_BAD_ISO', `${source} is not an ISO 9660 image`);
   return 'tar';
 }
-

@@ -26,8 +26,20 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { StrataError } from './errors.ts';
 import {
-  BLOCK, BlockCollector, checksumMatches, decodeHeader, encodeEntryHeader, entryType, headerFormat, isZeroBlock, normalizeTarPath,
-  parsePax, printable, roundUp, type HeaderStyle, type RawHeader,
+  BLOCK,
+  BlockCollector,
+  checksumMatches,
+  decodeHeader,
+  encodeEntryHeader,
+  entryType,
+  headerFormat,
+  isZeroBlock,
+  normalizeTarPath,
+  parsePax,
+  printable,
+  roundUp,
+  type HeaderStyle,
+  type RawHeader,
 } from './tar-format.ts';
 import type { LayerEntry } from './types.ts';
 import { createHash, type Hash } from 'node:crypto';
@@ -100,7 +112,10 @@ function paxTime(v: Buffer): number {
 
 /** libarchive's xattr names are URL-encoded (%XX), values base64. */
 function urlDecodeBytes(s: string): string {
-  return Buffer.from(s.replace(/%([0-9A-Fa-f]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1').toString('utf8');
+  return Buffer.from(
+    s.replace(/%([0-9A-Fa-f]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16))),
+    'latin1',
+  ).toString('utf8');
 }
 
 // ---------------------------------------------------------------- xattr values
@@ -114,7 +129,7 @@ export function xattrValueToString(v: Buffer): string {
     const s = v.toString('utf8');
     if (Buffer.byteLength(s) === v.length && !s.includes('\uFFFD')) return s;
   }
-  return '0s' + v.toString('base64');
+  return `0s${v.toString('base64')}`;
 }
 
 // ---------------------------------------------------------------- the checker
@@ -188,7 +203,11 @@ export class TarChecker {
           const h = Math.min(n, this.hashLeft);
           this.hash.update(chunk.subarray(off, off + h));
           this.hashLeft -= h;
-          if (this.hashLeft === 0) { this.hashEntry!.sha256 = this.hash.digest('hex'); this.hash = null; this.hashEntry = null; }
+          if (this.hashLeft === 0) {
+            this.hashEntry!.sha256 = this.hash.digest('hex');
+            this.hash = null;
+            this.hashEntry = null;
+          }
         }
         emit(chunk.subarray(off, off + n));
         this.remaining -= n;
@@ -210,11 +229,13 @@ export class TarChecker {
 
   finish(emit: (b: Buffer) => void): void {
     if (this.state !== 'end') {
-      const atBoundary = (this.state === 'header') && this.blocks.partial === 0;
+      const atBoundary = this.state === 'header' && this.blocks.partial === 0;
       if (!this.sawHeader && this.offset === 0) throw bad('empty input: not a tar archive');
       // A lone zero block at the very end is accepted (GNU tar does too).
       if (!(atBoundary && this.zeroRun >= 1 && !this.pendingPax && !this.pendingLongName && !this.pendingLongLink)) {
-        throw bad(`the tar archive is truncated at byte ${this.offset + this.blocks.partial}; send the complete archive`, { offset: this.offset });
+        throw bad(`the tar archive is truncated at byte ${this.offset + this.blocks.partial}; send the complete archive`, {
+          offset: this.offset,
+        });
       }
     }
     emit(Buffer.alloc(2 * BLOCK));
@@ -224,7 +245,8 @@ export class TarChecker {
     if (isZeroBlock(block)) {
       this.zeroRun++;
       if (this.zeroRun >= 2) {
-        if (this.pendingPax || this.pendingLongName || this.pendingLongLink) throw bad('the tar archive ends inside an entry\'s extended header');
+        if (this.pendingPax || this.pendingLongName || this.pendingLongLink)
+          throw bad("the tar archive ends inside an entry's extended header");
         this.state = 'end';
       }
       return;
@@ -234,7 +256,10 @@ export class TarChecker {
     this.sawHeader = true;
     const h = parseHeader(block, at, first);
     switch (h.typeflag) {
-      case 'x': case 'g': case 'L': case 'K':
+      case 'x':
+      case 'g':
+      case 'L':
+      case 'K':
         if (h.size > MAX_META_BYTES) throw bad(`extended tar header of ${h.size} bytes at byte ${at} (limit ${MAX_META_BYTES})`);
         if (h.size === 0) throw bad(`empty extended tar header at byte ${at}`);
         this.metaType = h.typeflag;
@@ -282,7 +307,8 @@ export class TarChecker {
 
     const type = entryType(h.typeflag);
     if (!type) {
-      if (h.typeflag === 'S') throw bad(`sparse file in the archive (${printable(nameBytes.toString('latin1'))}); create the tar without --sparse`);
+      if (h.typeflag === 'S')
+        throw bad(`sparse file in the archive (${printable(nameBytes.toString('latin1'))}); create the tar without --sparse`);
       throw bad(`unsupported tar entry type '${h.typeflag}' for '${printable(nameBytes.toString('latin1'))}'`);
     }
     let { size, uid, gid, mtime } = h;
@@ -319,13 +345,17 @@ export class TarChecker {
     if (h.devmajor > 0xfff || h.devminor > 0xfffff) throw bad(`'${printable(rawName)}': device number out of range`);
 
     if (this.entries.length >= this.opts.maxEntries) {
-      throw new StrataError('E_TOO_LARGE', `the archive has more than ${this.opts.maxEntries} entries (the configured limit)`, { limit: this.opts.maxEntries });
+      throw new StrataError('E_TOO_LARGE', `the archive has more than ${this.opts.maxEntries} entries (the configured limit)`, {
+        limit: this.opts.maxEntries,
+      });
     }
 
     // Tree shape: no duplicates, no entry below a non-directory, no non-directory where a directory was implied.
     if (this.nodes.has(key)) throw bad(`duplicate path '${printable(key) || '.'}' in the archive`, { path: printable(key) });
     if (type !== 'dir' && (key === '' || this.impliedDirs.has(key))) {
-      throw bad(`'${printable(key) || '.'}' is a ${type} but ${key === '' ? 'the root must be a directory' : 'earlier entries use it as a directory'}`);
+      throw bad(
+        `'${printable(key) || '.'}' is a ${type} but ${key === '' ? 'the root must be a directory' : 'earlier entries use it as a directory'}`,
+      );
     }
     for (let p = parentOf(key); p !== null && !this.impliedDirs.has(p); p = parentOf(p)) {
       if (this.nodes.get(p) === false) throw bad(`'${printable(key)}' is below '${printable(p)}', which is not a directory`);
@@ -345,7 +375,9 @@ export class TarChecker {
       }
       const isDir = this.nodes.get(target);
       if (isDir === undefined || target === '') {
-        throw unsafe(`hardlink '${printable(key)}' -> '${printable(rawLink)}' does not name an earlier entry of the archive`, { path: printable(key) });
+        throw unsafe(`hardlink '${printable(key)}' -> '${printable(rawLink)}' does not name an earlier entry of the archive`, {
+          path: printable(key),
+        });
       }
       if (isDir) throw unsafe(`hardlink '${printable(key)}' -> '${printable(rawLink)}' points to a directory`, { path: printable(key) });
       link = target;
@@ -354,7 +386,8 @@ export class TarChecker {
       // Symlink targets are resolved on the client, inside its root: any target is fine.
       if (linkBytes.length === 0) throw bad(`symlink '${printable(key)}' without a target`);
       if (linkBytes.includes(0)) throw unsafe(`NUL byte in the target of symlink '${printable(key)}'`);
-      if (linkBytes.length > MAX_SYMLINK_BYTES) throw bad(`symlink '${printable(key)}' has a target longer than ${MAX_SYMLINK_BYTES} bytes`);
+      if (linkBytes.length > MAX_SYMLINK_BYTES)
+        throw bad(`symlink '${printable(key)}' has a target longer than ${MAX_SYMLINK_BYTES} bytes`);
       link = linkBytes.toString('latin1');
       linkOut = Buffer.from(linkBytes);
     }
@@ -362,7 +395,10 @@ export class TarChecker {
     // xattrs squashfs can store; the rest is dropped with a warning (tar2sqfs -s would fail on them).
     const kept: [string, Buffer][] = [];
     for (const [name, v] of [...xattrs].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))) {
-      if (name.startsWith('system.posix_acl_')) { hadAcl = true; continue; }
+      if (name.startsWith('system.posix_acl_')) {
+        hadAcl = true;
+        continue;
+      }
       if (!squashfsStoresXattr(name)) {
         this.droppedXattrs.set(name, (this.droppedXattrs.get(name) ?? 0) + 1);
         continue;
@@ -375,13 +411,20 @@ export class TarChecker {
     const whiteout = type === 'char' && h.devmajor === 0 && h.devminor === 0;
     const { policy } = this.opts;
     if ((type === 'char' || type === 'block') && !whiteout && !policy.allowDevices) {
-      throw forbidden(`device node '${printable(key)}' (${type} ${h.devmajor}:${h.devminor}) is not allowed in this push; only whiteouts (char 0:0) are`, { path: printable(key) });
+      throw forbidden(
+        `device node '${printable(key)}' (${type} ${h.devmajor}:${h.devminor}) is not allowed in this push; only whiteouts (char 0:0) are`,
+        { path: printable(key) },
+      );
     }
-    if (type === 'file' && (mode & 0o6000) && !policy.allowSetuid) {
-      throw forbidden(`setuid/setgid file '${printable(key)}' (mode ${mode.toString(8)}) is not allowed in this push`, { path: printable(key) });
+    if (type === 'file' && mode & 0o6000 && !policy.allowSetuid) {
+      throw forbidden(`setuid/setgid file '${printable(key)}' (mode ${mode.toString(8)}) is not allowed in this push`, {
+        path: printable(key),
+      });
     }
     if (!policy.allowCapabilities && kept.some(([n]) => n === 'security.capability')) {
-      throw forbidden(`file capabilities (security.capability) on '${printable(key)}' are not allowed in this push`, { path: printable(key) });
+      throw forbidden(`file capabilities (security.capability) on '${printable(key)}' are not allowed in this push`, {
+        path: printable(key),
+      });
     }
 
     this.nodes.set(key, type === 'dir');
@@ -398,7 +441,10 @@ export class TarChecker {
       mtime: Math.min(Math.max(mtime, 0), MAX_U32),
     };
     if (type === 'symlink' || type === 'hardlink') entry.linkname = Buffer.from(link, 'latin1').toString('utf8');
-    if (type === 'char' || type === 'block') { entry.devmajor = h.devmajor; entry.devminor = h.devminor; }
+    if (type === 'char' || type === 'block') {
+      entry.devmajor = h.devmajor;
+      entry.devminor = h.devminor;
+    }
     if (whiteout) entry.whiteout = true;
     if (kept.length) {
       entry.xattrs = Object.fromEntries(kept.map(([n, v]) => [n, xattrValueToString(v)]));
@@ -406,10 +452,24 @@ export class TarChecker {
     }
     this.entries.push(entry);
 
-    emit(encodeEntryHeader({
-      path: Buffer.from(key, 'latin1'), type, mode: entry.mode, uid, gid, size: entry.size, mtime: entry.mtime,
-      linkname: linkOut, devmajor: entry.devmajor ?? 0, devminor: entry.devminor ?? 0, xattrs: kept,
-    }, CHECKED_STYLE));
+    emit(
+      encodeEntryHeader(
+        {
+          path: Buffer.from(key, 'latin1'),
+          type,
+          mode: entry.mode,
+          uid,
+          gid,
+          size: entry.size,
+          mtime: entry.mtime,
+          linkname: linkOut,
+          devmajor: entry.devmajor ?? 0,
+          devminor: entry.devminor ?? 0,
+          xattrs: kept,
+        },
+        CHECKED_STYLE,
+      ),
+    );
     if (type === 'file' && size > 0) {
       this.remaining = roundUp(size);
       this.state = 'data';
@@ -453,7 +513,9 @@ export class TarCheckStream extends Transform {
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     try {
-      this.checker.push(chunk, (b) => { this.push(b); });
+      this.checker.push(chunk, (b) => {
+        this.push(b);
+      });
       cb();
     } catch (e) {
       cb(e as Error);
@@ -461,7 +523,9 @@ export class TarCheckStream extends Transform {
   }
   override _flush(cb: TransformCallback): void {
     try {
-      this.checker.finish((b) => { this.push(b); });
+      this.checker.finish((b) => {
+        this.push(b);
+      });
       cb();
     } catch (e) {
       cb(e as Error);

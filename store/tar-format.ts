@@ -162,10 +162,23 @@ export function decodeHeader(block: Buffer): RawHeader {
 export const isMetaFlag = (flag: string): boolean => flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K';
 
 const TYPE_OF_FLAG: Record<string, LayerEntry['type'] | undefined> = {
-  '0': 'file', '7': 'file', '1': 'hardlink', '2': 'symlink', '3': 'char', '4': 'block', '5': 'dir', '6': 'fifo',
+  '0': 'file',
+  '7': 'file',
+  '1': 'hardlink',
+  '2': 'symlink',
+  '3': 'char',
+  '4': 'block',
+  '5': 'dir',
+  '6': 'fifo',
 };
 const FLAG_OF_TYPE: Record<LayerEntry['type'], number> = {
-  file: 0x30, hardlink: 0x31, symlink: 0x32, char: 0x33, block: 0x34, dir: 0x35, fifo: 0x36,
+  file: 0x30,
+  hardlink: 0x31,
+  symlink: 0x32,
+  char: 0x33,
+  block: 0x34,
+  dir: 0x35,
+  fifo: 0x36,
 };
 
 /** The entry type of a (non-meta) typeflag; undefined for the ones strata does not take (sparse 'S', ...). */
@@ -231,7 +244,10 @@ export function normalizeTarPath(raw: string, what = 'path'): string {
   if (raw.length === 0) throw bad(`tar entry with an empty ${what}`);
   if (raw.includes('\0')) throw unsafe(`NUL byte in the ${what} '${printable(raw)}'`, { path: printable(raw) });
   if (raw.length > MAX_PATH_BYTES) throw unsafe(`${what} longer than ${MAX_PATH_BYTES} bytes: '${printable(raw).slice(0, 80)}...'`);
-  if (raw.charCodeAt(0) === 0x2f) throw unsafe(`absolute ${what} '${printable(raw)}' in the archive; tar the upper directory with relative paths (tar -C DIR .)`, { path: printable(raw) });
+  if (raw.charCodeAt(0) === 0x2f)
+    throw unsafe(`absolute ${what} '${printable(raw)}' in the archive; tar the upper directory with relative paths (tar -C DIR .)`, {
+      path: printable(raw),
+    });
   // Kept components are [from, to) when they are contiguous in raw (only leading/trailing ones dropped).
   let from = -1;
   let to = -1;
@@ -255,7 +271,10 @@ export function normalizeTarPath(raw: string, what = 'path'): string {
   }
   if (from < 0) return '';
   if (contiguous) return raw.slice(from, to);
-  return raw.split('/').filter((c) => c !== '' && c !== '.').join('/');
+  return raw
+    .split('/')
+    .filter((c) => c !== '' && c !== '.')
+    .join('/');
 }
 
 /** latin1-held bytes -> display string (UTF-8 where valid). */

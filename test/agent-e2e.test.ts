@@ -13,7 +13,17 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Mounts } from './helpers/mounts.ts';
 import { hardlinkGroups, snapshotTree } from './helpers/tree-snapshot.ts';
-import { makeChanges1, makeChanges2, mountOverlay, NEVER_COMMITTED, runAgent, skipNeverCommitted, viewOf, writeBaseTree, type TestOverlay } from './helpers/agent-overlay.ts';
+import {
+  makeChanges1,
+  makeChanges2,
+  mountOverlay,
+  NEVER_COMMITTED,
+  runAgent,
+  skipNeverCommitted,
+  viewOf,
+  writeBaseTree,
+  type TestOverlay,
+} from './helpers/agent-overlay.ts';
 import { makeKey, type KeyPair } from './helpers/server-ssh.ts';
 import { waitForPushSettled } from './helpers/server-fixture.ts';
 
@@ -37,7 +47,13 @@ let ov: TestOverlay;
 beforeAll(async () => {
   if (!serverMod) return;
   m = new Mounts('strata-agent-e2e-');
-  srv = await serverMod.startServer({ dataDir: m.dir('data'), http: '127.0.0.1:0', ssh: '127.0.0.1:0', handleSignals: false, log: () => {} });
+  srv = await serverMod.startServer({
+    dataDir: m.dir('data'),
+    http: '127.0.0.1:0',
+    ssh: '127.0.0.1:0',
+    handleSignals: false,
+    log: () => {},
+  });
   const tree = m.dir('base-tree');
   writeBaseTree(tree);
   const kernel = join(m.base, 'vmlinuz');
@@ -64,15 +80,30 @@ function layersOf(dir: string): string[] {
 }
 
 function agentArgs(stateDir: string): string[] {
-  return ['--server', '127.0.0.1', '--ssh-port', String(srv.sshPort), '--key', key.privateFile, '--upper', ov.upper, '--state-dir', stateDir, '--cmdline', ''];
+  return [
+    '--server',
+    '127.0.0.1',
+    '--ssh-port',
+    String(srv.sshPort),
+    '--key',
+    key.privateFile,
+    '--upper',
+    ov.upper,
+    '--state-dir',
+    stateDir,
+    '--cmdline',
+    '',
+  ];
 }
-
 
 /**
  * Hardlinks as the upper dir holds them (the merged view reports overlay
  * inode numbers, not the upper inodes, for copied-up files).
  */
-const EXPECTED_LINKS = [['data/h1', 'data/h2'], ['var/lib/data/f', 'var/lib/data/f-link']];
+const EXPECTED_LINKS = [
+  ['data/h1', 'data/h2'],
+  ['var/lib/data/f', 'var/lib/data/f-link'],
+];
 
 function expectChainEquals(commit: string, merged: string, links = EXPECTED_LINKS) {
   const dir = m.dir();
@@ -92,7 +123,17 @@ describe.skipIf(!serverAvailable)('strata-agent against a real strata server', (
   it('commit + send: the committed chain equals the overlay (creates, deletes, rmdir+mkdir, chmod, links, xattrs, fifos)', async () => {
     stateDir = m.dir('agent-state');
     makeChanges1(ov.merged);
-    const c = await runAgent([...agentArgs(stateDir), 'commit', '-m', "first 'quoted' commit", '--profile', 'lab', '--parent', baseId, '--no-send']);
+    const c = await runAgent([
+      ...agentArgs(stateDir),
+      'commit',
+      '-m',
+      "first 'quoted' commit",
+      '--profile',
+      'lab',
+      '--parent',
+      baseId,
+      '--no-send',
+    ]);
     expect(c.stderr).not.toMatch(/Error/);
     expect(c.code).toBe(0);
     const spoolId = c.stdout.trim();

@@ -9,7 +9,18 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Mounts } from './helpers/mounts.ts';
 import { snapshotTree } from './helpers/tree-snapshot.ts';
-import { bakeArchive, makeChanges1, makeSquashfs, mountOverlay, NEVER_COMMITTED, runAgent, skipNeverCommitted, viewOf, writeBaseTree, type TestOverlay } from './helpers/agent-overlay.ts';
+import {
+  bakeArchive,
+  makeChanges1,
+  makeSquashfs,
+  mountOverlay,
+  NEVER_COMMITTED,
+  runAgent,
+  skipNeverCommitted,
+  viewOf,
+  writeBaseTree,
+  type TestOverlay,
+} from './helpers/agent-overlay.ts';
 import { startFakePushServer, type FakePushServer } from './helpers/fake-push-server.ts';
 
 let m: Mounts;
@@ -36,7 +47,20 @@ afterAll(async () => {
 describe('snapshot fidelity', () => {
   it('the pushed tar, baked over the base, shows exactly the overlay (device nodes too)', async () => {
     makeChanges1(ov.merged, { devices: true });
-    const args = ['--server', '127.0.0.1', '--ssh-port', String(srv.port), '--key', join(m.base, 'agent_key'), '--upper', ov.upper, '--state-dir', m.dir('state'), '--cmdline', ''];
+    const args = [
+      '--server',
+      '127.0.0.1',
+      '--ssh-port',
+      String(srv.port),
+      '--key',
+      join(m.base, 'agent_key'),
+      '--upper',
+      ov.upper,
+      '--state-dir',
+      m.dir('state'),
+      '--cmdline',
+      '',
+    ];
     const c = await runAgent([...args, 'commit', '-m', 'with devices', '--profile', 'lab', '--parent', 'd'.repeat(64), '--no-send']);
     expect(c.code, c.stderr).toBe(0);
     const s = await runAgent([...args, 'send', '--once']);

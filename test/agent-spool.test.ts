@@ -49,10 +49,30 @@ function upperWith(name: string, files: Record<string, string>): string {
   return u;
 }
 
-const args = (port: number, upper: string, state: string) => ['--config', join(dir, 'agent.json'), '--server', '127.0.0.1', '--ssh-port', String(port), '--key', keyFile, '--upper', upper, '--state-dir', state, '--cmdline', ''];
+const args = (port: number, upper: string, state: string) => [
+  '--config',
+  join(dir, 'agent.json'),
+  '--server',
+  '127.0.0.1',
+  '--ssh-port',
+  String(port),
+  '--key',
+  keyFile,
+  '--upper',
+  upper,
+  '--state-dir',
+  state,
+  '--cmdline',
+  '',
+];
 
 async function server(port?: number, extra: Partial<Parameters<typeof startFakePushServer>[0]> = {}): Promise<FakePushServer> {
-  const s = await startFakePushServer({ dir: join(dir, `recv-${Math.random().toString(36).slice(2)}`), authorizedKey: readFileSync(`${keyFile}.pub`, 'utf8'), ...(port ? { port } : {}), ...extra });
+  const s = await startFakePushServer({
+    dir: join(dir, `recv-${Math.random().toString(36).slice(2)}`),
+    authorizedKey: readFileSync(`${keyFile}.pub`, 'utf8'),
+    ...(port ? { port } : {}),
+    ...extra,
+  });
   servers.push(s);
   return s;
 }
@@ -75,14 +95,25 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
 }
 
 const sha = (f: string) => createHash('sha256').update(readFileSync(f)).digest('hex');
-const spoolArchives = (state: string) => (existsSync(join(state, 'spool')) ? readdirSync(join(state, 'spool')).filter((n) => n.endsWith('.tar.zst')) : []);
+const spoolArchives = (state: string) =>
+  existsSync(join(state, 'spool')) ? readdirSync(join(state, 'spool')).filter((n) => n.endsWith('.tar.zst')) : [];
 
 describe('spool and retries', () => {
   it('server down: commit returns at once; after a restart a new agent sends the push exactly once', async () => {
     const port = await freePort();
     const upper = upperWith('u1', { 'etc/hostname': 'one\n' });
     const state = join(dir, 's1');
-    const c = await runAgent([...args(port, upper, state), '--json', 'commit', '-m', 'while down', '--profile', 'lab', '--parent', COMMIT0]);
+    const c = await runAgent([
+      ...args(port, upper, state),
+      '--json',
+      'commit',
+      '-m',
+      'while down',
+      '--profile',
+      'lab',
+      '--parent',
+      COMMIT0,
+    ]);
     expect(c.code, c.stderr).toBe(0);
     const out = JSON.parse(c.stdout) as { spoolId: string; senderPid: number };
     started.push(out.senderPid);
@@ -92,7 +123,11 @@ describe('spool and retries', () => {
     const spooledSha = sha(join(state, 'spool', `${out.spoolId}.tar.zst`));
 
     // The background sender keeps retrying with backoff...
-    await until(() => /retry \d+ in/.test(existsSync(join(state, 'send.log')) ? readFileSync(join(state, 'send.log'), 'utf8') : ''), 30_000, 'a retry in send.log');
+    await until(
+      () => /retry \d+ in/.test(existsSync(join(state, 'send.log')) ? readFileSync(join(state, 'send.log'), 'utf8') : ''),
+      30_000,
+      'a retry in send.log',
+    );
     expect(alive(out.senderPid)).toBe(true);
     // ...until the agent is restarted (killed without warning).
     process.kill(out.senderPid, 'SIGKILL');
@@ -147,7 +182,9 @@ describe('spool and retries', () => {
     expect(r.stderr).toMatch(/refused.*profile lab is not yours/);
     expect(s.pushes).toHaveLength(0);
     expect(readdirSync(join(state, 'spool', 'failed')).filter((n) => n.endsWith('.tar.zst'))).toHaveLength(1);
-    const st = JSON.parse((await runAgent([...args(s.port, upper, state), '--json', 'status', '--offline'])).stdout) as { failed: Array<{ reason: string }> };
+    const st = JSON.parse((await runAgent([...args(s.port, upper, state), '--json', 'status', '--offline'])).stdout) as {
+      failed: Array<{ reason: string }>;
+    };
     expect(st.failed[0]!.reason).toMatch(/not yours/);
     refuse = false;
     const again = await runAgent([...args(s.port, upper, state), 'send', '--retry-failed']);

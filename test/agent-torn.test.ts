@@ -61,10 +61,29 @@ async function commitsWhileWriting(mode: 'truncate' | 'inplace', size: number, r
   await new Promise<void>((r) => w.stdout!.once('data', () => r()));
   const outcomes: string[] = [];
   for (let i = 0; i < rounds; i++) {
-    const r = await runAgent(['--upper', upper, '--state-dir', state, '--server', '127.0.0.1', '--cmdline', '', 'commit', '-m', `round ${i}`, '--profile', 'lab', '--parent', 'b'.repeat(64), '--no-send']);
+    const r = await runAgent([
+      '--upper',
+      upper,
+      '--state-dir',
+      state,
+      '--server',
+      '127.0.0.1',
+      '--cmdline',
+      '',
+      'commit',
+      '-m',
+      `round ${i}`,
+      '--profile',
+      'lab',
+      '--parent',
+      'b'.repeat(64),
+      '--no-send',
+    ]);
     if (r.code === 0) {
       const id = r.stdout.trim();
-      const data = execFileSync('sh', ['-c', `zstd -dc '${join(state, 'spool', `${id}.tar.zst`)}' | tar -xOf - ./var/hot`], { maxBuffer: 1 << 28 });
+      const data = execFileSync('sh', ['-c', `zstd -dc '${join(state, 'spool', `${id}.tar.zst`)}' | tar -xOf - ./var/hot`], {
+        maxBuffer: 1 << 28,
+      });
       const v = versionsOf(data, size);
       expect(v.complete, `round ${i}: ${data.length} bytes`).toBe(true);
       expect([...v.versions], `round ${i}: torn file in the archive`).toHaveLength(1);
@@ -78,7 +97,24 @@ async function commitsWhileWriting(mode: 'truncate' | 'inplace', size: number, r
   w.kill('SIGKILL');
   await new Promise((r) => w.once('close', r));
   // Once the writer stops, the file commits.
-  const r = await runAgent(['--upper', upper, '--state-dir', state, '--server', '127.0.0.1', '--cmdline', '', 'commit', '-m', 'quiet', '--profile', 'lab', '--parent', 'b'.repeat(64), '--no-send']);
+  const r = await runAgent([
+    '--upper',
+    upper,
+    '--state-dir',
+    state,
+    '--server',
+    '127.0.0.1',
+    '--cmdline',
+    '',
+    'commit',
+    '-m',
+    'quiet',
+    '--profile',
+    'lab',
+    '--parent',
+    'b'.repeat(64),
+    '--no-send',
+  ]);
   expect(r.code, r.stderr).toBe(0);
   expect(readdirSync(join(state, 'spool')).filter((n) => n.startsWith('.tmp-'))).toEqual([]);
   return outcomes;

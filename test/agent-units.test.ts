@@ -18,7 +18,9 @@ import { shellSplit } from './helpers/fake-push-server.ts';
 
 describe('kernel command line and config', () => {
   it('reads strata.* and derives the SSH host from strata.server', () => {
-    const c = parseCmdline('BOOT_IMAGE=/vmlinuz console=ttyS0 strata.server=http://10.0.2.2:8080 strata.commit=abc123 strata.profile=lab quiet');
+    const c = parseCmdline(
+      'BOOT_IMAGE=/vmlinuz console=ttyS0 strata.server=http://10.0.2.2:8080 strata.commit=abc123 strata.profile=lab quiet',
+    );
     expect(c).toEqual({ server: 'http://10.0.2.2:8080', commit: 'abc123', profile: 'lab' });
     expect(hostOfServer(c.server!)).toBe('10.0.2.2');
     expect(hostOfServer('http://[::1]:8080')).toBe('::1');
@@ -29,10 +31,32 @@ describe('kernel command line and config', () => {
     try {
       const file = join(dir, 'agent.json');
       writeFileSync(file, JSON.stringify({ zstdLevel: 7, profile: 'fromfile', extraExcludes: ['srv/cache'] }));
-      const cfg = loadConfig({ cmdline: 'strata.server=http://srv.example:8080 strata.commit=c0ffee strata.profile=lab' }, { env: { STRATA_AGENT_CONFIG: file } });
-      expect(cfg).toMatchObject({ sshHost: 'srv.example', sshPort: 2222, sshUser: 'strata', zstdLevel: 7, profile: 'fromfile', bootCommit: 'c0ffee', upper: '/.rw/upper', spoolDir: '/.rw/strata-spool' });
-      const cfg2 = loadConfig({ config: file, server: '127.0.0.1', sshPort: '2022', profile: 'p', parent: 'beef', stateDir: '/x/state' }, { env: {} });
-      expect(cfg2).toMatchObject({ sshHost: '127.0.0.1', sshPort: 2022, profile: 'p', bootCommit: 'beef', stateDir: '/x/state', spoolDir: '/x/state/spool' });
+      const cfg = loadConfig(
+        { cmdline: 'strata.server=http://srv.example:8080 strata.commit=c0ffee strata.profile=lab' },
+        { env: { STRATA_AGENT_CONFIG: file } },
+      );
+      expect(cfg).toMatchObject({
+        sshHost: 'srv.example',
+        sshPort: 2222,
+        sshUser: 'strata',
+        zstdLevel: 7,
+        profile: 'fromfile',
+        bootCommit: 'c0ffee',
+        upper: '/.rw/upper',
+        spoolDir: '/.rw/strata-spool',
+      });
+      const cfg2 = loadConfig(
+        { config: file, server: '127.0.0.1', sshPort: '2022', profile: 'p', parent: 'beef', stateDir: '/x/state' },
+        { env: {} },
+      );
+      expect(cfg2).toMatchObject({
+        sshHost: '127.0.0.1',
+        sshPort: 2022,
+        profile: 'p',
+        bootCommit: 'beef',
+        stateDir: '/x/state',
+        spoolDir: '/x/state/spool',
+      });
       expect(() => loadConfig({ config: join(dir, 'missing.json') })).toThrow(/does not exist/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -42,7 +66,10 @@ describe('kernel command line and config', () => {
   it('spools on the backup disk the initramfs left mounted, so pushes survive a reboot', () => {
     const disk = mkdtempSync(join(tmpdir(), 'strata-agent-backup-'));
     try {
-      const cfg = loadConfig({ cmdline: 'strata.server=http://s:8080 strata.commit=c0ffee strata.profile=lab' }, { env: {}, backupMount: disk });
+      const cfg = loadConfig(
+        { cmdline: 'strata.server=http://s:8080 strata.commit=c0ffee strata.profile=lab' },
+        { env: {}, backupMount: disk },
+      );
       expect(cfg.spoolDir).toBe(join(disk, 'strata-spool'));
       expect(cfg.stateDir).toBe('/.rw/strata-agent');
       const none = loadConfig({ cmdline: 'strata.server=http://s:8080' }, { env: {}, backupMount: join(disk, 'absent') });
@@ -54,12 +81,36 @@ describe('kernel command line and config', () => {
 });
 
 describe('excludes', () => {
-  const ex = makeExcluder(excludePatterns({ agentPaths: ['/etc/strata/agent_key', '/.rw/strata-spool', '/srv/u/var/lib/agent'], upper: '/srv/u' }));
+  const ex = makeExcluder(
+    excludePatterns({ agentPaths: ['/etc/strata/agent_key', '/.rw/strata-spool', '/srv/u/var/lib/agent'], upper: '/srv/u' }),
+  );
   it('never commits caches, runtime dirs, machine identity, host keys or the agent itself', () => {
-    for (const p of ['tmp', 'tmp/x', 'var/tmp/y', 'var/cache/apt/archives/a.deb', 'var/log/journal/x/system.journal', 'run/lock', 'etc/machine-id', 'etc/ssh/ssh_host_ed25519_key', 'etc/ssh/ssh_host_rsa_key.pub', 'etc/strata/agent_key', 'var/lib/agent/state.json']) {
+    for (const p of [
+      'tmp',
+      'tmp/x',
+      'var/tmp/y',
+      'var/cache/apt/archives/a.deb',
+      'var/log/journal/x/system.journal',
+      'run/lock',
+      'etc/machine-id',
+      'etc/ssh/ssh_host_ed25519_key',
+      'etc/ssh/ssh_host_rsa_key.pub',
+      'etc/strata/agent_key',
+      'var/lib/agent/state.json',
+    ]) {
       expect(ex(p), p).toBe(true);
     }
-    for (const p of ['', 'etc', 'etc/hostname', 'var/cache/apt/pkgcache.bin', 'var/log/syslog', 'tmpfoo', 'etc/ssh/sshd_config', 'etc/strata/agent_key.pub', 'runner']) {
+    for (const p of [
+      '',
+      'etc',
+      'etc/hostname',
+      'var/cache/apt/pkgcache.bin',
+      'var/log/syslog',
+      'tmpfoo',
+      'etc/ssh/sshd_config',
+      'etc/strata/agent_key.pub',
+      'runner',
+    ]) {
       expect(ex(p), p).toBe(false);
     }
   });
@@ -73,7 +124,7 @@ describe('excludes', () => {
 });
 
 describe('push protocol words', () => {
-  it('quotes the message so the server\'s shell-like split gives it back unchanged', () => {
+  it("quotes the message so the server's shell-like split gives it back unchanged", () => {
     for (const msg of ["it's done", 'a "b" $HOME `x` \\ ; rm -rf /', 'multi\nline', '', 'plain']) {
       const argv = shellSplit(pushCommand('lab', 'abc', msg));
       expect(argv.slice(0, 4)).toEqual(['push', 'lab', '--parent', 'abc']);
@@ -85,7 +136,11 @@ describe('push protocol words', () => {
     expect(parseStatus('queued\n')).toEqual({ state: 'queued' });
     expect(parseStatus('baking')).toEqual({ state: 'baking' });
     expect(parseStatus(`committed ${'a'.repeat(64)}`)).toEqual({ state: 'committed', commit: 'a'.repeat(64) });
-    expect(parseStatus(`committed ${'b'.repeat(64)} branch lab/push-1`)).toEqual({ state: 'committed', commit: 'b'.repeat(64), branch: 'lab/push-1' });
+    expect(parseStatus(`committed ${'b'.repeat(64)} branch lab/push-1`)).toEqual({
+      state: 'committed',
+      commit: 'b'.repeat(64),
+      branch: 'lab/push-1',
+    });
     expect(parseStatus('rejected path ../x escapes the tree')).toEqual({ state: 'rejected', why: 'path ../x escapes the tree' });
   });
 });
@@ -129,7 +184,13 @@ describe('tar details', () => {
     }
   });
   it('keeps overlay meaning, drops mount bookkeeping and ACLs, refuses metacopy', () => {
-    const d = selectXattrs([['trusted.overlay.opaque', Buffer.from('y')], ['trusted.overlay.origin', Buffer.from('x')], ['system.posix_acl_access', Buffer.from('x')], ['security.capability', Buffer.from([1])], ['user.a', Buffer.from('b')]]);
+    const d = selectXattrs([
+      ['trusted.overlay.opaque', Buffer.from('y')],
+      ['trusted.overlay.origin', Buffer.from('x')],
+      ['system.posix_acl_access', Buffer.from('x')],
+      ['security.capability', Buffer.from([1])],
+      ['user.a', Buffer.from('b')],
+    ]);
     expect(d.keep.map((x) => x[0])).toEqual(['trusted.overlay.opaque', 'security.capability', 'user.a']);
     expect(d.dropped).toEqual(['system.posix_acl_access']);
     expect(selectXattrs([['trusted.overlay.metacopy', Buffer.alloc(0)]]).metacopy).toBe(true);
@@ -146,6 +207,8 @@ describe('diff and watch helpers', () => {
     expect(lowerDirsFromMountinfo(mi, '/other')).toBeNull();
   });
   it('generates readable commit messages', () => {
-    expect(autoMessage(['etc/a', 'etc/b', 'etc/c', 'etc/d'], new Date(0))).toBe('auto: 4 changes (etc/a, etc/b, etc/c and 1 more) at 1970-01-01T00:00:00.000Z');
+    expect(autoMessage(['etc/a', 'etc/b', 'etc/c', 'etc/d'], new Date(0))).toBe(
+      'auto: 4 changes (etc/a, etc/b, etc/c and 1 more) at 1970-01-01T00:00:00.000Z',
+    );
   });
 });

@@ -51,7 +51,31 @@ const tarList = (file: string) => execFileSync('sh', ['-c', `zstd -dc '${file}' 
 describe('watch', () => {
   it('commits after the quiet period, not during a burst of writes, never twice for one burst', async () => {
     const state = m.dir('state');
-    watcher = spawn(AGENT_BIN, ['--server', '127.0.0.1', '--ssh-port', String(srv.port), '--key', keyFile(), '--upper', ov.upper, '--state-dir', state, '--cmdline', '', 'watch', '--quiet', '2', '--profile', 'lab', '--parent', 'a'.repeat(64)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    watcher = spawn(
+      AGENT_BIN,
+      [
+        '--server',
+        '127.0.0.1',
+        '--ssh-port',
+        String(srv.port),
+        '--key',
+        keyFile(),
+        '--upper',
+        ov.upper,
+        '--state-dir',
+        state,
+        '--cmdline',
+        '',
+        'watch',
+        '--quiet',
+        '2',
+        '--profile',
+        'lab',
+        '--parent',
+        'a'.repeat(64),
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     watcher.stdout!.on('data', (b) => (log += b));
     watcher.stderr!.on('data', (b) => (log += b));
     await until(() => log.includes('watching'), 60_000, 'the watcher to start');

@@ -13,9 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bakeTar, isBakeTempName, STRICT_POLICY, type BakeOptions } from '../store/bake.ts';
 import { isStrataError } from '../store/errors.ts';
 import { listSquashfs } from '../store/squashfs.ts';
-import {
-  packTar, paxEntry, rawEntry, rawTar, sh, snapshotTree, tempDir, withSquashfsMount,
-} from './helpers/bake-util.ts';
+import { packTar, paxEntry, rawEntry, rawTar, sh, snapshotTree, tempDir, withSquashfsMount } from './helpers/bake-util.ts';
 
 let work: string;
 let tmp: string;
@@ -23,14 +21,22 @@ let upper: string;
 let upperTar: string;
 
 const opts = (extra: Partial<BakeOptions> = {}): BakeOptions => ({
-  tmpDir: tmp, compressor: 'zstd', level: 3, maxUncompressedBytes: 1 << 30, maxEntries: 100_000, ...extra,
+  tmpDir: tmp,
+  compressor: 'zstd',
+  level: 3,
+  maxUncompressedBytes: 1 << 30,
+  maxEntries: 100_000,
+  ...extra,
 });
 
 /** Bakes and expects a StrataError with `code`; also checks no temp image is left. */
 async function expectRefused(input: Buffer | string, code: string, extra: Partial<BakeOptions> = {}, message?: RegExp) {
   const path = typeof input === 'string' ? input : join(work, `in-${randomBytes(4).toString('hex')}`);
   if (typeof input !== 'string') await writeFile(path, input);
-  const err = await bakeTar(path, opts(extra)).then(() => null, (e: unknown) => e);
+  const err = await bakeTar(path, opts(extra)).then(
+    () => null,
+    (e: unknown) => e,
+  );
   expect(err, 'bake should have been refused').not.toBeNull();
   expect(isStrataError(err) ? err.code : String(err)).toBe(code);
   if (message) expect((err as Error).message).toMatch(message);
@@ -44,7 +50,8 @@ beforeAll(async () => {
   upper = join(work, 'upper');
   await sh(`mkdir -p ${tmp} ${upper}`);
   // A real overlay upper directory with everything overlayfs and a root fs use.
-  await sh(`
+  await sh(
+    `
     mkdir -p etc usr/bin opaque/sub var/empty "long/${'d'.repeat(60)}/${'e'.repeat(60)}"
     echo hostname-1 > etc/hostname
     printf 'root:x:0:0::/root:/bin/sh\\n' > etc/passwd
@@ -69,7 +76,9 @@ beforeAll(async () => {
     touch -h -d @1500000000 etc/abs-link
     touch -d @1600000000 etc/hostname usr/bin/big var/fifo
     touch -d @1700000000 opaque/sub opaque etc usr/bin usr var .
-  `, upper);
+  `,
+    upper,
+  );
   upperTar = join(work, 'upper.tar');
   await execa('tar', ['--xattrs', '--xattrs-include=*', '-C', upper, '-cf', upperTar, '.']);
 });
@@ -82,7 +91,7 @@ describe('bakeTar with a real upper directory', () => {
   it('keeps types, modes, owners, mtimes, contents, links, xattrs, whiteouts and opaque dirs', async () => {
     const img = await bakeTar(upperTar, opts());
     try {
-      expect(img.path.startsWith(tmp + '/')).toBe(true);
+      expect(img.path.startsWith(`${tmp}/`)).toBe(true);
       expect(isBakeTempName(basename(img.path))).toBe(true);
       expect(img.digest).toMatch(/^[0-9a-f]{64}$/);
       expect(img.size).toBe((await stat(img.path)).size);
@@ -95,7 +104,7 @@ describe('bakeTar with a real upper directory', () => {
 
       // Spot checks of what the overlay needs, so a failure says what broke.
       expect(baked['etc/deleted']).toMatchObject({ type: 'char', rdev: '0:0' });
-      expect(baked['opaque']!.xattrs['trusted.overlay.opaque']).toBe('0x79');
+      expect(baked.opaque!.xattrs['trusted.overlay.opaque']).toBe('0x79');
       expect(baked['usr/bin/text']).toMatchObject({ uid: 1234, gid: 5678, mode: 0o751, links: ['usr/bin/text', 'usr/bin/text-hardlink'] });
       expect(baked['usr/bin/suid']!.mode).toBe(0o4755);
       expect(baked['etc/abs-link']).toMatchObject({ type: 'symlink', target: '/etc/hostname', mtime: 1500000000 });
@@ -134,7 +143,11 @@ describe('bakeTar with a real upper directory', () => {
       await execa('tar', ['--format=pax', '--xattrs', '--xattrs-include=*', '-C', upper, '-cf', paxTar, '.']);
       expect(await bake(paxTar)).toBe(first);
 
-      for (const [cmd, ext] of [['zstd', 'zst'], ['gzip', 'gz'], ['xz', 'xz']] as const) {
+      for (const [cmd, ext] of [
+        ['zstd', 'zst'],
+        ['gzip', 'gz'],
+        ['xz', 'xz'],
+      ] as const) {
         const out = `${upperTar}.${ext}`;
         await sh(`${cmd} -c ${upperTar} > ${out}`);
         expect(await bake(out), ext).toBe(first);
@@ -185,14 +198,19 @@ describe('bakeTar with a real upper directory', () => {
 
 describe('bakeTar accepts odd but valid tars', () => {
   it('GNU long names, PAX overrides, base-256 ids, fractional and negative mtimes, non-UTF-8 names, hardlink chains', async () => {
-    const base256 = (n: number) => { const b = Buffer.alloc(8); b[0] = 0x80; b.writeUInt32BE(n, 4); return b; };
+    const base256 = (n: number) => {
+      const b = Buffer.alloc(8);
+      b[0] = 0x80;
+      b.writeUInt32BE(n, 4);
+      return b;
+    };
     const uidHeader = rawEntry({ name: 'big-uid', data: Buffer.from('u') });
     base256(3_000_000_000).copy(uidHeader, 108);
     // Re-checksum after patching the uid field.
     uidHeader.fill(0x20, 148, 156);
     let sum = 0;
     for (let i = 0; i < 512; i++) sum += uidHeader[i]!;
-    uidHeader.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
+    uidHeader.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'latin1');
     const long = 'x'.repeat(150);
     const tar = rawTar(
       rawEntry({ name: './', type: '5', mode: 0o755, mtime: 1_234_567_890 }),
@@ -259,7 +277,10 @@ describe('bakeTar refuses bad input', () => {
   });
 
   it("a '../' path", async () => {
-    const tar = await packTar([{ name: 'ok', data: 'x' }, { name: 'a/../../escape.txt', data: 'evil' }]);
+    const tar = await packTar([
+      { name: 'ok', data: 'x' },
+      { name: 'a/../../escape.txt', data: 'evil' },
+    ]);
     await expectRefused(tar, 'E_UNSAFE_PATH', {}, /'\.\.'/);
   });
 
@@ -274,8 +295,24 @@ describe('bakeTar refuses bad input', () => {
 
   it('hardlinks that are absolute, to nothing earlier, or to a directory', async () => {
     await expectRefused(await packTar([{ name: 'x', type: 'link', linkname: '/etc/passwd' }]), 'E_UNSAFE_PATH');
-    await expectRefused(await packTar([{ name: 'x', type: 'link', linkname: 'later' }, { name: 'later', data: 'x' }]), 'E_UNSAFE_PATH', {}, /earlier/);
-    await expectRefused(await packTar([{ name: 'd', type: 'directory' }, { name: 'x', type: 'link', linkname: 'd' }]), 'E_UNSAFE_PATH', {}, /directory/);
+    await expectRefused(
+      await packTar([
+        { name: 'x', type: 'link', linkname: 'later' },
+        { name: 'later', data: 'x' },
+      ]),
+      'E_UNSAFE_PATH',
+      {},
+      /earlier/,
+    );
+    await expectRefused(
+      await packTar([
+        { name: 'd', type: 'directory' },
+        { name: 'x', type: 'link', linkname: 'd' },
+      ]),
+      'E_UNSAFE_PATH',
+      {},
+      /directory/,
+    );
   });
 
   it('a directory header carrying data (a parser-differential smuggling attempt)', async () => {
@@ -286,13 +323,36 @@ describe('bakeTar refuses bad input', () => {
   });
 
   it('duplicate paths, NUL bytes, over-long paths, global headers, sparse files, unknown types', async () => {
-    await expectRefused(await packTar([{ name: 'a', data: '1' }, { name: './a', data: '2' }]), 'E_BAD_TAR', {}, /duplicate/);
+    await expectRefused(
+      await packTar([
+        { name: 'a', data: '1' },
+        { name: './a', data: '2' },
+      ]),
+      'E_BAD_TAR',
+      {},
+      /duplicate/,
+    );
     await expectRefused(rawTar(paxEntry({ path: Buffer.from('ok\0../../x') }), rawEntry({ name: 'a' })), 'E_UNSAFE_PATH', {}, /NUL/);
-    await expectRefused(rawTar(paxEntry({ path: 'a/'.repeat(2100) + 'b' }), rawEntry({ name: 'a' })), 'E_UNSAFE_PATH', {}, /longer than 4096/);
+    await expectRefused(
+      rawTar(paxEntry({ path: `${'a/'.repeat(2100)}b` }), rawEntry({ name: 'a' })),
+      'E_UNSAFE_PATH',
+      {},
+      /longer than 4096/,
+    );
     await expectRefused(rawTar(paxEntry({ path: '../x' }, 'g'), rawEntry({ name: 'a' })), 'E_BAD_TAR', {}, /global/);
-    await expectRefused(rawTar(paxEntry({ 'GNU.sparse.name': '../x', 'GNU.sparse.major': '1' }), rawEntry({ name: 'a' })), 'E_BAD_TAR', {}, /sparse/);
+    await expectRefused(
+      rawTar(paxEntry({ 'GNU.sparse.name': '../x', 'GNU.sparse.major': '1' }), rawEntry({ name: 'a' })),
+      'E_BAD_TAR',
+      {},
+      /sparse/,
+    );
     await expectRefused(rawTar(rawEntry({ name: 'a', type: 'V' })), 'E_BAD_TAR', {}, /unsupported/);
-    await expectRefused(rawTar(rawEntry({ name: 'f', data: Buffer.from('x') }), rawEntry({ name: 'f/g', data: Buffer.from('y') })), 'E_BAD_TAR', {}, /not a directory/);
+    await expectRefused(
+      rawTar(rawEntry({ name: 'f', data: Buffer.from('x') }), rawEntry({ name: 'f/g', data: Buffer.from('y') })),
+      'E_BAD_TAR',
+      {},
+      /not a directory/,
+    );
   });
 
   it('a zstd bomb beyond the size limit', async () => {
@@ -323,18 +383,37 @@ describe('bakeTar refuses bad input', () => {
 
   it('device nodes, setuid files and capabilities under a strict policy; whiteouts pass', async () => {
     const strict = { policy: STRICT_POLICY };
-    await expectRefused(await packTar([{ name: 'dev/mem', type: 'character-device', devmajor: 1, devminor: 1 }]), 'E_FORBIDDEN', strict, /device node/);
+    await expectRefused(
+      await packTar([{ name: 'dev/mem', type: 'character-device', devmajor: 1, devminor: 1 }]),
+      'E_FORBIDDEN',
+      strict,
+      /device node/,
+    );
     await expectRefused(await packTar([{ name: 'sda', type: 'block-device', devmajor: 8, devminor: 0 }]), 'E_FORBIDDEN', strict);
     await expectRefused(await packTar([{ name: 'sh', data: 'x', mode: 0o4755 }]), 'E_FORBIDDEN', strict, /setuid/);
-    await expectRefused(await packTar([{ name: 'ping', data: 'x', pax: { 'SCHILY.xattr.security.capability': 'caps' } }]), 'E_FORBIDDEN', strict, /capabilities/);
+    await expectRefused(
+      await packTar([{ name: 'ping', data: 'x', pax: { 'SCHILY.xattr.security.capability': 'caps' } }]),
+      'E_FORBIDDEN',
+      strict,
+      /capabilities/,
+    );
     // The real upper dir has a setuid binary: refused for a push, fine for an admin import (tested above).
     await expectRefused(upperTar, 'E_FORBIDDEN', strict);
 
     const ok = join(work, 'whiteout.tar');
-    await writeFile(ok, await packTar([{ name: 'gone', type: 'character-device', devmajor: 0, devminor: 0 }, { name: 'dir', type: 'directory', mode: 0o2775 }]));
+    await writeFile(
+      ok,
+      await packTar([
+        { name: 'gone', type: 'character-device', devmajor: 0, devminor: 0 },
+        { name: 'dir', type: 'directory', mode: 0o2775 },
+      ]),
+    );
     const img = await bakeTar(ok, opts(strict));
     await rm(img.path, { force: true });
-    expect(img.entries.map((e) => [e.path, !!e.whiteout])).toEqual([['gone', true], ['dir', false]]);
+    expect(img.entries.map((e) => [e.path, !!e.whiteout])).toEqual([
+      ['gone', true],
+      ['dir', false],
+    ]);
   });
 
   it('an abort in the middle of a bake kills tar2sqfs and removes the temp image', async () => {

@@ -35,8 +35,10 @@ import { readDiskImage } from './helpers/mounts.ts';
 /** Why these boots cannot run on this machine, or null. Only missing QEMU (TCG), its iPXE ROM or a kernel skip. */
 function missingBootPrereq(): string | null {
   const q = spawnSync('qemu-system-x86_64', ['-accel', 'help'], { encoding: 'utf8' });
-  if (q.error || q.status !== 0 || !/^tcg$/m.test(q.stdout)) return 'qemu-system-x86_64 with TCG is not installed (apt-get install qemu-system-x86)';
-  if (!['/usr/lib/ipxe/qemu/efi-virtio.rom', '/usr/share/qemu/efi-virtio.rom'].some((p) => existsSync(p))) return "QEMU's iPXE ROM efi-virtio.rom is missing (apt-get install ipxe-qemu)";
+  if (q.error || q.status !== 0 || !/^tcg$/m.test(q.stdout))
+    return 'qemu-system-x86_64 with TCG is not installed (apt-get install qemu-system-x86)';
+  if (!['/usr/lib/ipxe/qemu/efi-virtio.rom', '/usr/share/qemu/efi-virtio.rom'].some((p) => existsSync(p)))
+    return "QEMU's iPXE ROM efi-virtio.rom is missing (apt-get install ipxe-qemu)";
   let k: { path: string; version: string };
   try {
     k = findKernel();
@@ -239,7 +241,11 @@ describe.skipIf(skipReason !== null)('backup disk with the real strata server', 
     expect(p.rw).toBe('writable');
     const lines = strataLines(r.output);
     expect(
-      lines.some((l) => new RegExp(`^strata: warning: server http://10\\.0\\.2\\.2:${port} unreachable after 2 attempts .*booting the last good commit from the backup disk$`).test(l)),
+      lines.some((l) =>
+        new RegExp(
+          `^strata: warning: server http://10\\.0\\.2\\.2:${port} unreachable after 2 attempts .*booting the last good commit from the backup disk$`,
+        ).test(l),
+      ),
       lines.join('\n'),
     ).toBe(true);
     expect(lines).toContain(`strata: booting last good commit ${v1} from the backup disk`);

@@ -110,7 +110,14 @@ describe('backup disk', () => {
     expect(p.whiteout).toBe('gone');
     expect(p.rw).toBe('writable');
     const lines = strataLines(r.output);
-    expect(lines.some((l) => /^strata: warning: server http:\/\/10\.0\.2\.2:\d+ unreachable after 2 attempts .*booting the last good commit from the backup disk$/.test(l)), lines.join('\n')).toBe(true);
+    expect(
+      lines.some((l) =>
+        /^strata: warning: server http:\/\/10\.0\.2\.2:\d+ unreachable after 2 attempts .*booting the last good commit from the backup disk$/.test(
+          l,
+        ),
+      ),
+      lines.join('\n'),
+    ).toBe(true);
     expect(lines).toContain(`strata: booting last good commit ${v2} from the backup disk`);
     expect(lines.filter((l) => l.startsWith('strata: error:'))).toEqual([]);
   }, 120_000);
@@ -133,7 +140,9 @@ describe('a blank backup disk without strata.backup.format=1', () => {
     const r = await boot(other.guestUrl, id, blank, '/dev/vda');
     expect(proofs(r.output).commit, r.output.slice(-3000)).toBe(id);
     const warnings = strataLines(r.output).filter((l) => l.startsWith('strata: warning:'));
-    expect(warnings).toEqual(['strata: warning: backup disk /dev/vda has no ext4 file system; booting without a local cache (add strata.backup.format=1 to format it)']);
+    expect(warnings).toEqual([
+      'strata: warning: backup disk /dev/vda has no ext4 file system; booting without a local cache (add strata.backup.format=1 to format it)',
+    ]);
     // Never formatted: still all zeros as far as blkid can tell.
     expect(spawnSync('blkid', [blank]).status).not.toBe(0);
   }, 120_000);

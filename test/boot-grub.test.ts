@@ -30,8 +30,10 @@ function missingPrereq(): string | null {
   const grub = missingGrubNetboot();
   if (grub) return grub;
   const q = spawnSync('qemu-system-x86_64', ['-accel', 'help'], { encoding: 'utf8' });
-  if (q.error || q.status !== 0 || !/^tcg$/m.test(q.stdout)) return 'qemu-system-x86_64 with TCG is not installed (apt-get install qemu-system-x86)';
-  if (!['/usr/lib/ipxe/qemu/efi-virtio.rom', '/usr/share/qemu/efi-virtio.rom'].some((p) => existsSync(p))) return "QEMU's PXE ROM efi-virtio.rom is missing (apt-get install ipxe-qemu)";
+  if (q.error || q.status !== 0 || !/^tcg$/m.test(q.stdout))
+    return 'qemu-system-x86_64 with TCG is not installed (apt-get install qemu-system-x86)';
+  if (!['/usr/lib/ipxe/qemu/efi-virtio.rom', '/usr/share/qemu/efi-virtio.rom'].some((p) => existsSync(p)))
+    return "QEMU's PXE ROM efi-virtio.rom is missing (apt-get install ipxe-qemu)";
   try {
     const k = findKernel();
     if (!existsSync(`/lib/modules/${k.version}`)) return `the kernel ${k.path} has no /lib/modules/${k.version} to build an initrd from`;
@@ -70,7 +72,13 @@ describe.skipIf(skipReason !== null)('GRUB network boot from strata serve', () =
     const initrd = (await buildInitrd({ output: join(dir, 'initrd.img'), kernelVersion: kernel.version })).output;
     const chain = await makeTestChain(dir);
     store = await Store.open(join(dir, 'data'), { create: true });
-    await store.importBase(PROFILE, chain.trees.base, { kernel: kernel.path, initrd, message: 'busybox base', compressor: 'zstd', level: 3 });
+    await store.importBase(PROFILE, chain.trees.base, {
+      kernel: kernel.path,
+      initrd,
+      message: 'busybox base',
+      compressor: 'zstd',
+      level: 3,
+    });
     const ids: string[] = [];
     for (const k of ['middle', 'top'] as const) {
       const tar = join(dir, `${k}.tar`);
@@ -133,7 +141,8 @@ describe.skipIf(skipReason !== null)('GRUB network boot from strata serve', () =
     // GRUB downloaded the kernel and initrd; the initramfs the manifest and each layer of the pinned chain.
     const commit = store.getCommit(pinned);
     const got = (path: string, agent: RegExp) => log.some((a) => a.url === path && a.status < 300 && agent.test(a.agent));
-    const objectOf = (word: string) => new RegExp(`^  ${word} \\(http,10\\.0\\.2\\.2:${port}\\)(/objects/sha256/[0-9a-f]{64})\\b`, 'm').exec(configs[0] ?? '')?.[1];
+    const objectOf = (word: string) =>
+      new RegExp(`^  ${word} \\(http,10\\.0\\.2\\.2:${port}\\)(/objects/sha256/[0-9a-f]{64})\\b`, 'm').exec(configs[0] ?? '')?.[1];
     const kernelPath = objectOf('linux');
     const initrdPath = objectOf('initrd');
     expect(kernelPath, configs[0]).toBeDefined();
@@ -167,9 +176,15 @@ describe.skipIf(skipReason !== null)('GRUB network boot from strata serve', () =
     const why = `console:\n${r.output.slice(-3000)}`;
     expect(r.timedOut, why).toBe(false);
     // GRUB draws on the serial line with escape codes and wraps at 80 columns: compare without them.
-    const plain = (t: string) => t.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\x1bc/g, '').replace(/\s+/g, '');
+    const plain = (t: string) =>
+      t
+        .replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')
+        .replace(/\x1bc/g, '')
+        .replace(/\s+/g, '');
     expect(plain(r.output), why).toContain(plain('Falling back to `strata: the kernel or initrd did not load'));
-    expect(plain(r.output), why).toContain(plain(`strata: could not load the kernel or initrd from http://10.0.2.2:${port}; rebooting in 30 s to ask again`));
+    expect(plain(r.output), why).toContain(
+      plain(`strata: could not load the kernel or initrd from http://10.0.2.2:${port}; rebooting in 30 s to ask again`),
+    );
     expect(proofs(r.output).commit).toBeUndefined();
   }, 260_000);
 });
@@ -186,7 +201,13 @@ describe('strata grub-cfg', () => {
   });
 
   it('refuses a server GRUB cannot reach as written', async () => {
-    for (const bad of ['https://boot.example', 'http://boot.example/strata', 'boot.example:8080', 'http://u:p@boot.example', 'http://boot.example/?x=1']) {
+    for (const bad of [
+      'https://boot.example',
+      'http://boot.example/strata',
+      'boot.example:8080',
+      'http://u:p@boot.example',
+      'http://boot.example/?x=1',
+    ]) {
       expect(() => renderGrubCfg({ server: bad }), bad).toThrow(/--server must be http:\/\/HOST\[:PORT\]/);
     }
     const r = await runStrata(['grub-cfg', '--server', 'https://boot.example'], { data: tmpdir() });

@@ -23,7 +23,13 @@ function channel(): { primarySide: RelayPort; workerSide: RelayPort; close(): vo
     on: (ev, fn) => inbox.on(ev, fn),
     off: (ev, fn) => inbox.off(ev, fn),
   });
-  return { primarySide: end(toPrimary, toWorker), workerSide: end(toWorker, toPrimary), close: () => { open = false; } };
+  return {
+    primarySide: end(toPrimary, toWorker),
+    workerSide: end(toWorker, toPrimary),
+    close: () => {
+      open = false;
+    },
+  };
 }
 
 function record(hub: EventHub): ServerEvent[] {

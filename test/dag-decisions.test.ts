@@ -10,7 +10,13 @@ function dag(spec: [string, string | null, string | null, number][]) {
 
 //   a - b - c - e (merge of d)
 //        \- d -/
-const g = dag([['a', null, null, 1], ['b', 'a', null, 2], ['c', 'b', null, 3], ['d', 'b', null, 4], ['e', 'c', 'd', 5]]);
+const g = dag([
+  ['a', null, null, 1],
+  ['b', 'a', null, 2],
+  ['c', 'b', null, 3],
+  ['d', 'b', null, 4],
+  ['e', 'c', 'd', 5],
+]);
 
 describe('DAG walks', () => {
   it('log lists every commit once, children before parents, merges included', () => {
@@ -38,8 +44,26 @@ describe('DAG walks', () => {
   });
 });
 
-const f = (path: string, extra: Partial<LayerEntry> = {}): LayerEntry => ({ path, type: 'file', mode: 0o644, uid: 0, gid: 0, size: 1, mtime: 0, ...extra });
-const dir = (path: string, extra: Partial<LayerEntry> = {}): LayerEntry => ({ path, type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0, ...extra });
+const f = (path: string, extra: Partial<LayerEntry> = {}): LayerEntry => ({
+  path,
+  type: 'file',
+  mode: 0o644,
+  uid: 0,
+  gid: 0,
+  size: 1,
+  mtime: 0,
+  ...extra,
+});
+const dir = (path: string, extra: Partial<LayerEntry> = {}): LayerEntry => ({
+  path,
+  type: 'dir',
+  mode: 0o755,
+  uid: 0,
+  gid: 0,
+  size: 0,
+  mtime: 0,
+  ...extra,
+});
 
 describe('conflict checks', () => {
   it('shared parent directories are not conflicts, the same file is', () => {
@@ -62,7 +86,13 @@ describe('conflict checks', () => {
 
 describe('assignment matching', () => {
   const mk = (match: string, profile: string): Assignment => ({ ...parseMatch(match), profile, pin: null, cmdline: '' });
-  const all = [mk('default', 'def'), mk('10.0.0.0/8', 'wide'), mk('10.1.0.0/16', 'narrow'), mk('10.1.2.3', 'exact'), mk('AA-BB-CC-DD-EE-FF', 'bymac')];
+  const all = [
+    mk('default', 'def'),
+    mk('10.0.0.0/8', 'wide'),
+    mk('10.1.0.0/16', 'narrow'),
+    mk('10.1.2.3', 'exact'),
+    mk('AA-BB-CC-DD-EE-FF', 'bymac'),
+  ];
   it('MAC over IP over smallest CIDR over default', () => {
     expect(matchAssignment(all, 'aa:bb:cc:dd:ee:ff', '10.1.2.3')?.profile).toBe('bymac');
     expect(matchAssignment(all, '00:00:00:00:00:01', '10.1.2.3')?.profile).toBe('exact');
@@ -70,7 +100,13 @@ describe('assignment matching', () => {
     expect(matchAssignment(all, null, '10.200.0.1')?.profile).toBe('wide');
     expect(matchAssignment(all, null, '192.168.1.1')?.profile).toBe('def');
     expect(matchAssignment(all, null, '::ffff:10.1.9.9')?.profile).toBe('narrow');
-    expect(matchAssignment(all.filter((a) => a.kind !== 'default'), null, '192.168.1.1')).toBeNull();
+    expect(
+      matchAssignment(
+        all.filter((a) => a.kind !== 'default'),
+        null,
+        '192.168.1.1',
+      ),
+    ).toBeNull();
   });
   it('refuses what is not a MAC, IP, CIDR or default', () => {
     expect(() => parseMatch('lab-7')).toThrow(/cannot read/);

@@ -33,10 +33,18 @@ function startDemo(): Promise<{ out: string; http: string }> {
     child.stdout!.on('data', (d) => {
       out += d;
       const m = /web UI and API\s+(http:\/\/[\d.]+:\d+)\//.exec(out);
-      if (m && /Push a change/.test(out)) { clearTimeout(timer); resolve({ out, http: m[1]! }); }
+      if (m && /Push a change/.test(out)) {
+        clearTimeout(timer);
+        resolve({ out, http: m[1]! });
+      }
     });
-    child.stderr!.on('data', (d) => { err += d; });
-    child.on('close', (code) => { clearTimeout(timer); reject(new Error(`demo exited ${code}: ${out}\n${err}`)); });
+    child.stderr!.on('data', (d) => {
+      err += d;
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`demo exited ${code}: ${out}\n${err}`));
+    });
   });
 }
 

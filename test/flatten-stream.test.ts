@@ -45,7 +45,7 @@ async function unmount(dir: string): Promise<void> {
 /** An upper dir as a client pushes it -> a squashfs layer. */
 async function bake(upper: string, image: string): Promise<void> {
   const tarFile = `${image}.tar`;
-  await execa('tar', ['--xattrs', "--xattrs-include=*", '-C', upper, '-cf', tarFile, '.']);
+  await execa('tar', ['--xattrs', '--xattrs-include=*', '-C', upper, '-cf', tarFile, '.']);
   await execa('tar2sqfs', ['-c', 'zstd', '-X', 'level=3', '-q', image], { inputFile: tarFile });
   images.push(image);
 }
@@ -95,7 +95,9 @@ async function countingSqfs2tar(fn: () => Promise<void>): Promise<string[]> {
   const bin = await fs.mkdtemp(path.join(tmp, 'bin-'));
   const log = path.join(bin, 'log');
   const real = (await execa('sh', ['-c', 'command -v sqfs2tar'])).stdout.trim();
-  await fs.writeFile(path.join(bin, 'sqfs2tar'), `#!/bin/sh\nfor a; do last="$a"; done\necho "$last" >> '${log}'\nexec '${real}' "$@"\n`, { mode: 0o755 });
+  await fs.writeFile(path.join(bin, 'sqfs2tar'), `#!/bin/sh\nfor a; do last="$a"; done\necho "$last" >> '${log}'\nexec '${real}' "$@"\n`, {
+    mode: 0o755,
+  });
   const saved = process.env.PATH;
   process.env.PATH = `${bin}:${saved}`;
   try {
@@ -116,7 +118,9 @@ async function sha256(file: string): Promise<string> {
 
 /** user.* and trusted.* xattrs of every path under root (symlinks not followed), hex values. */
 async function xattrsOf(root: string): Promise<Map<string, string[]>> {
-  const { stdout } = await execa('getfattr', ['-R', '-h', '-P', '-d', '-m', '^(user|trusted)\\.', '-e', 'hex', '--absolute-names', root], { reject: false });
+  const { stdout } = await execa('getfattr', ['-R', '-h', '-P', '-d', '-m', '^(user|trusted)\\.', '-e', 'hex', '--absolute-names', root], {
+    reject: false,
+  });
   const out = new Map<string, string[]>();
   let current = '';
   for (const line of stdout.split('\n')) {
@@ -140,8 +144,19 @@ async function snapshot(root: string): Promise<Record<string, string>> {
   const visit = async (rel: string): Promise<void> => {
     const abs = path.join(root, rel);
     const st = await fs.lstat(abs);
-    const type = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink'
-      : st.isCharacterDevice() ? 'char' : st.isBlockDevice() ? 'block' : st.isFIFO() ? 'fifo' : 'other';
+    const type = st.isFile()
+      ? 'file'
+      : st.isDirectory()
+        ? 'dir'
+        : st.isSymbolicLink()
+          ? 'symlink'
+          : st.isCharacterDevice()
+            ? 'char'
+            : st.isBlockDevice()
+              ? 'block'
+              : st.isFIFO()
+                ? 'fifo'
+                : 'other';
     let d = `${type} ${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid}`;
     if (type === 'file') d += ` size=${st.size} mtime=${Math.floor(st.mtimeMs / 1000)} sha=${(await sha256(abs)).slice(0, 16)}`;
     if (type === 'dir') d += ` mtime=${Math.floor(st.mtimeMs / 1000)}`;
@@ -343,7 +358,7 @@ describe('flattenToTar against the kernel overlay', () => {
     }
   });
 
-  it("the trusted bake of a flatten lists exactly what TarCheckStream lists, and bakes the same image", async () => {
+  it('the trusted bake of a flatten lists exactly what TarCheckStream lists, and bakes the same image', async () => {
     // store.flatten skips the re-check of its own stream: the listing the
     // merge builds must equal the checker's, sha256 of contents, opaque marks
     // and whiteouts included. With listings that carry content hashes (the
@@ -353,7 +368,10 @@ describe('flattenToTar against the kernel overlay', () => {
     const dir = await fs.mkdtemp(path.join(tmp, 'trusted-'));
     const opts = { tmpDir: dir, compressor: 'zstd' as const, level: 3, maxUncompressedBytes: 1 << 30, maxEntries: 100_000 };
     const cases: [string[], LayerEntry[][], boolean][] = [
-      [layers, checked, false], [layers.slice(1), checked.slice(1), true], [layers, entries, false], [layers.slice(1), entries.slice(1), true],
+      [layers, checked, false],
+      [layers.slice(1), checked.slice(1), true],
+      [layers, entries, false],
+      [layers.slice(1), entries.slice(1), true],
     ];
     for (const [imgs, lists, keepBelow] of cases) {
       const viaCheck = await bakeTar(flattenToTar(imgs, lists, { keepBelow }), opts);
@@ -378,9 +396,13 @@ describe('flattenToTar against the kernel overlay', () => {
     }
     // The limits still hold on the trusted path.
     const tar = flattenToTar(layers, checked, { keepBelow: false });
-    await expect(bakeTar(tar, { ...opts, maxEntries: 3, trustedListing: () => tar.listing() })).rejects.toMatchObject({ code: 'E_TOO_LARGE' });
+    await expect(bakeTar(tar, { ...opts, maxEntries: 3, trustedListing: () => tar.listing() })).rejects.toMatchObject({
+      code: 'E_TOO_LARGE',
+    });
     const tar2 = flattenToTar(layers, checked, { keepBelow: false });
-    await expect(bakeTar(tar2, { ...opts, maxUncompressedBytes: 10_000, trustedListing: () => tar2.listing() })).rejects.toMatchObject({ code: 'E_TOO_LARGE' });
+    await expect(bakeTar(tar2, { ...opts, maxUncompressedBytes: 10_000, trustedListing: () => tar2.listing() })).rejects.toMatchObject({
+      code: 'E_TOO_LARGE',
+    });
     // Failed bakes leave no temp image behind.
     expect(await fs.readdir(dir)).toEqual([]);
   });
@@ -411,7 +433,11 @@ describe('flattenToTar against the kernel overlay', () => {
     const bogus = path.join(tmp, 'bogus.sqfs');
     await fs.writeFile(bogus, Buffer.alloc(8192, 7));
     const stream = flattenToTar([layers[0]!, bogus], [entries[0]!, entries[1]!], { keepBelow: false });
-    await expect(pipeline(stream, async function* (src) { for await (const c of src) void c; })).rejects.toMatchObject({
+    await expect(
+      pipeline(stream, async function* (src) {
+        for await (const c of src) void c;
+      }),
+    ).rejects.toMatchObject({
       code: 'E_CORRUPT',
     });
   });

@@ -36,7 +36,11 @@ describe('module resolution (pure)', () => {
   });
 
   it('orders kernel versions numerically', () => {
-    expect(['6.1.0-9-amd64', '6.1.0-56-cloud-amd64', '6.10.0-1-amd64'].sort(compareKernelVersions)).toEqual(['6.1.0-9-amd64', '6.1.0-56-cloud-amd64', '6.10.0-1-amd64']);
+    expect(['6.1.0-9-amd64', '6.1.0-56-cloud-amd64', '6.10.0-1-amd64'].sort(compareKernelVersions)).toEqual([
+      '6.1.0-9-amd64',
+      '6.1.0-56-cloud-amd64',
+      '6.10.0-1-amd64',
+    ]);
   });
 });
 
@@ -60,7 +64,15 @@ describe('buildInitrd on the installed kernel', () => {
 
   it('is a gzip newc cpio with /init, static busybox, the hook scripts and a console node', () => {
     expect(readFileSync(result.output).subarray(0, 2)).toEqual(Buffer.from([0x1f, 0x8b]));
-    for (const f of ['init', 'bin/busybox', 'bin/sh', 'dev/console', 'lib/strata/strata-root.sh', 'lib/strata/parse-cmdline.sh', 'lib/strata/udhcpc.script']) {
+    for (const f of [
+      'init',
+      'bin/busybox',
+      'bin/sh',
+      'dev/console',
+      'lib/strata/strata-root.sh',
+      'lib/strata/parse-cmdline.sh',
+      'lib/strata/udhcpc.script',
+    ]) {
       expect(listing).toContain(f);
     }
     expect(readFileSync(join(dir, 'x/init'), 'utf8')).toContain('strata_boot /newroot');
@@ -68,7 +80,18 @@ describe('buildInitrd on the installed kernel', () => {
   });
 
   it('carries virtio_net with its dependencies, loop, squashfs, overlay, and a depmod made for them', () => {
-    for (const m of ['virtio_net', 'virtio_pci', 'virtio', 'virtio_ring', 'net_failover', 'failover', 'loop', 'squashfs', 'overlay', 'virtio_blk']) {
+    for (const m of [
+      'virtio_net',
+      'virtio_pci',
+      'virtio',
+      'virtio_ring',
+      'net_failover',
+      'failover',
+      'loop',
+      'squashfs',
+      'overlay',
+      'virtio_blk',
+    ]) {
       expect(result.modules).toContain(m);
     }
     const dep = readFileSync(join(dir, 'x/lib/modules', result.kernelVersion, 'modules.dep'), 'utf8');

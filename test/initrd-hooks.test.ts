@@ -26,12 +26,18 @@ function run(shell: string[], script: string): { out: string; status: number } {
   return { out: r.stdout.trim(), status: r.status ?? -1 };
 }
 
-const show = 'echo "server=$STRATA_SERVER commit=$STRATA_COMMIT profile=$STRATA_PROFILE backup=$STRATA_BACKUP format=$STRATA_BACKUP_FORMAT upper=$STRATA_UPPER debug=$STRATA_DEBUG retries=$STRATA_RETRIES init=$STRATA_INIT"';
+const show =
+  'echo "server=$STRATA_SERVER commit=$STRATA_COMMIT profile=$STRATA_PROFILE backup=$STRATA_BACKUP format=$STRATA_BACKUP_FORMAT upper=$STRATA_UPPER debug=$STRATA_DEBUG retries=$STRATA_RETRIES init=$STRATA_INIT"';
 
 describe.each(shells)('parse-cmdline.sh under %s', (_name, shell) => {
   it('reads every strata.* word and ignores the rest of the kernel command line', () => {
-    const r = run(shell, `strata_parse_cmdline "BOOT_IMAGE=x console=ttyS0 strata.server=http://10.0.2.2:8080/ strata.commit=${ID} strata.profile=lab strata.backup=LABEL=cache strata.backup.format=1 strata.debug init=/bin/sh quiet"; ${show}`);
-    expect(r.out).toBe(`server=http://10.0.2.2:8080 commit=${ID} profile=lab backup=LABEL=cache format=1 upper=tmpfs debug=1 retries=5 init=/bin/sh`);
+    const r = run(
+      shell,
+      `strata_parse_cmdline "BOOT_IMAGE=x console=ttyS0 strata.server=http://10.0.2.2:8080/ strata.commit=${ID} strata.profile=lab strata.backup=LABEL=cache strata.backup.format=1 strata.debug init=/bin/sh quiet"; ${show}`,
+    );
+    expect(r.out).toBe(
+      `server=http://10.0.2.2:8080 commit=${ID} profile=lab backup=LABEL=cache format=1 upper=tmpfs debug=1 retries=5 init=/bin/sh`,
+    );
   });
 
   it('defaults: no backup, no debug, tmpfs upper, 5 attempts', () => {
@@ -45,11 +51,11 @@ describe.each(shells)('parse-cmdline.sh under %s', (_name, shell) => {
   });
 
   it.each([
-    ['strata.commit=' + ID, /no strata\.server=/],
-    ['strata.server=ftp://x strata.commit=' + ID, /not an http:\/\/ URL/],
+    [`strata.commit=${ID}`, /no strata\.server=/],
+    [`strata.server=ftp://x strata.commit=${ID}`, /not an http:\/\/ URL/],
     ['strata.server=http://h:1', /no strata\.commit=/],
     ['strata.server=http://h:1 strata.commit=ABC', /not a 64-digit lowercase hex commit id/],
-    ['strata.server=http://h:1 strata.commit=' + ID + ' strata.upper=disk', /strata\.upper=disk is not supported/],
+    [`strata.server=http://h:1 strata.commit=${ID} strata.upper=disk`, /strata\.upper=disk is not supported/],
   ])('judges %s as unbootable with a sentence that says what to fix', (cmdline, msg) => {
     const r = run(shell, `strata_parse_cmdline "${cmdline}"; strata_check_cmdline`);
     expect(r.status).toBe(1);
@@ -60,7 +66,10 @@ describe.each(shells)('parse-cmdline.sh under %s', (_name, shell) => {
     const dir = mkdtempSync(join(tmpdir(), 'strata-manifest-'));
     try {
       const f = join(dir, 'm');
-      writeFileSync(f, `strata-manifest 1\ncommit-parent -\nkernel sha256:${'b'.repeat(64)} 10\ninitrd sha256:${'c'.repeat(64)} 11\nlayer sha256:${L1} 4096\nlayer sha256:${L2} 8192\n`);
+      writeFileSync(
+        f,
+        `strata-manifest 1\ncommit-parent -\nkernel sha256:${'b'.repeat(64)} 10\ninitrd sha256:${'c'.repeat(64)} 11\nlayer sha256:${L1} 4096\nlayer sha256:${L2} 8192\n`,
+      );
       const r = run(shell, `strata_parse_manifest "${f}"`);
       expect(r.status).toBe(0);
       expect(r.out).toBe(`${L1} 4096\n${L2} 8192`);
@@ -116,9 +125,13 @@ describe('strata-root.sh', () => {
 
   it('can be sourced without side effects and defines the entry points the packagings call', () => {
     const libDir = fileURLToPath(new URL('../initrd-hooks/lib/', import.meta.url));
-    const out = execFileSync('/usr/bin/busybox', ['sh', '-c', `STRATA_LIB_DIR="${libDir}" . "${ROOT_SH}"; type strata_boot strata_handover strata_fail >/dev/null && echo defined`], {
-      encoding: 'utf8',
-    });
+    const out = execFileSync(
+      '/usr/bin/busybox',
+      ['sh', '-c', `STRATA_LIB_DIR="${libDir}" . "${ROOT_SH}"; type strata_boot strata_handover strata_fail >/dev/null && echo defined`],
+      {
+        encoding: 'utf8',
+      },
+    );
     expect(out.trim()).toBe('defined');
   });
 
@@ -133,14 +146,29 @@ describe('strata-root.sh', () => {
       writeFileSync(join(dir, 'strata', 'last-good.id'), ID);
       writeFileSync(join(dir, 'layers.list'), `${L1} 1\n${L2} 1\n`);
       for (const [, shell] of shells) {
-        const out = execFileSync(shell[0]!, [...shell.slice(1), '-c',
-          `STRATA_LIB_DIR="${libDir}" . "${ROOT_SH}"; STRATA_BACKUP_DIR="${dir}/strata"; STRATA_OBJECTS="${objects}"; STRATA_COMMIT=${ID}; strata_prune_backup "${dir}/layers.list"; ls -A "${objects}"`,
-        ], { encoding: 'utf8' });
-        expect(out.trim().split('\n').filter((l) => !l.startsWith('strata:'))).toEqual([L1, L2]);
+        const out = execFileSync(
+          shell[0]!,
+          [
+            ...shell.slice(1),
+            '-c',
+            `STRATA_LIB_DIR="${libDir}" . "${ROOT_SH}"; STRATA_BACKUP_DIR="${dir}/strata"; STRATA_OBJECTS="${objects}"; STRATA_COMMIT=${ID}; strata_prune_backup "${dir}/layers.list"; ls -A "${objects}"`,
+          ],
+          { encoding: 'utf8' },
+        );
+        expect(
+          out
+            .trim()
+            .split('\n')
+            .filter((l) => !l.startsWith('strata:')),
+        ).toEqual([L1, L2]);
         writeFileSync(join(objects, old), 'x'); // the next shell prunes it again
       }
       // Without a backup disk (layers in RAM) nothing is touched.
-      execFileSync('/usr/bin/busybox', ['sh', '-c', `STRATA_LIB_DIR="${libDir}" . "${ROOT_SH}"; STRATA_BACKUP_DIR=; STRATA_OBJECTS="${objects}"; strata_prune_backup "${dir}/layers.list"`]);
+      execFileSync('/usr/bin/busybox', [
+        'sh',
+        '-c',
+        `STRATA_LIB_DIR="${libDir}" . "${ROOT_SH}"; STRATA_BACKUP_DIR=; STRATA_OBJECTS="${objects}"; strata_prune_backup "${dir}/layers.list"`,
+      ]);
       expect(existsSync(join(objects, old))).toBe(true);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -66,10 +66,21 @@ describe('initramfs-tools packaging (boot=strata)', () => {
     const names = listImage(image);
     const has = (suffix: string) => names.some((n) => n === suffix || n.endsWith(`/${suffix}`) || n === `usr/${suffix}`);
     expect(names).toContain('scripts/strata');
-    for (const f of ['lib/strata/strata-root.sh', 'lib/strata/parse-cmdline.sh', 'lib/strata/udhcpc.script', 'lib/strata/bin/busybox', 'lib/strata/bin/wget', 'lib/strata/bin/sha256sum']) {
+    for (const f of [
+      'lib/strata/strata-root.sh',
+      'lib/strata/parse-cmdline.sh',
+      'lib/strata/udhcpc.script',
+      'lib/strata/bin/busybox',
+      'lib/strata/bin/wget',
+      'lib/strata/bin/sha256sum',
+    ]) {
       expect(has(f), f).toBe(true);
     }
-    for (const m of ['squashfs.ko', 'overlay.ko', 'loop.ko', 'virtio_net.ko']) expect(names.some((n) => n.endsWith(`/${m}`)), m).toBe(true);
+    for (const m of ['squashfs.ko', 'overlay.ko', 'loop.ko', 'virtio_net.ko'])
+      expect(
+        names.some((n) => n.endsWith(`/${m}`)),
+        m,
+      ).toBe(true);
     // The boot script in the image is ours and defines what initramfs-tools' init calls.
     const x = join(dir, 'it-x');
     execFileSync('unmkinitramfs', [image, x]);
@@ -98,10 +109,13 @@ describe('dracut packaging (90strata, root=strata)', () => {
     const deb = join(dir, 'deb');
     mkdirSync(deb, { recursive: true });
     // A .deb apt already has (e.g. a CI cache) saves the download.
-    const cached = readdirSync('/var/cache/apt/archives').filter((f) => /^dracut-core_.*\.deb$/.test(f)).sort().at(-1);
-    const dl = cached
-      ? (cpSync(join('/var/cache/apt/archives', cached), join(deb, cached)), { stderr: '' })
-      : download();
+    const cached = readdirSync('/var/cache/apt/archives')
+      .filter((f) => /^dracut-core_.*\.deb$/.test(f))
+      .sort()
+      .at(-1);
+    let dl = { stderr: '' };
+    if (cached) cpSync(join('/var/cache/apt/archives', cached), join(deb, cached));
+    else dl = download();
     const debs = readdirSync(deb).filter((f) => f.endsWith('.deb'));
     expect(debs, `apt-get download dracut-core failed: ${dl.stderr}`).toHaveLength(1);
     const root = join(dir, 'dracut-root');
@@ -114,8 +128,23 @@ describe('dracut packaging (90strata, root=strata)', () => {
     const r = spawnSync(
       join(root, 'usr/bin/dracut'),
       [
-        '--force', '--no-hostonly', '--conf', '/dev/null', '--confdir', join(dir, 'dracut-conf'), '--tmpdir', join(dir, 'dracut-tmp'),
-        '--kver', kernel.version, '--kmoddir', `/lib/modules/${kernel.version}`, '-m', 'base strata', '--no-early-microcode', '--gzip', image,
+        '--force',
+        '--no-hostonly',
+        '--conf',
+        '/dev/null',
+        '--confdir',
+        join(dir, 'dracut-conf'),
+        '--tmpdir',
+        join(dir, 'dracut-tmp'),
+        '--kver',
+        kernel.version,
+        '--kmoddir',
+        `/lib/modules/${kernel.version}`,
+        '-m',
+        'base strata',
+        '--no-early-microcode',
+        '--gzip',
+        image,
       ],
       { encoding: 'utf8', env: { ...process.env, dracutbasedir: base, STRATA_HOOKS_DIR: HOOKS }, timeout: 150_000 },
     );
@@ -129,9 +158,16 @@ describe('dracut packaging (90strata, root=strata)', () => {
       'usr/lib/strata/bin/busybox',
       'usr/lib/strata/bin/wget',
     ]) {
-      expect(names.some((n) => n === f || n === f.replace(/^usr\//, '')), f).toBe(true);
+      expect(
+        names.some((n) => n === f || n === f.replace(/^usr\//, '')),
+        f,
+      ).toBe(true);
     }
-    for (const m of ['squashfs.ko', 'overlay.ko', 'loop.ko', 'virtio_net.ko']) expect(names.some((n) => n.endsWith(`/${m}`)), m).toBe(true);
+    for (const m of ['squashfs.ko', 'overlay.ko', 'loop.ko', 'virtio_net.ko'])
+      expect(
+        names.some((n) => n.endsWith(`/${m}`)),
+        m,
+      ).toBe(true);
 
     const { proof, output } = await bootImage(image, 'root=strata');
     expect(proof.commit, output.slice(-3000)).toBe(commit);

@@ -22,7 +22,13 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-const layouts: [IsoFixture, string][] = [['debian-live', 'debian'], ['ubuntu-casper', 'ubuntu'], ['fedora-liveos', 'fedora'], ['alt', 'alt'], ['ubuntu-casper-layered', 'layered']];
+const layouts: [IsoFixture, string][] = [
+  ['debian-live', 'debian'],
+  ['ubuntu-casper', 'ubuntu'],
+  ['fedora-liveos', 'fedora'],
+  ['alt', 'alt'],
+  ['ubuntu-casper-layered', 'layered'],
+];
 
 describe('strata import of live ISOs', () => {
   for (const [fixture, name] of layouts) {

@@ -10,8 +10,14 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { execa } from 'execa';
 import {
-  inspectIso, extractIsoFile, isNestedRootfs, chooseCasperLayers, pickKernelPair, parseXorrisoLsdl,
-  parseReportLba, contiguousOffset,
+  inspectIso,
+  extractIsoFile,
+  isNestedRootfs,
+  chooseCasperLayers,
+  pickKernelPair,
+  parseXorrisoLsdl,
+  parseReportLba,
+  contiguousOffset,
   type IsoContents,
 } from '../store/iso.ts';
 import { StrataError } from '../store/errors.ts';
@@ -20,8 +26,12 @@ import { makeIso, makeSquashfs, buildIso, type BuiltIso, type IsoFixture } from 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 let work: string;
-beforeAll(async () => { work = await mkdtemp(join(tmpdir(), 'strata-iso-test-')); });
-afterAll(async () => { await rm(work, { recursive: true, force: true }); });
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'strata-iso-test-'));
+});
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
 
 /** Resolves to the StrataError a promise rejects with (fails the test if it resolves). */
 async function refusal(p: Promise<unknown>): Promise<StrataError> {
@@ -48,13 +58,19 @@ async function markerOf(squashfsBytes: Buffer): Promise<string> {
   const f = join(await mkdtemp(join(work, 'sq-')), 'root.sqfs');
   await writeFile(f, squashfsBytes);
   const r = await execa('rdsquashfs', ['-c', '/etc/strata-marker', f]);
-  return r.stdout + '\n';
+  return `${r.stdout}\n`;
 }
 
 describe('inspectIso + extractIsoFile on each layout', () => {
   const good: IsoFixture[] = [
-    'debian-live', 'ubuntu-casper', 'ubuntu-casper-layered', 'ubuntu-casper-layered-nohint',
-    'fedora-liveos', 'fedora-liveos-loader', 'alt', 'alt-altinst',
+    'debian-live',
+    'ubuntu-casper',
+    'ubuntu-casper-layered',
+    'ubuntu-casper-layered-nohint',
+    'fedora-liveos',
+    'fedora-liveos-loader',
+    'alt',
+    'alt-altinst',
   ];
   for (const fixture of good) {
     it(`${fixture}: picks kernel, initrd and root squashfs, and extracts them byte for byte`, async () => {
@@ -99,7 +115,14 @@ describe('refusals', () => {
     const built = await makeIso(work, 'unknown');
     const err = await refusal(inspectIso(built.iso));
     expect(err.code).toBe('E_BAD_ISO');
-    for (const seen of ['arch/', 'EFI/', 'boot/', 'arch/x86_64/airootfs.sfs', 'arch/boot/x86_64/vmlinuz-linux', 'arch/boot/x86_64/initramfs-linux.img']) {
+    for (const seen of [
+      'arch/',
+      'EFI/',
+      'boot/',
+      'arch/x86_64/airootfs.sfs',
+      'arch/boot/x86_64/vmlinuz-linux',
+      'arch/boot/x86_64/initramfs-linux.img',
+    ]) {
       expect(err.message).toContain(seen);
     }
   });
@@ -181,21 +204,42 @@ describe('isNestedRootfs', () => {
 
 describe('pure decisions', () => {
   it('pickKernelPair pairs kernel and initrd by version, newest first, plain names win', () => {
-    expect(pickKernelPair(['live/vmlinuz-6.1.0-9-amd64', 'live/initrd.img-6.1.0-9-amd64', 'live/vmlinuz-6.1.0-18-amd64', 'live/initrd.img-6.1.0-18-amd64']))
-      .toEqual({ kernel: 'live/vmlinuz-6.1.0-18-amd64', initrd: 'live/initrd.img-6.1.0-18-amd64' });
-    expect(pickKernelPair(['casper/vmlinuz.efi', 'casper/initrd.lz'])).toEqual({ kernel: 'casper/vmlinuz.efi', initrd: 'casper/initrd.lz' });
-    expect(pickKernelPair(['casper/vmlinuz-x', 'casper/vmlinuz', 'casper/initrd.gz', 'casper/initrd'])).toEqual({ kernel: 'casper/vmlinuz', initrd: 'casper/initrd' });
-    expect(pickKernelPair(['LIVE/VMLINUZ_6_1_0_18', 'LIVE/INITRD_IMG_6_1_0_18', 'LIVE/INITRD_IMG_6_1_0_9'])).toEqual({ kernel: 'LIVE/VMLINUZ_6_1_0_18', initrd: 'LIVE/INITRD_IMG_6_1_0_18' });
+    expect(
+      pickKernelPair([
+        'live/vmlinuz-6.1.0-9-amd64',
+        'live/initrd.img-6.1.0-9-amd64',
+        'live/vmlinuz-6.1.0-18-amd64',
+        'live/initrd.img-6.1.0-18-amd64',
+      ]),
+    ).toEqual({ kernel: 'live/vmlinuz-6.1.0-18-amd64', initrd: 'live/initrd.img-6.1.0-18-amd64' });
+    expect(pickKernelPair(['casper/vmlinuz.efi', 'casper/initrd.lz'])).toEqual({
+      kernel: 'casper/vmlinuz.efi',
+      initrd: 'casper/initrd.lz',
+    });
+    expect(pickKernelPair(['casper/vmlinuz-x', 'casper/vmlinuz', 'casper/initrd.gz', 'casper/initrd'])).toEqual({
+      kernel: 'casper/vmlinuz',
+      initrd: 'casper/initrd',
+    });
+    expect(pickKernelPair(['LIVE/VMLINUZ_6_1_0_18', 'LIVE/INITRD_IMG_6_1_0_18', 'LIVE/INITRD_IMG_6_1_0_9'])).toEqual({
+      kernel: 'LIVE/VMLINUZ_6_1_0_18',
+      initrd: 'LIVE/INITRD_IMG_6_1_0_18',
+    });
     expect(pickKernelPair(['live/filesystem.squashfs'])).toBeUndefined();
   });
 
   it('chooseCasperLayers follows layerfs-path, else the longest chain without side layers', () => {
-    const server = ['ubuntu-server-minimal.squashfs', 'ubuntu-server-minimal.ubuntu-server.squashfs',
-      'ubuntu-server-minimal.ubuntu-server.installer.squashfs', 'ubuntu-server-minimal.ubuntu-server.installer.generic.squashfs',
-      'ubuntu-server-minimal.ubuntu-server.installer.generic-hwe.squashfs'];
+    const server = [
+      'ubuntu-server-minimal.squashfs',
+      'ubuntu-server-minimal.ubuntu-server.squashfs',
+      'ubuntu-server-minimal.ubuntu-server.installer.squashfs',
+      'ubuntu-server-minimal.ubuntu-server.installer.generic.squashfs',
+      'ubuntu-server-minimal.ubuntu-server.installer.generic-hwe.squashfs',
+    ];
     expect(chooseCasperLayers(server)).toEqual(server.slice(0, 4));
-    expect(chooseCasperLayers(server, 'ubuntu-server-minimal.ubuntu-server.installer.generic-hwe.squashfs'))
-      .toEqual([...server.slice(0, 3), server[4]]);
+    expect(chooseCasperLayers(server, 'ubuntu-server-minimal.ubuntu-server.installer.generic-hwe.squashfs')).toEqual([
+      ...server.slice(0, 3),
+      server[4],
+    ]);
     // A hint naming a layer whose chain is broken falls back to the heuristic.
     expect(chooseCasperLayers(['a.squashfs', 'a.b.squashfs'], '/casper/a.x.b.squashfs')).toEqual(['a.squashfs', 'a.b.squashfs']);
     expect(chooseCasperLayers(['x.y.squashfs', 'z.w.squashfs'])).toBeUndefined();
@@ -208,7 +252,10 @@ describe('pure decisions', () => {
       "File data lba:  1 ,  2097186 ,       10 ,     20480 , '/LiveOS/squashfs.img'",
     ].join('\n');
     const ext = parseReportLba(out);
-    expect(ext).toEqual([{ lba: 35, blocks: 2097151, size: 4294965248 }, { lba: 2097186, blocks: 10, size: 20480 }]);
+    expect(ext).toEqual([
+      { lba: 35, blocks: 2097151, size: 4294965248 },
+      { lba: 2097186, blocks: 10, size: 20480 },
+    ]);
     expect(contiguousOffset(ext)).toBe(35 * 2048);
     expect(contiguousOffset([ext[0], { ...ext[1], lba: 9_999_999 }])).toBeUndefined();
     expect(contiguousOffset([])).toBeUndefined();

@@ -6,11 +6,20 @@ import type { Manifest } from '../store/types.ts';
 const d = (c: string) => c.repeat(64);
 
 describe('boot manifest and commit ids', () => {
-  const m: Manifest = { parent: null, kernel: { digest: d('a'), size: 10 }, initrd: { digest: d('b'), size: 20 }, layers: [{ digest: d('c'), size: 30 }, { digest: d('e'), size: 40 }] };
+  const m: Manifest = {
+    parent: null,
+    kernel: { digest: d('a'), size: 10 },
+    initrd: { digest: d('b'), size: 20 },
+    layers: [
+      { digest: d('c'), size: 30 },
+      { digest: d('e'), size: 40 },
+    ],
+  };
 
   it('renders the DESIGN.md text, base layer first', () => {
     expect(renderManifest(m)).toBe(
-      `strata-manifest 1\ncommit-parent -\nkernel sha256:${d('a')} 10\ninitrd sha256:${d('b')} 20\nlayer sha256:${d('c')} 30\nlayer sha256:${d('e')} 40\n`);
+      `strata-manifest 1\ncommit-parent -\nkernel sha256:${d('a')} 10\ninitrd sha256:${d('b')} 20\nlayer sha256:${d('c')} 30\nlayer sha256:${d('e')} 40\n`,
+    );
   });
 
   it('a commit id is the sha256 of the manifest text, stable across runs', () => {

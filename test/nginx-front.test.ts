@@ -44,18 +44,25 @@ async function waitHttp(url: string, timeoutMs = 20_000): Promise<void> {
   }
 }
 
-interface Raw { status: number; headers: http.IncomingHttpHeaders; body: Buffer }
+interface Raw {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
 
 /** A request with the path exactly as written (fetch would resolve ../ first). */
 function raw(base: string, path: string, opts: { method?: string; headers?: Record<string, string> } = {}): Promise<Raw> {
   const u = new URL(base);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: u.hostname, port: u.port, path, method: opts.method ?? 'GET', headers: opts.headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      { host: u.hostname, port: u.port, path, method: opts.method ?? 'GET', headers: opts.headers, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -83,10 +90,17 @@ beforeAll(async () => {
   const ng = join(tmp.dir, 'nginx');
   mkdirSync(ng);
   const conf = join(ng, 'nginx.conf');
-  const printed = await runStrata(['nginx-conf', '--listen', `127.0.0.1:${port}`, '--upstream', `127.0.0.1:${srv.httpPort}`], { data: dataDir });
+  const printed = await runStrata(['nginx-conf', '--listen', `127.0.0.1:${port}`, '--upstream', `127.0.0.1:${srv.httpPort}`], {
+    data: dataDir,
+  });
   if (printed.code !== 0) throw new Error(`strata nginx-conf failed: ${printed.stderr}`);
-  writeFileSync(conf, nginxMainConf(ng, printed.stdout, { workers: 1, daemonAndPid: false, httpExtra: ['include /etc/nginx/mime.types;'] }));
-  nginx = spawn(NGINX, ['-p', ng, '-e', `${ng}/error.log`, '-c', conf, '-g', `daemon off; pid ${ng}/nginx.pid;`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  writeFileSync(
+    conf,
+    nginxMainConf(ng, printed.stdout, { workers: 1, daemonAndPid: false, httpExtra: ['include /etc/nginx/mime.types;'] }),
+  );
+  nginx = spawn(NGINX, ['-p', ng, '-e', `${ng}/error.log`, '-c', conf, '-g', `daemon off; pid ${ng}/nginx.pid;`], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   nginx.stderr!.on('data', (c) => (stderr += c));
   const exited = new Promise<never>((_, reject) => nginx!.once('exit', (code) => reject(new Error(`nginx exited ${code}: ${stderr}`))));
@@ -99,8 +113,13 @@ afterAll(async () => {
   if (n && n.exitCode === null && n.signalCode === null) {
     // Our own child by its pid; SIGQUIT is nginx's graceful stop (workers go too).
     await new Promise<void>((resolve) => {
-      const t = setTimeout(() => { n.kill('SIGKILL'); }, 10_000);
-      n.once('exit', () => { clearTimeout(t); resolve(); });
+      const t = setTimeout(() => {
+        n.kill('SIGKILL');
+      }, 10_000);
+      n.once('exit', () => {
+        clearTimeout(t);
+        resolve();
+      });
       n.kill('SIGQUIT');
     });
   }
@@ -148,7 +167,9 @@ describe('objects come from nginx', () => {
 
     const ifRange = await raw(front, `/objects/sha256/${kernelHex}`, { headers: { range: 'bytes=0-9', 'if-range': `"${kernelHex}"` } });
     expect(ifRange.status).toBe(206);
-    const otherTag = await raw(front, `/objects/sha256/${kernelHex}`, { headers: { range: 'bytes=0-9', 'if-range': `"${'0'.repeat(64)}"` } });
+    const otherTag = await raw(front, `/objects/sha256/${kernelHex}`, {
+      headers: { range: 'bytes=0-9', 'if-range': `"${'0'.repeat(64)}"` },
+    });
     expect(otherTag.status).toBe(200);
     expect(otherTag.body.length).toBe(kernelBytes.length);
   });
@@ -251,7 +272,9 @@ describe('everything else is proxied to strata', () => {
       while (!seen.includes(mac)) {
         const next = await Promise.race([
           reader.read(),
-          new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no client event through nginx; got: ${seen}`)), Math.max(1, deadline - Date.now()))),
+          new Promise<never>((_, reject) =>
+            setTimeout(() => reject(new Error(`no client event through nginx; got: ${seen}`)), Math.max(1, deadline - Date.now())),
+          ),
         ]);
         if (next.done) throw new Error(`stream ended; got: ${seen}`);
         seen += Buffer.from(next.value).toString();
@@ -275,7 +298,16 @@ describe('strata nginx-conf refuses what nginx would misread', () => {
     const ok = { dataDir: '/srv/strata', listen: '0.0.0.0:80', upstream: '127.0.0.1:8080' };
     expect(renderNginxConf(ok)).toContain('alias "/srv/strata/objects/sha256/$strata_d2/$strata_d62";');
     expect(renderNginxConf({ ...ok, listen: '[::1]:8081' })).toContain('listen [::1]:8081;');
-    for (const bad of [{ listen: '0.0.0.0' }, { listen: 'a b:80' }, { upstream: '127.0.0.1:70000' }, { upstream: 'x;y:1' }, { dataDir: 'relative/data' }, { dataDir: '/srv/$x' }, { dataDir: '/srv/"x' }, { dataDir: '/srv/x\ny' }]) {
+    for (const bad of [
+      { listen: '0.0.0.0' },
+      { listen: 'a b:80' },
+      { upstream: '127.0.0.1:70000' },
+      { upstream: 'x;y:1' },
+      { dataDir: 'relative/data' },
+      { dataDir: '/srv/$x' },
+      { dataDir: '/srv/"x' },
+      { dataDir: '/srv/x\ny' },
+    ]) {
       let err: unknown = null;
       try {
         renderNginxConf({ ...ok, ...bad });

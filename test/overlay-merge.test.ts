@@ -66,7 +66,10 @@ describe('mergedTree', () => {
   });
 
   it('works on unsorted listings without a root entry', () => {
-    const layers = [[file('a/b/c'), dir('a/b'), dir('a')], [file('a/b/d'), dir('a')]];
+    const layers = [
+      [file('a/b/c'), dir('a/b'), dir('a')],
+      [file('a/b/d'), dir('a')],
+    ];
     expect(view(layers)).toEqual({ a: '1:dir', 'a/b': '0:dir', 'a/b/c': '0:file', 'a/b/d': '1:file' });
   });
 });
@@ -74,14 +77,30 @@ describe('mergedTree', () => {
 describe('planMerge', () => {
   const chain = [
     [dir(''), dir('etc'), file('etc/a'), file('etc/b'), dir('var'), dir('var/cache'), file('var/cache/big'), file('tmpfile')],
-    [dir(''), dir('etc'), file('etc/a', 2), wh('etc/b'), dir('var'), dir('var/cache', { opaque: true }), file('var/cache/new'), wh('tmpfile')],
+    [
+      dir(''),
+      dir('etc'),
+      file('etc/a', 2),
+      wh('etc/b'),
+      dir('var'),
+      dir('var/cache', { opaque: true }),
+      file('var/cache/new'),
+      wh('tmpfile'),
+    ],
     [dir(''), sym('etc/link', 'a'), dir('etc'), dir('newdir')],
   ];
 
   it('keepBelow=false: one owner per surviving path, no whiteouts, no opaque marks', () => {
     const plan = planMerge(chain, { keepBelow: false });
     expect(owners(chain, false)).toEqual({
-      '': 2, etc: 2, 'etc/a': 1, 'etc/link': 2, newdir: 2, var: 1, 'var/cache': 1, 'var/cache/new': 1,
+      '': 2,
+      etc: 2,
+      'etc/a': 1,
+      'etc/link': 2,
+      newdir: 2,
+      var: 1,
+      'var/cache': 1,
+      'var/cache/new': 1,
     });
     expect(plan.whiteouts).toEqual([]);
     expect([...plan.opaque]).toEqual([]);
@@ -92,7 +111,14 @@ describe('planMerge', () => {
     const plan = planMerge(segment, { keepBelow: true });
     // segment indexes: 0 = chain layer 1, 1 = chain layer 2
     expect(owners(segment, true)).toEqual({
-      '': 1, etc: 1, 'etc/a': 0, 'etc/link': 1, newdir: 1, var: 0, 'var/cache': 0, 'var/cache/new': 0,
+      '': 1,
+      etc: 1,
+      'etc/a': 0,
+      'etc/link': 1,
+      newdir: 1,
+      var: 0,
+      'var/cache': 0,
+      'var/cache/new': 0,
     });
     expect(plan.whiteouts).toEqual(['etc/b', 'tmpfile']);
     expect([...plan.opaque]).toEqual(['var/cache']);
@@ -111,7 +137,10 @@ describe('planMerge', () => {
   });
 
   it('keepBelow=true: a whiteout of a file that an earlier segment layer created still deletes below', () => {
-    const segment = [[dir(''), file('f')], [dir(''), wh('f')]];
+    const segment = [
+      [dir(''), file('f')],
+      [dir(''), wh('f')],
+    ];
     expect(planMerge(segment, { keepBelow: true }).whiteouts).toEqual(['f']);
     expect(planMerge(segment, { keepBelow: false }).whiteouts).toEqual([]);
   });
@@ -127,7 +156,12 @@ describe('planMerge', () => {
     const layers = [[dir(''), file('bin/a', 10), link('bin/b', 'bin/a'), dir('bin')]];
     const plan = planMerge(layers, { keepBelow: false });
     expect(plan.owner.get('bin/b')).toBe(0);
-    expect(plan.linkCarrier.get(0)).toEqual(new Map([['bin/a', 'bin/a'], ['bin/b', 'bin/a']]));
+    expect(plan.linkCarrier.get(0)).toEqual(
+      new Map([
+        ['bin/a', 'bin/a'],
+        ['bin/b', 'bin/a'],
+      ]),
+    );
   });
 
   it('moves the data of a hardlink group to its first surviving member when the target is shadowed', () => {
@@ -138,7 +172,13 @@ describe('planMerge', () => {
     const plan = planMerge(layers, { keepBelow: false });
     expect(plan.owner.get('bin/a')).toBe(1);
     expect(plan.owner.get('bin/b')).toBe(0);
-    expect(plan.linkCarrier.get(0)).toEqual(new Map([['bin/a', 'bin/b'], ['bin/b', 'bin/b'], ['bin/c', 'bin/b']]));
+    expect(plan.linkCarrier.get(0)).toEqual(
+      new Map([
+        ['bin/a', 'bin/b'],
+        ['bin/b', 'bin/b'],
+        ['bin/c', 'bin/b'],
+      ]),
+    );
     expect(plan.linkCarrier.get(1)).toBeUndefined();
   });
 

@@ -28,7 +28,14 @@ let kernel: { digest: string; bytes: Buffer };
 
 beforeAll(async () => {
   tmp = tempDir('strata-cluster-');
-  srv = await startServer({ dataDir: join(tmp.dir, 'data'), http: '127.0.0.1:0', ssh: '127.0.0.1:0', handleSignals: false, log: () => {}, httpWorkers: 2 });
+  srv = await startServer({
+    dataDir: join(tmp.dir, 'data'),
+    http: '127.0.0.1:0',
+    ssh: '127.0.0.1:0',
+    handleSignals: false,
+    log: () => {},
+    httpWorkers: 2,
+  });
   const p = await importProfile(srv.store, tmp.dir, 'lab');
   srv.store.assign('default', 'lab');
   const head = srv.store.getCommit(srv.store.getProfile('lab').head!);
@@ -62,60 +69,83 @@ async function waitFor<T>(what: string, fn: () => T | undefined | false, ms = 20
   }
 }
 
-interface Reply { status: number; headers: http.IncomingHttpHeaders; body: Buffer }
+interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
 
 /** One request on its own connection (no keep-alive), so the cluster hands each to a worker afresh. */
 function get(path: string, headers: Record<string, string> = {}, port = srv.httpPort): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    http.get({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    }).on('error', reject);
+    http
+      .get({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      })
+      .on('error', reject);
   });
 }
 
 /** The process that holds the server side of the TCP connection whose client port is `clientPort` (from /proc). */
 function serverSidePid(clientPort: number, pids: number[]): number | undefined {
   const hex = (n: number) => n.toString(16).toUpperCase().padStart(4, '0');
-  const line = readFileSync('/proc/net/tcp', 'utf8').split('\n')
-    .find((l) => { const f = l.trim().split(/\s+/); return f[1] === `0100007F:${hex(srv.httpPort)}` && f[2] === `0100007F:${hex(clientPort)}`; });
+  const line = readFileSync('/proc/net/tcp', 'utf8')
+    .split('\n')
+    .find((l) => {
+      const f = l.trim().split(/\s+/);
+      return f[1] === `0100007F:${hex(srv.httpPort)}` && f[2] === `0100007F:${hex(clientPort)}`;
+    });
   if (!line) return undefined;
   const inode = line.trim().split(/\s+/)[9];
   return pids.find((pid) => {
     try {
-      return readdirSync(`/proc/${pid}/fd`).some((fd) => { try { return readlinkSync(`/proc/${pid}/fd/${fd}`) === `socket:[${inode}]`; } catch { return false; } });
+      return readdirSync(`/proc/${pid}/fd`).some((fd) => {
+        try {
+          return readlinkSync(`/proc/${pid}/fd/${fd}`) === `socket:[${inode}]`;
+        } catch {
+          return false;
+        }
+      });
     } catch {
       return false;
     }
   });
 }
 
-interface SseClient { events: Array<{ type: string; data: Record<string, unknown> }>; localPort: number; close(): void }
+interface SseClient {
+  events: Array<{ type: string; data: Record<string, unknown> }>;
+  localPort: number;
+  close(): void;
+}
 
 function openSse(): Promise<SseClient> {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port: srv.httpPort, path: '/v1/events', agent: false, headers: { Authorization: `Bearer ${token}` } }, (res) => {
-      if (res.statusCode !== 200) return reject(new Error(`events: HTTP ${res.statusCode}`));
-      const client: SseClient = { events: [], localPort: req.socket!.localPort!, close: () => req.destroy() };
-      let buf = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => {
-        buf += c;
-        let i: number;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-          const frame = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          const type = /^event: (.*)$/m.exec(frame)?.[1];
-          const data = /^data: (.*)$/m.exec(frame)?.[1];
-          if (type && data) client.events.push({ type, data: JSON.parse(data) as Record<string, unknown> });
-        }
-      });
-      res.on('error', () => {});
-      // The first comment line means the worker has subscribed.
-      res.once('data', () => resolve(client));
-    });
+    const req = http.get(
+      { host: '127.0.0.1', port: srv.httpPort, path: '/v1/events', agent: false, headers: { Authorization: `Bearer ${token}` } },
+      (res) => {
+        if (res.statusCode !== 200) return reject(new Error(`events: HTTP ${res.statusCode}`));
+        const client: SseClient = { events: [], localPort: req.socket!.localPort!, close: () => req.destroy() };
+        let buf = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          buf += c;
+          let i: number;
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            const frame = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            const type = /^event: (.*)$/m.exec(frame)?.[1];
+            const data = /^data: (.*)$/m.exec(frame)?.[1];
+            if (type && data) client.events.push({ type, data: JSON.parse(data) as Record<string, unknown> });
+          }
+        });
+        res.on('error', () => {});
+        // The first comment line means the worker has subscribed.
+        res.once('data', () => resolve(client));
+      },
+    );
     req.on('error', reject);
   });
 }
@@ -134,11 +164,13 @@ describe('httpWorkers = 2', () => {
     const url = `/objects/sha256/${kernel.digest}`;
     const wantHash = createHash('sha256').update(kernel.bytes).digest('hex');
     expect(wantHash).toBe(kernel.digest);
-    const replies = await Promise.all(Array.from({ length: 120 }, (_, i) => {
-      if (i % 3 === 0) return get(url);
-      if (i % 3 === 1) return get(url, { Range: 'bytes=1000-1999' });
-      return get(url, { 'If-None-Match': `"${kernel.digest}"` });
-    }));
+    const replies = await Promise.all(
+      Array.from({ length: 120 }, (_, i) => {
+        if (i % 3 === 0) return get(url);
+        if (i % 3 === 1) return get(url, { Range: 'bytes=1000-1999' });
+        return get(url, { 'If-None-Match': `"${kernel.digest}"` });
+      }),
+    );
     replies.forEach((r, i) => {
       expect(r.headers.etag).toBe(`"${kernel.digest}"`);
       if (i % 3 === 0) {
@@ -178,7 +210,9 @@ describe('httpWorkers = 2', () => {
         expect(b.body.toString()).toContain('strata.profile=lab');
       }
       for (const c of clients) {
-        await waitFor('client events on every stream', () => macs.every((m) => c.events.some((e) => e.type === 'client' && e.data.mac === m)));
+        await waitFor('client events on every stream', () =>
+          macs.every((m) => c.events.some((e) => e.type === 'client' && e.data.mac === m)),
+        );
         const clientEvents = c.events.filter((e) => e.type === 'client');
         expect(clientEvents.map((e) => e.data.mac).sort()).toEqual(macs);
         expect(clientEvents.every((e) => e.data.boot === true && e.data.profile === 'lab')).toBe(true);
@@ -186,18 +220,28 @@ describe('httpWorkers = 2', () => {
 
       // A push over SSH: landed by the primary's baker, seen by every stream.
       const parent = srv.store.getProfile('lab').head!;
-      const r = await ssh2Run({ port: srv.sshPort, privateKey: key.privateKey }, `push lab --parent ${parent} -m 'cluster push'`, zstdTar(tmp.dir, { 'etc/motd': 'from a cluster test\n', 'opt/blob': randomBytes(200_000) }));
+      const r = await ssh2Run(
+        { port: srv.sshPort, privateKey: key.privateKey },
+        `push lab --parent ${parent} -m 'cluster push'`,
+        zstdTar(tmp.dir, { 'etc/motd': 'from a cluster test\n', 'opt/blob': randomBytes(200_000) }),
+      );
       expect(r.code).toBe(0);
       const id = lastLine(r.stdout);
-      const done = await waitFor<Push>('the bake', () => {
-        const p = srv.store.getPush(id);
-        return p.state === 'committed' || p.state === 'rejected' ? p : undefined;
-      }, 60_000);
+      const done = await waitFor<Push>(
+        'the bake',
+        () => {
+          const p = srv.store.getPush(id);
+          return p.state === 'committed' || p.state === 'rejected' ? p : undefined;
+        },
+        60_000,
+      );
       expect(done.state).toBe('committed');
       expect(srv.store.getProfile('lab').head).toBe(done.commit);
       expect(srv.store.log('lab').filter((c) => c.message === 'cluster push')).toHaveLength(1);
       for (const c of clients) {
-        await waitFor('the committed push on every stream', () => c.events.some((e) => e.type === 'push' && e.data.id === id && e.data.state === 'committed'));
+        await waitFor('the committed push on every stream', () =>
+          c.events.some((e) => e.type === 'push' && e.data.id === id && e.data.state === 'committed'),
+        );
         expect(c.events.filter((e) => e.type === 'push' && e.data.id === id && e.data.state === 'committed')).toHaveLength(1);
       }
       // Workers serve the new commit at once: they read the same database.
@@ -224,7 +268,14 @@ describe('httpWorkers = 2', () => {
   it('close() stops every worker process', async () => {
     const tmp2 = tempDir('strata-cluster-close-');
     try {
-      const s = await startServer({ dataDir: join(tmp2.dir, 'data'), http: '127.0.0.1:0', ssh: '127.0.0.1:0', handleSignals: false, log: () => {}, httpWorkers: 2 });
+      const s = await startServer({
+        dataDir: join(tmp2.dir, 'data'),
+        http: '127.0.0.1:0',
+        ssh: '127.0.0.1:0',
+        handleSignals: false,
+        log: () => {},
+        httpWorkers: 2,
+      });
       const pids = s.httpWorkerPids();
       expect(pids).toHaveLength(2);
       expect((await get('/v1/boot/ipxe', {}, s.httpPort)).status).toBe(200);
@@ -250,7 +301,11 @@ describe('worker restart backoff', () => {
 describe('strata serve --http-workers 2', () => {
   it('SIGTERM to the primary stops the workers and exits 0', async () => {
     const tmp3 = tempDir('strata-cluster-cli-');
-    const child = spawn(join(ROOT, 'bin/strata'), ['--data', join(tmp3.dir, 'data'), 'serve', '--http', '127.0.0.1:0', '--ssh', '127.0.0.1:0', '--http-workers', '2'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(
+      join(ROOT, 'bin/strata'),
+      ['--data', join(tmp3.dir, 'data'), 'serve', '--http', '127.0.0.1:0', '--ssh', '127.0.0.1:0', '--http-workers', '2'],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     try {
       const port = await new Promise<number>((resolve, reject) => {
         createInterface({ input: child.stderr! }).on('line', (l) => {

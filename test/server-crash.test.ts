@@ -26,7 +26,11 @@ const children = new Set<ChildProcess>();
 function startChild(): Promise<{ child: ChildProcess; ssh: number; http: number; stderr: () => string }> {
   return new Promise((resolve, reject) => {
     // Its own process group, so a SIGKILL takes tar2sqfs down too, as a power cut would.
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, data], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, data], {
+      cwd: ROOT,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     children.add(child);
     let err = '';
     child.stderr!.on('data', (c) => (err += c));

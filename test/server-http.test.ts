@@ -44,8 +44,13 @@ afterAll(async () => {
 });
 
 const auth = () => ({ authorization: `Bearer ${token}` });
+// biome-ignore lint/suspicious/noExplicitAny: test responses are checked field by field
 async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const r = await fetch(url + path, { method, headers: { ...auth(), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) }, body: body !== undefined ? JSON.stringify(body) : undefined });
+  const r = await fetch(url + path, {
+    method,
+    headers: { ...auth(), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    body: body !== undefined ? JSON.stringify(body) : undefined,
+  });
   return { status: r.status, json: await r.json() };
 }
 async function script(flavour: 'ipxe' | 'grub', q: string): Promise<{ status: number; text: string; headers: Headers }> {
@@ -58,11 +63,13 @@ const param = (text: string, name: string) => new RegExp(`${name.replace('.', '\
 function rawGet(path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
-    http.get({ host: u.hostname, port: u.port, path }, (res) => {
-      let body = '';
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode!, body }));
-    }).on('error', reject);
+    http
+      .get({ host: u.hostname, port: u.port, path }, (res) => {
+        let body = '';
+        res.on('data', (c) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      })
+      .on('error', reject);
   });
 }
 
@@ -83,7 +90,9 @@ describe('boot scripts', () => {
     expect((await api('PUT', '/v1/assignments', { match: '10.0.0.0/8', target: 'lab@v1' })).status).toBe(200);
     expect((await api('PUT', '/v1/assignments', { match: '10.1.0.0/16', target: 'other', cmdline: 'quiet' })).status).toBe(200);
     expect((await api('PUT', '/v1/assignments', { match: '10.1.2.3', target: 'lab', cmdline: 'ip-exact=1' })).status).toBe(200);
-    expect((await api('PUT', '/v1/assignments', { match: '52:54:00:AA:BB:01', target: `other@${ids.otherBase}`, cmdline: 'by-mac=1' })).status).toBe(200);
+    expect(
+      (await api('PUT', '/v1/assignments', { match: '52:54:00:AA:BB:01', target: `other@${ids.otherBase}`, cmdline: 'by-mac=1' })).status,
+    ).toBe(200);
 
     const mac = await script('ipxe', 'mac=52-54-00-aa-bb-01&ip=10.1.2.3');
     expect(mac.status).toBe(200);
@@ -118,11 +127,13 @@ describe('boot scripts', () => {
     expect(bytes.equals(readFileSync(kernelFile))).toBe(true);
     const viaName = await new Promise<string>((resolve, reject) => {
       const u = new URL(url);
-      http.get({ host: u.hostname, port: u.port, path: '/v1/boot/ipxe?ip=10.1.2.3', headers: { host: `boot.example:${u.port}` } }, (res) => {
-        let b = '';
-        res.on('data', (c) => (b += c));
-        res.on('end', () => resolve(b));
-      }).on('error', reject);
+      http
+        .get({ host: u.hostname, port: u.port, path: '/v1/boot/ipxe?ip=10.1.2.3', headers: { host: `boot.example:${u.port}` } }, (res) => {
+          let b = '';
+          res.on('data', (c) => (b += c));
+          res.on('end', () => resolve(b));
+        })
+        .on('error', reject);
     });
     expect(viaName).toContain(`strata.server=http://boot.example:${new URL(url).port} `);
   });
@@ -145,7 +156,12 @@ describe('boot scripts', () => {
   /** A request as GRUB 2.06 writes it (Host without the port), answered as raw bytes so header spelling shows. */
   function asGrub(path: string, extra: Record<string, string> = {}): Promise<{ head: string; body: string }> {
     const port = Number(new URL(url).port);
-    const lines = [`GET ${path} HTTP/1.1`, 'Host: 10.0.2.2', 'User-Agent: GRUB 2.06-13+deb12u2', ...Object.entries(extra).map(([k, v]) => `${k}: ${v}`)];
+    const lines = [
+      `GET ${path} HTTP/1.1`,
+      'Host: 10.0.2.2',
+      'User-Agent: GRUB 2.06-13+deb12u2',
+      ...Object.entries(extra).map(([k, v]) => `${k}: ${v}`),
+    ];
     return new Promise((resolve, reject) => {
       let raw = '';
       const c = net.connect(port, '127.0.0.1', () => c.write(`${lines.join('\r\n')}\r\n\r\n`));
@@ -167,7 +183,12 @@ describe('boot scripts', () => {
     const g = await asGrub('/v1/boot/grub?mac=52:54:00:aa:bb:07&ip=10.1.2.3');
     // GRUB 2.06 matches "Content-Length: " case-sensitively; without it the config never loads.
     expect(g.head).toMatch(/^Content-Length: \d+$/m);
-    expect(g.body).toMatch(new RegExp(`^  linux \\(http,10\\.0\\.2\\.2:${port}\\)/objects/sha256/[0-9a-f]{64} strata\\.server=http://10\\.0\\.2\\.2:${port} `, 'm'));
+    expect(g.body).toMatch(
+      new RegExp(
+        `^  linux \\(http,10\\.0\\.2\\.2:${port}\\)/objects/sha256/[0-9a-f]{64} strata\\.server=http://10\\.0\\.2\\.2:${port} `,
+        'm',
+      ),
+    );
     expect(g.body).toMatch(new RegExp(`^  initrd \\(http,10\\.0\\.2\\.2:${port}\\)/objects/sha256/[0-9a-f]{64}$`, 'm'));
     // The iPXE answer to the same request is as before: iPXE puts the port in Host when it is not 80.
     const i = await asGrub('/v1/boot/ipxe?mac=52:54:00:aa:bb:07&ip=10.1.2.3');
@@ -276,7 +297,13 @@ describe('objects and manifests', () => {
   });
 
   it('path traversal and non-digests are refused with 400, never served', async () => {
-    for (const p of ['/objects/sha256/..%2F..%2Fstrata.db', '/objects/sha256/..%2fstrata.db', `/objects/sha256/${digest.toUpperCase()}`, `/objects/sha256/${digest.slice(0, 62)}`, '/objects/sha256/%2e%2e']) {
+    for (const p of [
+      '/objects/sha256/..%2F..%2Fstrata.db',
+      '/objects/sha256/..%2fstrata.db',
+      `/objects/sha256/${digest.toUpperCase()}`,
+      `/objects/sha256/${digest.slice(0, 62)}`,
+      '/objects/sha256/%2e%2e',
+    ]) {
       const r = await rawGet(p);
       expect([p, r.status]).toEqual([p, 400]);
       expect(JSON.parse(r.body).error.code).toBe('E_BAD_DIGEST');
@@ -305,18 +332,40 @@ describe('objects and manifests', () => {
 
 describe('admin API', () => {
   const adminRoutes: [string, string][] = [
-    ['GET', '/v1/profiles'], ['GET', '/v1/profiles/lab'], ['PUT', '/v1/profiles/lab/cmdline'], ['GET', '/v1/profiles/lab/log'],
-    ['GET', '/v1/profiles/lab/graph'], ['GET', '/v1/profiles/lab/reflog'], ['POST', '/v1/profiles/lab/rollback'], ['POST', '/v1/profiles/lab/revert'],
-    ['POST', '/v1/profiles/lab/cherry-pick'], ['POST', '/v1/profiles/lab/flatten'], ['GET', '/v1/commits/lab'], ['GET', '/v1/commits/lab/diff'],
-    ['GET', '/v1/refs'], ['POST', '/v1/tags'], ['POST', '/v1/branches'], ['GET', '/v1/assignments'], ['PUT', '/v1/assignments'],
-    ['DELETE', '/v1/assignments'], ['GET', '/v1/clients'], ['GET', '/v1/pushes'], ['GET', '/v1/pushes/p1'], ['POST', '/v1/gc'], ['GET', '/v1/events'],
+    ['GET', '/v1/profiles'],
+    ['GET', '/v1/profiles/lab'],
+    ['PUT', '/v1/profiles/lab/cmdline'],
+    ['GET', '/v1/profiles/lab/log'],
+    ['GET', '/v1/profiles/lab/graph'],
+    ['GET', '/v1/profiles/lab/reflog'],
+    ['POST', '/v1/profiles/lab/rollback'],
+    ['POST', '/v1/profiles/lab/revert'],
+    ['POST', '/v1/profiles/lab/cherry-pick'],
+    ['POST', '/v1/profiles/lab/flatten'],
+    ['GET', '/v1/commits/lab'],
+    ['GET', '/v1/commits/lab/diff'],
+    ['GET', '/v1/refs'],
+    ['POST', '/v1/tags'],
+    ['POST', '/v1/branches'],
+    ['GET', '/v1/assignments'],
+    ['PUT', '/v1/assignments'],
+    ['DELETE', '/v1/assignments'],
+    ['GET', '/v1/clients'],
+    ['GET', '/v1/pushes'],
+    ['GET', '/v1/pushes/p1'],
+    ['POST', '/v1/gc'],
+    ['GET', '/v1/events'],
   ];
 
   it('every admin route answers 401 without a token or with a wrong one, and changes nothing', async () => {
     const before = store.getProfile('lab');
     for (const [method, path] of adminRoutes) {
       for (const headers of [{} as Record<string, string>, { authorization: 'Bearer nope' }, { authorization: `Basic ${token}` }]) {
-        const r = await fetch(url + path, { method, headers: { ...headers, 'content-type': 'application/json' }, body: method === 'GET' ? undefined : JSON.stringify({ cmdline: 'x', to: ids.labBase }) });
+        const r = await fetch(url + path, {
+          method,
+          headers: { ...headers, 'content-type': 'application/json' },
+          body: method === 'GET' ? undefined : JSON.stringify({ cmdline: 'x', to: ids.labBase }),
+        });
         expect([method, path, r.status]).toEqual([method, path, 401]);
         expect((await r.json()).error.code).toBe('E_UNAUTHORIZED');
       }
@@ -380,13 +429,25 @@ describe('admin API', () => {
   });
 
   it('heartbeat records a lease without a token; bad MACs and unknown commits are refused', async () => {
-    const r = await fetch(`${url}/v1/clients/52-54-00-cc-dd-01/heartbeat`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ commit: ids.lab1, ip: '10.9.9.9' }) });
+    const r = await fetch(`${url}/v1/clients/52-54-00-cc-dd-01/heartbeat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ commit: ids.lab1, ip: '10.9.9.9' }),
+    });
     expect(r.status).toBe(200);
     const c = (await api('GET', '/v1/clients')).json.clients.find((x: { mac: string }) => x.mac === '52:54:00:cc:dd:01');
     expect(c).toMatchObject({ ip: '10.9.9.9', commit: ids.lab1 });
-    const bad = await fetch(`${url}/v1/clients/zz/heartbeat`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ commit: ids.lab1 }) });
+    const bad = await fetch(`${url}/v1/clients/zz/heartbeat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ commit: ids.lab1 }),
+    });
     expect(bad.status).toBe(400);
-    const unknown = await fetch(`${url}/v1/clients/52:54:00:cc:dd:01/heartbeat`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ commit: '2'.repeat(64) }) });
+    const unknown = await fetch(`${url}/v1/clients/52:54:00:cc:dd:01/heartbeat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ commit: '2'.repeat(64) }),
+    });
     expect(unknown.status).toBe(404);
   });
 
@@ -422,7 +483,9 @@ describe('admin API', () => {
       text += Buffer.from(value).toString();
     }
     ac.abort();
-    const progress = [...text.matchAll(/event: progress\ndata: (\{[^\n]*\})/g)].map((m) => JSON.parse(m[1]!) as { action: string; profile: string; done: number; total: number });
+    const progress = [...text.matchAll(/event: progress\ndata: (\{[^\n]*\})/g)].map(
+      (m) => JSON.parse(m[1]!) as { action: string; profile: string; done: number; total: number },
+    );
     expect(progress.length).toBeGreaterThan(0);
     expect(progress.every((p) => p.action === 'flatten' && p.profile === 'flat')).toBe(true);
     const last = progress.at(-1)!;

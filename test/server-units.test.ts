@@ -18,14 +18,22 @@ describe('boot scripts', () => {
     serverUrl: 'http://10.0.2.2:8080',
     kernel: K,
     initrd: I,
-    args: bootArgs({ serverUrl: 'http://10.0.2.2:8080', commit: C, profile: 'lab', profileCmdline: 'console=ttyS0  quiet', assignmentCmdline: 'panic=-1' }),
+    args: bootArgs({
+      serverUrl: 'http://10.0.2.2:8080',
+      commit: C,
+      profile: 'lab',
+      profileCmdline: 'console=ttyS0  quiet',
+      assignmentCmdline: 'panic=-1',
+    }),
     banner: 'booting lab',
     selfUrl: 'http://10.0.2.2:8080/v1/boot/ipxe?mac=52:54:00:12:34:56',
   };
   it('iPXE: kernel, initrd and the command line in order, and a retry on failure', () => {
     const s = renderIpxe(input);
     expect(s.startsWith('#!ipxe\n')).toBe(true);
-    expect(s).toContain(`kernel http://10.0.2.2:8080/objects/sha256/${K} strata.server=http://10.0.2.2:8080 strata.commit=${C} strata.profile=lab console=ttyS0 quiet panic=-1 || goto failed`);
+    expect(s).toContain(
+      `kernel http://10.0.2.2:8080/objects/sha256/${K} strata.server=http://10.0.2.2:8080 strata.commit=${C} strata.profile=lab console=ttyS0 quiet panic=-1 || goto failed`,
+    );
     expect(s).toContain(`initrd http://10.0.2.2:8080/objects/sha256/${I} || goto failed`);
     expect(s).toMatch(/boot \|\| goto failed\n:failed\n/);
     expect(s).toContain('sleep 30\nchain http://10.0.2.2:8080/v1/boot/ipxe?mac=52:54:00:12:34:56');
@@ -38,7 +46,9 @@ describe('boot scripts', () => {
   });
   it('iPXE retry script says why, sleeps 30 s and chains the same URL', () => {
     const s = renderIpxeRetry('no assignment matches', 'http://h:1/v1/boot/ipxe?mac=aa:bb:cc:dd:ee:ff&ip=10.0.0.1');
-    expect(s).toBe('#!ipxe\necho strata: no assignment matches\necho strata: asking again in 30 s\nsleep 30\nchain http://h:1/v1/boot/ipxe?mac=aa:bb:cc:dd:ee:ff&ip=10.0.0.1\n');
+    expect(s).toBe(
+      '#!ipxe\necho strata: no assignment matches\necho strata: asking again in 30 s\nsleep 30\nchain http://h:1/v1/boot/ipxe?mac=aa:bb:cc:dd:ee:ff&ip=10.0.0.1\n',
+    );
   });
   it('GRUB: (http,host:port) paths and quoting', () => {
     expect(grubPath(`http://10.0.2.2:8080/objects/sha256/${K}`)).toBe(`(http,10.0.2.2:8080)/objects/sha256/${K}`);
@@ -49,7 +59,9 @@ describe('boot scripts', () => {
     expect(s).toContain(`'x='\\''y z'\\'''`);
     // A failed download falls back to waiting and rebooting (PXE asks again), never to a prompt.
     expect(s).toMatch(/^set fallback=1$/m);
-    expect(s).toMatch(/menuentry 'strata: the kernel or initrd did not load' \{\n  echo '[^']*rebooting in 30 s[^']*'\n  sleep 30\n  reboot\n\}\n$/);
+    expect(s).toMatch(
+      /menuentry 'strata: the kernel or initrd did not load' \{\n {2}echo '[^']*rebooting in 30 s[^']*'\n {2}sleep 30\n {2}reboot\n\}\n$/,
+    );
     const r = renderGrubRetry("it's unknown", 'http://h:1/v1/boot/grub?mac=aa:bb:cc:dd:ee:ff&ip=1.2.3.4');
     // No nested configfile: the grub.cfg's loop asks again once this returns.
     expect(r).toMatch(/sleep 30\n$/);
@@ -106,11 +118,25 @@ describe('ranges and validators', () => {
 describe('errors to HTTP', () => {
   it('maps codes to statuses in one place', () => {
     const cases: Record<string, number> = {
-      E_COMMIT_NOT_FOUND: 404, E_PROFILE_NOT_FOUND: 404, E_OBJECT_NOT_FOUND: 404, E_NOT_FOUND: 404,
-      E_AMBIGUOUS_REF: 400, E_BAD_DIGEST: 400, E_BAD_ARGUMENT: 400, E_UNSAFE_PATH: 400,
-      E_CONFLICT: 409, E_STALE_PARENT: 409, E_REF_EXISTS: 409, E_PROFILE_EXISTS: 409,
-      E_TOO_LARGE: 413, E_UNAUTHORIZED: 401, E_FORBIDDEN: 403, E_NO_SPACE: 507, E_LOCKED: 423,
-      E_CORRUPT: 500, E_INTERNAL: 500,
+      E_COMMIT_NOT_FOUND: 404,
+      E_PROFILE_NOT_FOUND: 404,
+      E_OBJECT_NOT_FOUND: 404,
+      E_NOT_FOUND: 404,
+      E_AMBIGUOUS_REF: 400,
+      E_BAD_DIGEST: 400,
+      E_BAD_ARGUMENT: 400,
+      E_UNSAFE_PATH: 400,
+      E_CONFLICT: 409,
+      E_STALE_PARENT: 409,
+      E_REF_EXISTS: 409,
+      E_PROFILE_EXISTS: 409,
+      E_TOO_LARGE: 413,
+      E_UNAUTHORIZED: 401,
+      E_FORBIDDEN: 403,
+      E_NO_SPACE: 507,
+      E_LOCKED: 423,
+      E_CORRUPT: 500,
+      E_INTERNAL: 500,
     };
     for (const [code, status] of Object.entries(cases)) expect([code, statusForCode(code)]).toEqual([code, status]);
   });
@@ -134,13 +160,25 @@ describe('errors to HTTP', () => {
 
 describe('ssh command words', () => {
   it('splits like a POSIX shell', () => {
-    expect(splitShellWords(`push lab --parent abc -m 'fix the "thing"'`)).toEqual(['push', 'lab', '--parent', 'abc', '-m', 'fix the "thing"']);
+    expect(splitShellWords(`push lab --parent abc -m 'fix the "thing"'`)).toEqual([
+      'push',
+      'lab',
+      '--parent',
+      'abc',
+      '-m',
+      'fix the "thing"',
+    ]);
     expect(splitShellWords(`a "b \\"c\\" \\$d" e\\ f '' x`)).toEqual(['a', 'b "c" $d', 'e f', '', 'x']);
     expect(splitShellWords(`  status   p1  `)).toEqual(['status', 'p1']);
     expect(() => splitShellWords(`push 'lab`)).toThrow(/unterminated/);
   });
   it('parses push, status and log; refuses the rest', () => {
-    expect(parseSshCommand(['push', 'lab', '--parent', 'abc', '-m', 'hi'])).toEqual({ cmd: 'push', profile: 'lab', parent: 'abc', message: 'hi' });
+    expect(parseSshCommand(['push', 'lab', '--parent', 'abc', '-m', 'hi'])).toEqual({
+      cmd: 'push',
+      profile: 'lab',
+      parent: 'abc',
+      message: 'hi',
+    });
     expect(parseSshCommand(['push', '--parent=abc', 'lab'])).toEqual({ cmd: 'push', profile: 'lab', parent: 'abc', message: '' });
     expect(parseSshCommand(['status', 'p1'])).toEqual({ cmd: 'status', id: 'p1' });
     expect(parseSshCommand(['log', 'lab'])).toEqual({ cmd: 'log', profile: 'lab' });

@@ -19,7 +19,10 @@ let image: string;
 let bakedEntries: LayerEntry[];
 
 async function codeOf(p: Promise<unknown>): Promise<{ code: string; message: string }> {
-  const e = await p.then(() => null, (err: unknown) => err);
+  const e = await p.then(
+    () => null,
+    (err: unknown) => err,
+  );
   expect(e, 'should have failed').not.toBeNull();
   return { code: isStrataError(e) ? e.code : String(e), message: (e as Error).message };
 }
@@ -28,7 +31,8 @@ const byPath = (a: LayerEntry, b: LayerEntry) => (a.path < b.path ? -1 : a.path 
 
 beforeAll(async () => {
   work = await tempDir('strata-sqfs-');
-  await sh(`
+  await sh(
+    `
     mkdir -p up/etc up/opaque/x up/usr/lib
     echo one > up/etc/a
     ln up/etc/a up/etc/a-link
@@ -39,7 +43,9 @@ beforeAll(async () => {
     head -c 500000 /dev/urandom > up/usr/lib/blob
     chown 7:8 up/usr/lib/blob; chmod 0600 up/usr/lib/blob
     touch -d @1650000000 up/etc/a up/usr/lib/blob up/etc up/opaque/x up/opaque up/usr/lib up/usr up
-  `, work);
+  `,
+    work,
+  );
   upperTar = join(work, 'up.tar');
   await execa('tar', ['--xattrs', '--xattrs-include=*', '-C', join(work, 'up'), '-cf', upperTar, '.']);
   const img = await bakeTar(upperTar, { tmpDir: work, compressor: 'zstd', level: 3, maxUncompressedBytes: 1 << 30, maxEntries: 1000 });
@@ -131,7 +137,13 @@ describe('squashfsToTar', () => {
 
   it('errors the stream when the image cannot be read', async () => {
     const s = squashfsToTar(join(work, 'missing.sqfs'));
-    const r = await codeOf((async () => { for await (const _ of s) { /* drain */ } })());
+    const r = await codeOf(
+      (async () => {
+        for await (const _ of s) {
+          /* drain */
+        }
+      })(),
+    );
     expect(r.code).toBe('E_CORRUPT');
   });
 });

@@ -50,7 +50,9 @@ function startServer(withGuard: boolean): Promise<{ server: InstanceType<typeof 
       });
     });
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as AddressInfo).port, seen })));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as AddressInfo).port, seen })),
+  );
 }
 
 function floodingClient(port: number): Promise<{ conn: InstanceType<typeof Client>; closed: Promise<void> }> {

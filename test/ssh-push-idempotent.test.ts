@@ -15,7 +15,6 @@ import Database from 'better-sqlite3';
 import { startServer, type RunningServer } from '../server/main.ts';
 import { createSshServer, extractPushKey, loadOrCreateHostKey } from '../server/ssh-server.ts';
 import { openDb, SCHEMA_VERSION } from '../store/db.ts';
-import type { Push } from '../store/types.ts';
 import { runAgent } from './helpers/agent-overlay.ts';
 import { importProfile, tempDir, waitForPushSettled } from './helpers/server-fixture.ts';
 import { lastLine, makeKey, opensshExec, ssh2Connect, ssh2Run, zstdTar, type KeyPair } from './helpers/server-ssh.ts';
@@ -106,13 +105,13 @@ afterAll(async () => {
   tmp?.cleanup();
 });
 
-
 const head = () => srv.store.getProfile('lab').head!;
 const pushesWithMessage = (msg: string) => srv.store.listPushes({ limit: 10_000 }).filter((p) => p.message === msg);
 /** Commits with this message anywhere: on the profile and on any push branch (where a duplicate would land). */
 const commitsWithMessage = (msg: string) => {
   const ids = new Set<string>();
-  for (const r of srv.store.listRefs()) if (r.name === 'lab' || r.name.startsWith('lab/')) for (const c of srv.store.log(r.name)) if (c.message === msg) ids.add(c.id);
+  for (const r of srv.store.listRefs())
+    if (r.name === 'lab' || r.name.startsWith('lab/')) for (const c of srv.store.log(r.name)) if (c.message === msg) ids.add(c.id);
   return ids.size;
 };
 const incomingArchives = () => readdirSync(srv.store.incomingDir).filter((f) => f.includes('.tar.zst'));
@@ -150,8 +149,18 @@ describe('push --push-key', () => {
 
   it('the key is scoped to the SSH key that sent it: another key with the same push key makes its own push', async () => {
     const k = newKey();
-    const mine = await opensshExec(srv.sshPort, keys.lab.privateFile, `push lab --parent ${head()} --push-key ${k} -m scoped-a`, zstdTar(tmp.dir, { 'etc/scoped-a': 'a\n' }));
-    const theirs = await opensshExec(srv.sshPort, keys.admin.privateFile, `push lab --parent ${head()} --push-key ${k} -m scoped-b`, zstdTar(tmp.dir, { 'etc/scoped-b': 'b\n' }));
+    const mine = await opensshExec(
+      srv.sshPort,
+      keys.lab.privateFile,
+      `push lab --parent ${head()} --push-key ${k} -m scoped-a`,
+      zstdTar(tmp.dir, { 'etc/scoped-a': 'a\n' }),
+    );
+    const theirs = await opensshExec(
+      srv.sshPort,
+      keys.admin.privateFile,
+      `push lab --parent ${head()} --push-key ${k} -m scoped-b`,
+      zstdTar(tmp.dir, { 'etc/scoped-b': 'b\n' }),
+    );
     expect(mine.code).toBe(0);
     expect(theirs.code).toBe(0);
     expect(lastLine(theirs.stdout)).not.toBe(lastLine(mine.stdout));
@@ -164,7 +173,10 @@ describe('push --push-key', () => {
     const k = newKey();
     const archive = zstdTar(tmp.dir, { 'var/race': randomBytes(3 * 1024 * 1024) });
     const cmd = `push lab --parent ${head()} --push-key ${k} -m race`;
-    const [a, b] = await Promise.all([opensshExec(srv.sshPort, keys.lab.privateFile, cmd, archive), ssh2Run({ port: srv.sshPort, privateKey: keys.lab.privateKey }, cmd, archive)]);
+    const [a, b] = await Promise.all([
+      opensshExec(srv.sshPort, keys.lab.privateFile, cmd, archive),
+      ssh2Run({ port: srv.sshPort, privateKey: keys.lab.privateKey }, cmd, archive),
+    ]);
     expect(a.code, a.stderr).toBe(0);
     expect(b.code, b.stderr).toBe(0);
     expect(lastLine(b.stdout)).toBe(lastLine(a.stdout));
@@ -177,7 +189,14 @@ describe('push --push-key', () => {
   it('bad keys are refused with exit 2 and a sentence that says what a key is; nothing is stored', async () => {
     const before = srv.store.listPushes({ limit: 10_000 }).length;
     const archive = zstdTar(tmp.dir, { 'etc/bad-key': 'x\n' });
-    for (const words of ['--push-key short', `--push-key ${'x'.repeat(65)}`, '--push-key has+plus/and=equals==', "--push-key 'with space in it here'", '--push-key=', '--push-key -m bad']) {
+    for (const words of [
+      '--push-key short',
+      `--push-key ${'x'.repeat(65)}`,
+      '--push-key has+plus/and=equals==',
+      "--push-key 'with space in it here'",
+      '--push-key=',
+      '--push-key -m bad',
+    ]) {
       const r = await opensshExec(srv.sshPort, keys.lab.privateFile, `push lab --parent ${head()} ${words}`, archive);
       expect(r.code, `${words}: ${r.stderr}`).toBe(2);
       expect(r.stdout).toBe('');
@@ -186,7 +205,12 @@ describe('push --push-key', () => {
     const missing = await opensshExec(srv.sshPort, keys.lab.privateFile, `push lab --parent ${head()} -m bad --push-key`, archive);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/^strata: push: --push-key needs a key/);
-    const twice = await opensshExec(srv.sshPort, keys.lab.privateFile, `push lab --parent ${head()} --push-key ${newKey()} --push-key ${newKey()}`, archive);
+    const twice = await opensshExec(
+      srv.sshPort,
+      keys.lab.privateFile,
+      `push lab --parent ${head()} --push-key ${newKey()} --push-key ${newKey()}`,
+      archive,
+    );
     expect(twice.code).toBe(2);
     expect(twice.stderr).toContain('--push-key given twice');
     expect(srv.store.listPushes({ limit: 10_000 }).length).toBe(before);
@@ -206,13 +230,23 @@ describe('push --push-key', () => {
         });
       });
     });
-    const notZstd = await opensshExec(srv.sshPort, keys.lab.privateFile, `push lab --parent ${head()} --push-key ${k} -m retried`, randomBytes(100_000));
+    const notZstd = await opensshExec(
+      srv.sshPort,
+      keys.lab.privateFile,
+      `push lab --parent ${head()} --push-key ${k} -m retried`,
+      randomBytes(100_000),
+    );
     expect(notZstd.code).toBe(1);
     expect(notZstd.stderr).toContain('not a zstd stream');
     await new Promise((r) => setTimeout(r, 300));
     expect(pushesWithMessage('retried')).toHaveLength(0);
 
-    const ok = await opensshExec(srv.sshPort, keys.lab.privateFile, `push lab --parent ${head()} --push-key ${k} -m retried`, zstdTar(tmp.dir, { 'etc/retried': 'ok\n' }));
+    const ok = await opensshExec(
+      srv.sshPort,
+      keys.lab.privateFile,
+      `push lab --parent ${head()} --push-key ${k} -m retried`,
+      zstdTar(tmp.dir, { 'etc/retried': 'ok\n' }),
+    );
     expect(ok.code, ok.stderr).toBe(0);
     expect((await waitForPushSettled(srv.store, lastLine(ok.stdout))).state).toBe('committed');
     expect(commitsWithMessage('retried')).toBe(1);
@@ -220,19 +254,36 @@ describe('push --push-key', () => {
 
   it('the store keeps the first push recorded under a key (the path of an upload that finished second)', () => {
     const k = newKey();
-    const rec = (id: string, author = 'lab-client') => srv.store.createPush({ id, profile: 'lab', parent: base, message: 'store-level', author, bytes: 1, pushKey: k });
+    const rec = (id: string, author = 'lab-client') =>
+      srv.store.createPush({ id, profile: 'lab', parent: base, message: 'store-level', author, bytes: 1, pushKey: k });
     expect(rec('pidemstore00001').id).toBe('pidemstore00001');
     expect(rec('pidemstore00002').id).toBe('pidemstore00001');
     expect(rec('pidemstore00003', 'root').id).toBe('pidemstore00003');
     expect(() => srv.store.getPush('pidemstore00002')).toThrow(/no push/);
     expect(srv.store.findPushByKey('lab-client', 'lab', k)?.id).toBe('pidemstore00001');
     expect(srv.store.findPushByKey('lab-client', 'other', k)).toBeNull();
-    expect(() => srv.store.createPush({ id: 'pidemstore00004', profile: 'lab', parent: base, message: 'x', author: 'k', bytes: 1, pushKey: 'bad key' })).toThrow(/not a push key/);
+    expect(() =>
+      srv.store.createPush({
+        id: 'pidemstore00004',
+        profile: 'lab',
+        parent: base,
+        message: 'x',
+        author: 'k',
+        bytes: 1,
+        pushKey: 'bad key',
+      }),
+    ).toThrow(/not a push key/);
   });
 
   it('the key is found by word, not by text: a message "--push-key" stays a message', () => {
-    expect(extractPushKey(['push', 'lab', '--parent', 'abc', '-m', '--push-key'])).toEqual({ words: ['push', 'lab', '--parent', 'abc', '-m', '--push-key'], pushKey: null });
-    expect(extractPushKey(['push', 'lab', '--push-key', 'A'.repeat(16), '--parent', 'abc'])).toEqual({ words: ['push', 'lab', '--parent', 'abc'], pushKey: 'A'.repeat(16) });
+    expect(extractPushKey(['push', 'lab', '--parent', 'abc', '-m', '--push-key'])).toEqual({
+      words: ['push', 'lab', '--parent', 'abc', '-m', '--push-key'],
+      pushKey: null,
+    });
+    expect(extractPushKey(['push', 'lab', '--push-key', 'A'.repeat(16), '--parent', 'abc'])).toEqual({
+      words: ['push', 'lab', '--parent', 'abc'],
+      pushKey: 'A'.repeat(16),
+    });
     expect(extractPushKey(['status', '--push-key'])).toEqual({ words: ['status', '--push-key'], pushKey: null });
   });
 });
@@ -248,12 +299,31 @@ describe('the agent', () => {
     }
     const state = join(d, 'state');
     writeFileSync(join(d, 'agent.json'), JSON.stringify({ retryBaseMs: 200, retryMaxMs: 1000 }));
-    const args = (port: number) => ['--config', join(d, 'agent.json'), '--server', '127.0.0.1', '--ssh-port', String(port), '--key', keys.lab.privateFile, '--upper', upper, '--state-dir', state, '--cmdline', ''];
+    const args = (port: number) => [
+      '--config',
+      join(d, 'agent.json'),
+      '--server',
+      '127.0.0.1',
+      '--ssh-port',
+      String(port),
+      '--key',
+      keys.lab.privateFile,
+      '--upper',
+      upper,
+      '--state-dir',
+      state,
+      '--cmdline',
+      '',
+    ];
     const spoolMeta = () => {
       const name = readdirSync(join(state, 'spool')).find((f) => f.endsWith('.json') && !f.startsWith('.'))!;
-      return { file: join(state, 'spool', name), meta: JSON.parse(readFileSync(join(state, 'spool', name), 'utf8')) as { id: string; pushKey?: string } };
+      return {
+        file: join(state, 'spool', name),
+        meta: JSON.parse(readFileSync(join(state, 'spool', name), 'utf8')) as { id: string; pushKey?: string },
+      };
     };
-    const sentIds = () => (JSON.parse(readFileSync(join(state, 'state.json'), 'utf8')) as { pushes: Array<{ pushId: string; pushKey?: string }> }).pushes;
+    const sentIds = () =>
+      (JSON.parse(readFileSync(join(state, 'state.json'), 'utf8')) as { pushes: Array<{ pushId: string; pushKey?: string }> }).pushes;
     return { args, state, spoolMeta, sentIds };
   }
 
@@ -284,12 +354,27 @@ describe('the agent', () => {
 
   it('after an agent restart the spooled push keeps its key: a push the dead sender got stored is not stored again', async () => {
     const a = agentSetup({ 'etc/restart': 'restart\n' });
-    const c = await runAgent([...a.args(srv.sshPort), 'commit', '-m', 'stored-before-restart', '--profile', 'lab', '--parent', base, '--no-send']);
+    const c = await runAgent([
+      ...a.args(srv.sshPort),
+      'commit',
+      '-m',
+      'stored-before-restart',
+      '--profile',
+      'lab',
+      '--parent',
+      base,
+      '--no-send',
+    ]);
     expect(c.code, c.stderr).toBe(0);
     const { meta } = a.spoolMeta();
     // What the killed sender did before it died: the same archive, the same key (as OpenSSH sends it).
     const archive = readFileSync(join(a.state, 'spool', `${meta.id}.tar.zst`));
-    const first = await opensshExec(srv.sshPort, keys.lab.privateFile, `push lab --parent ${base} --push-key ${meta.pushKey} -m stored-before-restart`, archive);
+    const first = await opensshExec(
+      srv.sshPort,
+      keys.lab.privateFile,
+      `push lab --parent ${base} --push-key ${meta.pushKey} -m stored-before-restart`,
+      archive,
+    );
     expect(first.code, first.stderr).toBe(0);
 
     const s = await runAgent([...a.args(srv.sshPort), 'send']);
@@ -325,12 +410,16 @@ describe('schema', () => {
     const db = openDb(file);
     // Make it look like schema version 1 (no push_key column), with one push in it.
     db.exec('DROP INDEX pushes_push_key; ALTER TABLE pushes DROP COLUMN push_key; UPDATE schema_version SET version = 1');
-    db.prepare("INSERT INTO pushes (id, profile, parent, message, author, state, bytes, created_at, updated_at) VALUES ('pold', 'lab', 'c', 'm', 'k', 'committed', 1, 1, 1)").run();
+    db.prepare(
+      "INSERT INTO pushes (id, profile, parent, message, author, state, bytes, created_at, updated_at) VALUES ('pold', 'lab', 'c', 'm', 'k', 'committed', 1, 1, 1)",
+    ).run();
     db.close();
     const again = openDb(file);
     expect((again.prepare('SELECT version FROM schema_version').get() as { version: number }).version).toBe(SCHEMA_VERSION);
     expect(again.prepare('SELECT id, push_key FROM pushes').all()).toEqual([{ id: 'pold', push_key: null }]);
-    const ins = again.prepare("INSERT INTO pushes (id, profile, parent, message, author, state, bytes, created_at, updated_at, push_key) VALUES (?, 'lab', 'c', 'm', ?, 'queued', 1, 1, 1, ?)");
+    const ins = again.prepare(
+      "INSERT INTO pushes (id, profile, parent, message, author, state, bytes, created_at, updated_at, push_key) VALUES (?, 'lab', 'c', 'm', ?, 'queued', 1, 1, 1, ?)",
+    );
     ins.run('p1', 'k', null);
     ins.run('p2', 'k', 'KKKKKKKKKKKKKKKK');
     ins.run('p3', 'other', 'KKKKKKKKKKKKKKKK');

@@ -7,7 +7,6 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer, type RunningServer } from '../server/main.ts';
-import type { Push } from '../store/types.ts';
 import { commitFiles, importProfile, tempDir, waitForPushSettled } from './helpers/server-fixture.ts';
 import { lastLine, makeKey, opensshExec, ssh2Connect, ssh2Exec, ssh2Run, zstdTar, type KeyPair } from './helpers/server-ssh.ts';
 
@@ -18,7 +17,14 @@ const MAX_PUSH = 24 * 1024 * 1024;
 
 beforeAll(async () => {
   tmp = tempDir('strata-ssh-');
-  srv = await startServer({ dataDir: join(tmp.dir, 'data'), http: '127.0.0.1:0', ssh: '127.0.0.1:0', handleSignals: false, log: () => {}, maxPushBytes: MAX_PUSH });
+  srv = await startServer({
+    dataDir: join(tmp.dir, 'data'),
+    http: '127.0.0.1:0',
+    ssh: '127.0.0.1:0',
+    handleSignals: false,
+    log: () => {},
+    maxPushBytes: MAX_PUSH,
+  });
   await importProfile(srv.store, tmp.dir, 'lab', { 'etc/hostname': 'lab\n', 'etc/shared': 'v0\n' });
   await importProfile(srv.store, tmp.dir, 'other');
   keys = { lab: makeKey(tmp.dir, 'lab'), admin: makeKey(tmp.dir, 'admin'), stranger: makeKey(tmp.dir, 'stranger') };
@@ -33,8 +39,13 @@ afterAll(async () => {
 
 const head = (p = 'lab') => srv.store.getProfile(p).head!;
 
-
-const commitsWithMessage = (msg: string) => srv.store.log('lab').filter((c) => c.message === msg).length + srv.store.listRefs().filter((r) => r.name.startsWith('lab/push-')).flatMap((r) => srv.store.log(r.name)).filter((c) => c.message === msg && c.kind === 'push' && srv.store.log('lab').every((l) => l.id !== c.id)).length;
+const commitsWithMessage = (msg: string) =>
+  srv.store.log('lab').filter((c) => c.message === msg).length +
+  srv.store
+    .listRefs()
+    .filter((r) => r.name.startsWith('lab/push-'))
+    .flatMap((r) => srv.store.log(r.name))
+    .filter((c) => c.message === msg && c.kind === 'push' && srv.store.log('lab').every((l) => l.id !== c.id)).length;
 
 describe('push', () => {
   it('OpenSSH: a 10 MB push is answered with its id at once, then committed once (fast-forward)', async () => {
@@ -122,7 +133,12 @@ describe('refusals (and the server keeps serving)', () => {
     const l = await opensshExec(srv.sshPort, keys.lab.privateFile, 'log other');
     expect(l.code).toBe(1);
     // An admin key may.
-    const a = await opensshExec(srv.sshPort, keys.admin.privateFile, `push other --parent ${before} -m admin`, zstdTar(tmp.dir, { 'etc/admin': 'yes\n' }));
+    const a = await opensshExec(
+      srv.sshPort,
+      keys.admin.privateFile,
+      `push other --parent ${before} -m admin`,
+      zstdTar(tmp.dir, { 'etc/admin': 'yes\n' }),
+    );
     expect(a.code).toBe(0);
     expect((await waitForPushSettled(srv.store, lastLine(a.stdout))).state).toBe('committed');
   });
@@ -174,7 +190,12 @@ describe('refusals (and the server keeps serving)', () => {
   });
 
   it('after all that, pushes still work', async () => {
-    const r = await opensshExec(srv.sshPort, keys.lab.privateFile, `push lab --parent ${head()} -m still-alive`, zstdTar(tmp.dir, { 'etc/alive': '1\n' }));
+    const r = await opensshExec(
+      srv.sshPort,
+      keys.lab.privateFile,
+      `push lab --parent ${head()} -m still-alive`,
+      zstdTar(tmp.dir, { 'etc/alive': '1\n' }),
+    );
     expect(r.code).toBe(0);
     expect((await waitForPushSettled(srv.store, lastLine(r.stdout))).state).toBe('committed');
   });
@@ -184,7 +205,12 @@ describe('when the head moved', () => {
   it('a push touching no path changed since its parent stacks onto the head', async () => {
     const parent = head();
     const moved = await commitFiles(srv.store, tmp.dir, 'lab', { 'srv/a': 'a\n' }, 'admin moved the head');
-    const r = await opensshExec(srv.sshPort, keys.lab.privateFile, `push lab --parent ${parent} -m stacked`, zstdTar(tmp.dir, { 'srv/b': 'b\n' }));
+    const r = await opensshExec(
+      srv.sshPort,
+      keys.lab.privateFile,
+      `push lab --parent ${parent} -m stacked`,
+      zstdTar(tmp.dir, { 'srv/b': 'b\n' }),
+    );
     const p = await waitForPushSettled(srv.store, lastLine(r.stdout));
     expect(p).toMatchObject({ state: 'committed', branch: null });
     const c = srv.store.getCommit(p.commit!);
@@ -197,13 +223,20 @@ describe('when the head moved', () => {
   it('a push touching a path changed since its parent lands on a new branch and status says so', async () => {
     const parent = head();
     const moved = await commitFiles(srv.store, tmp.dir, 'lab', { 'etc/shared': 'admin\n' }, 'admin edits shared');
-    const r = await opensshExec(srv.sshPort, keys.lab.privateFile, `push lab --parent ${parent} -m conflicting`, zstdTar(tmp.dir, { 'etc/shared': 'client\n' }));
+    const r = await opensshExec(
+      srv.sshPort,
+      keys.lab.privateFile,
+      `push lab --parent ${parent} -m conflicting`,
+      zstdTar(tmp.dir, { 'etc/shared': 'client\n' }),
+    );
     const p = await waitForPushSettled(srv.store, lastLine(r.stdout));
     expect(p.state).toBe('committed');
     expect(p.branch).toBe(`lab/push-${p.id}`);
     expect(head()).toBe(moved);
     expect(srv.store.getCommit(p.commit!).parent).toBe(parent);
-    expect((await opensshExec(srv.sshPort, keys.lab.privateFile, `status ${p.id}`)).stdout).toBe(`committed ${p.commit} branch lab/push-${p.id}\n`);
+    expect((await opensshExec(srv.sshPort, keys.lab.privateFile, `status ${p.id}`)).stdout).toBe(
+      `committed ${p.commit} branch lab/push-${p.id}\n`,
+    );
   });
 });
 
@@ -212,10 +245,13 @@ describe('concurrency', () => {
     const parent = head();
     const n = 10;
     const archives = Array.from({ length: n }, (_, i) => zstdTar(tmp.dir, { [`var/client${i}/state`]: randomBytes(200_000) }));
-    const results = await Promise.all(archives.map((a, i) =>
-      i % 2 === 0
-        ? opensshExec(srv.sshPort, keys.lab.privateFile, `push lab --parent ${parent} -m "client ${i}"`, a)
-        : ssh2Run({ port: srv.sshPort, privateKey: keys.lab.privateKey }, `push lab --parent ${parent} -m "client ${i}"`, a)));
+    const results = await Promise.all(
+      archives.map((a, i) =>
+        i % 2 === 0
+          ? opensshExec(srv.sshPort, keys.lab.privateFile, `push lab --parent ${parent} -m "client ${i}"`, a)
+          : ssh2Run({ port: srv.sshPort, privateKey: keys.lab.privateKey }, `push lab --parent ${parent} -m "client ${i}"`, a),
+      ),
+    );
     for (const r of results) expect(r.code).toBe(0);
     const ids = results.map((r) => lastLine(r.stdout));
     expect(new Set(ids).size).toBe(n);

@@ -26,7 +26,12 @@ function objectCount(d = data): number {
 }
 
 async function state(d = data) {
-  return { refs: await strataJson<Ref[]>(['reflog', 'lab'], { data: d }).then(() => strataJson<Commit[]>(['log', 'lab'], { data: d })).then((l) => l.map((c) => c.id)), objects: objectCount(d) };
+  return {
+    refs: await strataJson<Ref[]>(['reflog', 'lab'], { data: d })
+      .then(() => strataJson<Commit[]>(['log', 'lab'], { data: d }))
+      .then((l) => l.map((c) => c.id)),
+    objects: objectCount(d),
+  };
 }
 
 async function expectUnchanged(before: Awaited<ReturnType<typeof state>>, d = data) {
@@ -106,7 +111,10 @@ describe('bad archives are refused and change nothing', () => {
     expect((await runStrata(['import', 'lab', join(work, 'base2.tar'), '--level', '3'], { data: d2 })).code).toBe(0);
     writeFileSync(join(d2, 'config.json'), JSON.stringify({ maxUncompressedBytes: 10 * 1024 * 1024 }));
     // 64 MiB of zeros compresses to a few KiB.
-    execFileSync('sh', ['-c', `head -c 67108864 /dev/zero > ${bombData}/zeros && tar -C ${bombData} -cf - zeros | zstd -q -19 > ${work}/bomb.tar.zst`]);
+    execFileSync('sh', [
+      '-c',
+      `head -c 67108864 /dev/zero > ${bombData}/zeros && tar -C ${bombData} -cf - zeros | zstd -q -19 > ${work}/bomb.tar.zst`,
+    ]);
     await commitFails(join(work, 'bomb.tar.zst'), /limit|too large|exceeds/i, d2);
   });
 });
@@ -128,9 +136,10 @@ describe('bad names and sources', () => {
     expect((await runStrata(['import', 'lab', join(work, 'base.tar'), '--level', '3'], { data: d3 })).code).toBe(0);
     const db = new Database(join(d3, 'strata.db'));
     const row = db.prepare('SELECT * FROM commits').get() as Record<string, unknown>;
-    for (const id of ['abcdef1' + '0'.repeat(57), 'abcdef1' + '1'.repeat(57)]) {
-      db.prepare('INSERT INTO commits (id, parent, merge_parent, profile, message, author, created_at, manifest, added_layer, kind) VALUES (?, NULL, NULL, ?, ?, ?, ?, ?, ?, ?)')
-        .run(id, row.profile, 'x', 'x', 1, row.manifest, row.added_layer, 'import');
+    for (const id of [`abcdef1${'0'.repeat(57)}`, `abcdef1${'1'.repeat(57)}`]) {
+      db.prepare(
+        'INSERT INTO commits (id, parent, merge_parent, profile, message, author, created_at, manifest, added_layer, kind) VALUES (?, NULL, NULL, ?, ?, ?, ?, ?, ?, ?)',
+      ).run(id, row.profile, 'x', 'x', 1, row.manifest, row.added_layer, 'import');
     }
     db.close();
     const r = await runStrata(['show', 'abcdef1'], { data: d3 });
@@ -188,11 +197,21 @@ describe('disk full and crashes', () => {
   it('SIGKILL in the middle of a ref move: either the old head or the new one, never half', async () => {
     const before = await state();
     writeFileSync(join(work, 'move.tar'), await makeTar({ 'etc/moved': 'm\n' }));
-    const p = spawn(STRATA, ['--data', data, 'commit', 'lab', '--tar', join(work, 'move.tar'), '-m', 'mid-move'], { stdio: 'ignore', env: { ...process.env, STRATA_FAULT: 'ref-move:20000' } });
+    const p = spawn(STRATA, ['--data', data, 'commit', 'lab', '--tar', join(work, 'move.tar'), '-m', 'mid-move'], {
+      stdio: 'ignore',
+      env: { ...process.env, STRATA_FAULT: 'ref-move:20000' },
+    });
     // Inside the transaction: the process holds SQLite's write lock.
     await killWhen(p, () => {
       const db = new Database(join(data, 'strata.db'), { timeout: 0 });
-      try { db.exec('BEGIN IMMEDIATE; ROLLBACK;'); return false; } catch { return true; } finally { db.close(); }
+      try {
+        db.exec('BEGIN IMMEDIATE; ROLLBACK;');
+        return false;
+      } catch {
+        return true;
+      } finally {
+        db.close();
+      }
     });
     const after = await state();
     expect(after.refs).toEqual(before.refs);
@@ -210,7 +229,12 @@ describe('disk full and crashes', () => {
     ]);
     expect([a.code, b.code]).toEqual([0, 0]);
     const log = await strataJson<Commit[]>(['log', 'lab'], { data });
-    expect(log.slice(0, 3).map((c) => c.message).sort()).toEqual(['a', 'b', log[2]!.message].sort());
+    expect(
+      log
+        .slice(0, 3)
+        .map((c) => c.message)
+        .sort(),
+    ).toEqual(['a', 'b', log[2]!.message].sort());
     expect(log.map((c) => c.id)).toContain(head);
     const diff = await strataJson<{ added: string[] }>(['diff', head!, 'lab'], { data });
     expect(diff.added).toEqual(['srv', 'srv/a', 'srv/b']);

@@ -58,7 +58,10 @@ describe('gc grace period', () => {
 
   it('storing a blob that is already there makes it young again, so gc does not delete it under the new commit', async () => {
     const tar = join(tmp.dir, 'reused.tar');
-    execFileSync('sh', ['-c', `mkdir -p ${tmp.dir}/reused/etc && echo reused > ${tmp.dir}/reused/etc/reused && tar --sort=name --mtime=@0 --owner=0 --group=0 -C ${tmp.dir}/reused -cf ${tar} .`]);
+    execFileSync('sh', [
+      '-c',
+      `mkdir -p ${tmp.dir}/reused/etc && echo reused > ${tmp.dir}/reused/etc/reused && tar --sort=name --mtime=@0 --owner=0 --group=0 -C ${tmp.dir}/reused -cf ${tar} .`,
+    ]);
     const head = store.getProfile('lab').head!;
     const first = (await store.commitTar('lab', tar, { message: 'first time' })).commit;
     const layer = first.addedLayer!;

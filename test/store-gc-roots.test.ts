@@ -44,8 +44,13 @@ describe('gc roots keep every reason', () => {
     store.createPush({ id: 'pgcroots0000001', profile: 'lab', parent: ids.l1!, message: 'x', author: 'k', bytes: 1 });
     const roots = store.gcRoots();
     expect(roots.get(ids.l1!)).toEqual([
-      'branch lab', 'tag v1', 'reflog of lab', 'reflog of v1',
-      `pinned by assignment ${MAC}`, `booted by client ${MAC}`, 'parent of pending push pgcroots0000001',
+      'branch lab',
+      'tag v1',
+      'reflog of lab',
+      'reflog of v1',
+      `pinned by assignment ${MAC}`,
+      `booted by client ${MAC}`,
+      'parent of pending push pgcroots0000001',
     ]);
     // Two reflog entries of lab name the base (its import and the commit on it): one reason.
     expect(roots.get(ids.base!)).toEqual(['reflog of lab']);
@@ -54,7 +59,7 @@ describe('gc roots keep every reason', () => {
   it('GET /v1/gc/roots sends every reason in `reasons` and the first as `reason`', async () => {
     const r = await fetch(`${url}/v1/gc/roots`, { headers: { authorization: `Bearer ${token}` } });
     expect(r.status).toBe(200);
-    const { roots } = await r.json() as { roots: { commit: string; reason: string; reasons: string[] }[] };
+    const { roots } = (await r.json()) as { roots: { commit: string; reason: string; reasons: string[] }[] };
     const l1 = roots.find((x) => x.commit === ids.l1);
     expect(l1?.reason).toBe('branch lab');
     expect(l1?.reasons).toEqual(store.gcRoots().get(ids.l1!));
@@ -85,7 +90,12 @@ describe('the commit cache follows other writers and gc', () => {
     try {
       const a = await commitFiles(other, tmp.dir, 'lab', { 'srv/a': 'a\n' }, 'from another process');
       const b = await commitFiles(other, tmp.dir, 'lab', { 'srv/b': 'b\n' }, 'and another');
-      expect(store.log('lab').slice(0, 3).map((c) => c.id)).toEqual([b, a, ids.l1]);
+      expect(
+        store
+          .log('lab')
+          .slice(0, 3)
+          .map((c) => c.id),
+      ).toEqual([b, a, ids.l1]);
       expect(store.resolve('lab~2')).toBe(ids.l1);
       expect(store.graph('lab').commits.map((c) => c.id)).toContain(b);
       expect(store.log('lab', { limit: 1 })[0]!.message).toBe('and another');
@@ -98,7 +108,7 @@ describe('the commit cache follows other writers and gc', () => {
     const dropped = await commitFiles(store, tmp.dir, 'lab', { 'srv/c': 'c\n' }, 'dropped');
     store.rollback('lab');
     store.db.prepare('DELETE FROM clients').run();
-    store.db.prepare("DELETE FROM pushes").run();
+    store.db.prepare('DELETE FROM pushes').run();
     const r = await store.gc({ now: Date.now() + store.config.reflogKeepMs + 1000 });
     expect(r.commits).toContain(dropped);
     expect(() => store.getCommit(dropped)).toThrow(/no commit/);
@@ -121,7 +131,10 @@ describe('the commit cache follows other writers and gc', () => {
 describe('the page reads every reason (web/held.js)', () => {
   const known: Known = {
     assignments: [{ match: 'pin-a', profile: 'lab', pin: 'c2' }],
-    clients: [{ mac: 'm-lab', profile: 'lab', commit: 'c3' }, { mac: 'm-other', profile: 'other', commit: null }],
+    clients: [
+      { mac: 'm-lab', profile: 'lab', commit: 'c3' },
+      { mac: 'm-other', profile: 'other', commit: null },
+    ],
     pushes: [{ id: 'p-lab', profile: 'lab' }],
   };
   const commits: Record<string, { id: string; profile: string; parent: string | null; mergeParent: string | null }> = {
@@ -137,15 +150,20 @@ describe('the page reads every reason (web/held.js)', () => {
     return c;
   };
 
-  it('an older server\'s single `reason` still works', async () => {
-    const roots: GcRoot[] = [{ commit: 'c1', reason: 'reflog of lab' }, { commit: 'o1', reason: 'reflog of other' }];
+  it("an older server's single `reason` still works", async () => {
+    const roots: GcRoot[] = [
+      { commit: 'c1', reason: 'reflog of lab' },
+      { commit: 'o1', reason: 'reflog of other' },
+    ];
     const held = await collectHeld(roots, new Set(['drawn']), 'lab', known, get);
     expect(held.commits.map((c) => c.id)).toEqual(['c1']);
     expect(heldReasons('c1', held.why.get('c1')!, known, new Set())).toEqual(['reflog']);
   });
 
   it('every reason of a root counts: a pending push behind a client lease is named too', async () => {
-    const roots: GcRoot[] = [{ commit: 'c3', reason: 'booted by client m-lab', reasons: ['booted by client m-lab', 'parent of pending push p-lab'] }];
+    const roots: GcRoot[] = [
+      { commit: 'c3', reason: 'booted by client m-lab', reasons: ['booted by client m-lab', 'parent of pending push p-lab'] },
+    ];
     const held = await collectHeld(roots, new Set(['drawn']), 'lab', known, get);
     expect(held.commits.map((c) => c.id)).toEqual(['c3']);
     expect(heldReasons('c3', held.why.get('c3')!, known, new Set())).toEqual(['pinned by 1 client', 'pending push']);
@@ -153,11 +171,15 @@ describe('the page reads every reason (web/held.js)', () => {
 
   it('a root on a branch or tag is not held, whatever else keeps it', () => {
     expect(rootMayBelong({ commit: 'c1', reason: 'branch other', reasons: ['branch other', 'reflog of lab'] }, 'lab', known)).toBe(false);
-    expect(rootMayBelong({ commit: 'c1', reason: 'reflog of other', reasons: ['reflog of other', 'reflog of lab'] }, 'lab', known)).toBe(true);
-    expect(rootMayBelong({ commit: 'c1', reason: 'reflog of other', reasons: ['reflog of other', 'booted by client m-other'] }, 'lab', known)).toBe(false);
+    expect(rootMayBelong({ commit: 'c1', reason: 'reflog of other', reasons: ['reflog of other', 'reflog of lab'] }, 'lab', known)).toBe(
+      true,
+    );
+    expect(
+      rootMayBelong({ commit: 'c1', reason: 'reflog of other', reasons: ['reflog of other', 'booted by client m-other'] }, 'lab', known),
+    ).toBe(false);
   });
 
-  it('another profile\'s commit is held only when this profile\'s own reflog or pin names it', async () => {
+  it("another profile's commit is held only when this profile's own reflog or pin names it", async () => {
     const roots: GcRoot[] = [
       // Another profile's reflog and a lab client: the commit is other's, and lab's reflog does not name it.
       { commit: 'o1', reason: 'reflog of other', reasons: ['reflog of other', 'booted by client m-lab'] },

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Store } from '../store/store.ts';
-import { StrataError } from '../store/errors.ts';
+import type { StrataError } from '../store/errors.ts';
 import { makeTar } from './helpers/tars.ts';
 
 let dir: string;
@@ -23,7 +23,8 @@ async function tarFile(name: string, files: Parameters<typeof makeTar>[0]): Prom
 
 async function expectCode(p: Promise<unknown> | (() => unknown), code: string): Promise<StrataError> {
   try {
-    if (typeof p === 'function') p(); else await p;
+    if (typeof p === 'function') p();
+    else await p;
   } catch (e) {
     expect((e as StrataError).code).toBe(code);
     return e as StrataError;
@@ -35,10 +36,16 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'strata-history-'));
   store = await Store.open(join(dir, 'data'), { create: true });
   const base = await tarFile('base.tar', {
-    'etc/hostname': 'lab\n', 'etc/shared': 'v0\n', 'usr/bin/tool': '#!/bin/sh\necho tool\n', 'opt/app/config': 'x=1\n', 'opt/app/data': 'data\n',
+    'etc/hostname': 'lab\n',
+    'etc/shared': 'v0\n',
+    'usr/bin/tool': '#!/bin/sh\necho tool\n',
+    'opt/app/config': 'x=1\n',
+    'opt/app/data': 'data\n',
   });
   ids.base = (await store.importBase('lab', base, { level: 3 })).id;
-  ids.l1 = (await store.commitTar('lab', await tarFile('l1.tar', { 'etc/motd': 'hello\n', 'etc/shared': 'v1\n' }), { message: 'motd and shared' })).commit.id;
+  ids.l1 = (
+    await store.commitTar('lab', await tarFile('l1.tar', { 'etc/motd': 'hello\n', 'etc/shared': 'v1\n' }), { message: 'motd and shared' })
+  ).commit.id;
   ids.l2 = (await store.commitTar('lab', await tarFile('l2.tar', { 'opt/app': { whiteout: true } }), { message: 'drop app' })).commit.id;
 });
 
@@ -83,7 +90,10 @@ describe('commits and the log', () => {
   });
 
   it('a commit against an old parent that collides with newer commits is refused and nothing moves', async () => {
-    const err = await expectCode(store.commitTar('lab', await tarFile('l2c.tar', { 'opt/app/config': 'x=2\n' }), { parent: ids.l1, message: 'late' }), 'E_STALE_PARENT');
+    const err = await expectCode(
+      store.commitTar('lab', await tarFile('l2c.tar', { 'opt/app/config': 'x=2\n' }), { parent: ids.l1, message: 'late' }),
+      'E_STALE_PARENT',
+    );
     expect(err.message).toMatch(/opt\/app\/config/);
     expect(store.getProfile('lab').head).toBe(ids.l2);
   });
@@ -131,7 +141,9 @@ describe('revert', () => {
     const l1 = store.getCommit(ids.l1!);
     const r = await store.revert('lab', ids.l1!);
     expect(r.commit.parent).toBe(head.id);
-    expect(r.commit.manifest.layers.map((l) => l.digest)).toEqual(head.manifest.layers.map((l) => l.digest).filter((d) => d !== l1.addedLayer));
+    expect(r.commit.manifest.layers.map((l) => l.digest)).toEqual(
+      head.manifest.layers.map((l) => l.digest).filter((d) => d !== l1.addedLayer),
+    );
     expect(store.diff(r.commit.id).deleted).toEqual(['etc/motd']);
     store.rollback('lab', head.id);
   });
@@ -150,10 +162,12 @@ describe('revert', () => {
 describe('branch and cherry-pick', () => {
   it('reuses the picked layer as is (same digest, no new object)', async () => {
     store.branch('lab/feature', ids.base!);
-    const f = await store.commitTar('lab/feature', await tarFile('f1.tar', { 'etc/feature': 'on\n' }), { message: 'feature' }).catch(async (e) => {
-      // commitTar commits on profiles; branches get their own commits the same way
-      throw e;
-    });
+    const f = await store
+      .commitTar('lab/feature', await tarFile('f1.tar', { 'etc/feature': 'on\n' }), { message: 'feature' })
+      .catch(async (e) => {
+        // commitTar commits on profiles; branches get their own commits the same way
+        throw e;
+      });
     const objectsBefore = await countObjects();
     const head = store.getProfile('lab').head!;
     const r = await store.cherryPick('lab', f.commit.id);
@@ -163,7 +177,11 @@ describe('branch and cherry-pick', () => {
     expect(store.diff(r.commit.id).added).toEqual(['etc/feature']);
   });
   it('refuses with the list of conflicting paths, and --force overrides', async () => {
-    const g = await store.commitTar('lab/feature', await tarFile('f2.tar', { 'etc/shared': 'feature version\n', 'etc/only-feature': '1\n' }), { message: 'feature shared' });
+    const g = await store.commitTar(
+      'lab/feature',
+      await tarFile('f2.tar', { 'etc/shared': 'feature version\n', 'etc/only-feature': '1\n' }),
+      { message: 'feature shared' },
+    );
     const head = store.getProfile('lab').head!;
     const err = await expectCode(store.cherryPick('lab', g.commit.id), 'E_CONFLICT');
     expect(err.details.paths).toEqual(['etc/shared']);
@@ -222,7 +240,7 @@ describe('gc and fsck', () => {
     expect(f.problems).toEqual([]);
   });
   it('removes what nothing keeps once the reflog has expired', async () => {
-    await store.commitTar('lab', await tarFile('gone.tar', { 'tmpfile': 'x\n' }), { message: 'to be dropped' });
+    await store.commitTar('lab', await tarFile('gone.tar', { tmpfile: 'x\n' }), { message: 'to be dropped' });
     const dropped = store.getProfile('lab').head!;
     store.rollback('lab');
     // Still kept by the reflog now...

@@ -7,7 +7,19 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, execSync } from 'node:child_process';
-import { lstatSync, chmodSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, chownSync, utimesSync } from 'node:fs';
+import {
+  lstatSync,
+  chmodSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+  chownSync,
+  utimesSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Mounts } from './helpers/mounts.ts';
@@ -20,7 +32,11 @@ let data: string;
 const mounts = new Mounts('strata-oracle-');
 
 function makeBase(dir: string) {
-  const w = (p: string, c: string, mode = 0o644) => { mkdirSync(join(dir, p, '..'), { recursive: true }); writeFileSync(join(dir, p), c); chmodSync(join(dir, p), mode); };
+  const w = (p: string, c: string, mode = 0o644) => {
+    mkdirSync(join(dir, p, '..'), { recursive: true });
+    writeFileSync(join(dir, p), c);
+    chmodSync(join(dir, p), mode);
+  };
   w('etc/hostname', 'base\n');
   w('etc/old', 'to be deleted\n');
   w('etc/keep', 'kept\n');
@@ -54,7 +70,10 @@ async function mountExported(rev: string) {
   const dir = mounts.dir();
   await strataJson(['export', rev, dir], { data });
   const manifest = readFileSync(join(dir, 'manifest'), 'utf8');
-  const layers = manifest.split('\n').filter((l) => l.startsWith('layer ')).map((l) => l.split(' ')[1]!.slice('sha256:'.length));
+  const layers = manifest
+    .split('\n')
+    .filter((l) => l.startsWith('layer '))
+    .map((l) => l.split(' ')[1]!.slice('sha256:'.length));
   const lowers = layers.map((d) => mounts.squashfs(join(dir, d))).reverse();
   return lowers.length === 1 ? lowers[0]! : mounts.overlay(lowers);
 }
@@ -67,7 +86,11 @@ const expected: Record<string, ReturnType<typeof snapshotTree>> = {};
  * different layers may collide and a generic grouping would lie.
  */
 const links: Record<string, [string, string][]> = {
-  r1: [['usr/bin/tool', 'usr/bin/tool2'], ['home/dev/notes', 'home/dev/notes-link'], ['var/lib/x', 'var/lib/x-hard']],
+  r1: [
+    ['usr/bin/tool', 'usr/bin/tool2'],
+    ['home/dev/notes', 'home/dev/notes-link'],
+    ['var/lib/x', 'var/lib/x-hard'],
+  ],
   r2: [['usr/bin/tool', 'usr/bin/tool2']],
 };
 function expectLinked(root: string, pairs: [string, string][]) {

@@ -10,8 +10,16 @@ import { TarParser, type TarHeader } from '../store/flatten-stream.ts';
 import { ALLOW_ALL, TarChecker } from '../store/tar-check.ts';
 import {
   BlockCollector,
-  checksumMatches, decodeHeader, encodeEntryHeader, normalizeTarPath, parseNumberField, parsePax, paxRecord, ustarBlock,
-  type EntryFields, type HeaderStyle,
+  checksumMatches,
+  decodeHeader,
+  encodeEntryHeader,
+  normalizeTarPath,
+  parseNumberField,
+  parsePax,
+  paxRecord,
+  ustarBlock,
+  type EntryFields,
+  type HeaderStyle,
 } from '../store/tar-format.ts';
 
 const CHECKER: HeaderStyle = { dirSlash: false, longNameMarker: true, paxHeaderCopiesEntry: false };
@@ -29,8 +37,18 @@ const field = (bytes: number[] | string): Buffer => (typeof bytes === 'string' ?
 
 function entry(over: Partial<EntryFields>): EntryFields {
   return {
-    path: Buffer.from('etc/hostname'), type: 'file', mode: 0o644, uid: 0, gid: 0, size: 0, mtime: 1_600_000_000,
-    linkname: Buffer.alloc(0), devmajor: 0, devminor: 0, xattrs: [], ...over,
+    path: Buffer.from('etc/hostname'),
+    type: 'file',
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    mtime: 1_600_000_000,
+    linkname: Buffer.alloc(0),
+    devmajor: 0,
+    devminor: 0,
+    xattrs: [],
+    ...over,
   };
 }
 
@@ -48,7 +66,14 @@ function tarOf(parts: { header: Buffer; data?: Buffer }[]): Buffer {
 /** The headers TarParser (flatten's reader) sees in a tar. */
 function parseAll(tar: Buffer): TarHeader[] {
   const seen: TarHeader[] = [];
-  const p = new TarParser({ entry: (h) => { seen.push(h); return false; }, data: () => {}, bodyEnd: () => {} });
+  const p = new TarParser({
+    entry: (h) => {
+      seen.push(h);
+      return false;
+    },
+    data: () => {},
+    bodyEnd: () => {},
+  });
   p.push(tar);
   p.finish();
   return seen;
@@ -74,7 +99,12 @@ describe('collecting blocks from chunks of any size', () => {
     // A tail too short for a block is kept until the rest comes.
     expect(c.take(data, 1124, 512)).toBeNull();
     expect(c.partial).toBe(376);
-    expect(c.take(Buffer.alloc(200, 7), 0, 512)!.subarray(370, 382).equals(Buffer.concat([data.subarray(1494), Buffer.alloc(6, 7)]))).toBe(true);
+    expect(
+      c
+        .take(Buffer.alloc(200, 7), 0, 512)!
+        .subarray(370, 382)
+        .equals(Buffer.concat([data.subarray(1494), Buffer.alloc(6, 7)])),
+    ).toBe(true);
     expect(c.next).toBe(136);
   });
 });
@@ -108,16 +138,29 @@ describe('numeric header fields', () => {
     // A digit after padding, and digits after a leading NUL: GNU tar and tar2sqfs read these differently.
     expect(err(field('064 4\0\0\0'), 8, 'uid')?.message).toBe("invalid number in the tar header's uid field");
     expect(err(field('\x000000644'), 8, 'gid')?.message).toBe("invalid number in the tar header's gid field");
-    expect(err(field([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]), 8, 'mtime')?.message).toBe("negative number in the tar header's mtime field");
-    expect(err(field([0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), 12, 'size')?.message)
-      .toBe("number too large in the tar header's size field");
+    expect(err(field([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]), 8, 'mtime')?.message).toBe(
+      "negative number in the tar header's mtime field",
+    );
+    expect(err(field([0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), 12, 'size')?.message).toBe(
+      "number too large in the tar header's size field",
+    );
   });
 });
 
 describe('header checksum', () => {
-  const block = () => ustarBlock({
-    name: Buffer.from('caf\xc3\xa9', 'latin1'), typeflag: 0x30, mode: 0o644, uid: 0, gid: 0, size: 5, mtime: 1, linkname: Buffer.alloc(0), devmajor: 0, devminor: 0,
-  });
+  const block = () =>
+    ustarBlock({
+      name: Buffer.from('caf\xc3\xa9', 'latin1'),
+      typeflag: 0x30,
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      size: 5,
+      mtime: 1,
+      linkname: Buffer.alloc(0),
+      devmajor: 0,
+      devminor: 0,
+    });
 
   it('accepts the blocks the encoder writes, refuses any changed byte', () => {
     const b = block();
@@ -133,7 +176,7 @@ describe('header checksum', () => {
     const b = block();
     let signed = 0;
     for (let i = 0; i < 512; i++) signed += i >= 148 && i < 156 ? 0x20 : b[i]! > 127 ? b[i]! - 256 : b[i]!;
-    b.write(signed.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
+    b.write(`${signed.toString(8).padStart(6, '0')}\0 `, 148, 8, 'latin1');
     expect(checksumMatches(b)).toBe(true);
     b.write('12x456\0 ', 148, 8, 'latin1');
     expect(checksumMatches(b)).toBe(false);
@@ -189,10 +232,17 @@ describe('encodeEntryHeader', () => {
   const cap = Buffer.from('0100000200100000000000000000000000000000', 'hex');
 
   it('puts long names, large ids and binary xattrs in PAX records our readers read back exactly', () => {
-    const xattrs: [string, Buffer][] = [['user.z', Buffer.from('last')], ['security.capability', cap], ['user.a', Buffer.from([0xff, 0, 0x0a])]];
+    const xattrs: [string, Buffer][] = [
+      ['user.z', Buffer.from('last')],
+      ['security.capability', cap],
+      ['user.a', Buffer.from([0xff, 0, 0x0a])],
+    ];
     const file = entry({ path: longPath, uid: 3_000_000, gid: 0o7777777 + 1, size: 5, xattrs });
     const link = entry({ path: Buffer.from('l'), type: 'symlink', mode: 0o777, linkname: longLink });
-    const tar = tarOf([{ header: encodeEntryHeader(file, CHECKER), data: Buffer.from('hello') }, { header: encodeEntryHeader(link, CHECKER) }]);
+    const tar = tarOf([
+      { header: encodeEntryHeader(file, CHECKER), data: Buffer.from('hello') },
+      { header: encodeEntryHeader(link, CHECKER) },
+    ]);
 
     const checker = new TarChecker({ maxEntries: 10, policy: ALLOW_ALL });
     checker.push(tar, () => {});
@@ -210,7 +260,7 @@ describe('encodeEntryHeader', () => {
     expect(h2!.linkname).toBe(longLink.toString());
   });
 
-  it('is deterministic and writes each caller\'s historical bytes', () => {
+  it("is deterministic and writes each caller's historical bytes", () => {
     const e = entry({ path: longPath, type: 'dir', mode: 0o755, uid: 7, mtime: 123, xattrs: [['user.a', Buffer.from('1')]] });
     const a = encodeEntryHeader(e, CHECKER);
     expect(encodeEntryHeader({ ...e, xattrs: new Map([['user.a', Buffer.from('1')]]) }, CHECKER).equals(a)).toBe(true);
@@ -222,7 +272,11 @@ describe('encodeEntryHeader', () => {
     const [paxF, mainF] = [decodeHeader(f.subarray(0, 512)), decodeHeader(f.subarray(f.length - 512))];
     expect(paxF).toMatchObject({ typeflag: 'x', mode: 0o644, uid: 7, mtime: 123 });
     expect(mainF.name.equals(longPath.subarray(0, 100))).toBe(true);
-    expect(parsePax(f.subarray(512, 512 + paxF.size)).get('path')!.toString()).toBe(`${longPath}/`);
+    expect(
+      parsePax(f.subarray(512, 512 + paxF.size))
+        .get('path')!
+        .toString(),
+    ).toBe(`${longPath}/`);
 
     // Short names: no PAX block, the directory slash is the only difference.
     const short = entry({ path: Buffer.from('etc'), type: 'dir', mode: 0o755 });
@@ -233,7 +287,11 @@ describe('encodeEntryHeader', () => {
 
   it('keeps a fractional mtime in a PAX record and whole seconds in the ustar field', () => {
     const h = encodeEntryHeader(entry({ mtime: 1_600_000_000.5 }), FLATTEN);
-    expect(parsePax(h.subarray(512, 512 + decodeHeader(h.subarray(0, 512)).size)).get('mtime')!.toString()).toBe('1600000000.5');
+    expect(
+      parsePax(h.subarray(512, 512 + decodeHeader(h.subarray(0, 512)).size))
+        .get('mtime')!
+        .toString(),
+    ).toBe('1600000000.5');
     expect(decodeHeader(h.subarray(h.length - 512)).mtime).toBe(1_600_000_000);
     expect(encodeEntryHeader(entry({ mtime: 1_600_000_000 }), FLATTEN).length).toBe(512);
   });
@@ -242,7 +300,13 @@ describe('encodeEntryHeader', () => {
     const name = Buffer.from(`${'n'.repeat(150)}`);
     const tar = tarOf([
       { header: encodeEntryHeader(entry({ path: Buffer.alloc(0), type: 'dir', mode: 0o755 }), CHECKER) },
-      { header: encodeEntryHeader(entry({ path: name, size: 3, xattrs: [['user.bin', Buffer.from([0xff, 0x00, 0xfe, 0x0a, 0x41])]] }), CHECKER), data: Buffer.from('abc') },
+      {
+        header: encodeEntryHeader(
+          entry({ path: name, size: 3, xattrs: [['user.bin', Buffer.from([0xff, 0x00, 0xfe, 0x0a, 0x41])]] }),
+          CHECKER,
+        ),
+        data: Buffer.from('abc'),
+      },
       { header: encodeEntryHeader(entry({ path: Buffer.from('d'), type: 'dir', mode: 0o750 }), FLATTEN) },
       { header: encodeEntryHeader(entry({ path: Buffer.from('d/s'), type: 'symlink', mode: 0o777, linkname: longLink }), FLATTEN) },
     ]);

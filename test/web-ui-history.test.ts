@@ -77,14 +77,28 @@ describe('web UI: held commits, reflog, gc', () => {
 
     // A client still runs it: the reason says so, live.
     await page.locator('#live').filter({ hasText: 'on' }).waitFor({ timeout: WAIT });
-    const hb = await fetch(`${fx.srv.httpUrl}/v1/clients/52:54:00:00:00:01/heartbeat`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ commit: fx.motd, ip: '10.0.0.1', profile: 'lab' }) });
+    const hb = await fetch(`${fx.srv.httpUrl}/v1/clients/52:54:00:00:00:01/heartbeat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ commit: fx.motd, ip: '10.0.0.1', profile: 'lab' }),
+    });
     expect(hb.status).toBe(200);
-    await page.waitForFunction((id) => /kept: reflog, pinned by 1 client/.test(document.querySelector(`#graph [data-commit="${id}"]`)?.getAttribute('aria-label') ?? ''), fx.motd, { timeout: WAIT });
+    await page.waitForFunction(
+      (id) =>
+        /kept: reflog, pinned by 1 client/.test(document.querySelector(`#graph [data-commit="${id}"]`)?.getAttribute('aria-label') ?? ''),
+      fx.motd,
+      { timeout: WAIT },
+    );
 
     // Its details say it is unreachable and why it still exists.
     await node(fx.motd).click();
-    await page.locator('#commit-h').filter({ hasText: s12(fx.motd) }).waitFor({ timeout: WAIT });
-    expect(await page.locator('#commit').innerText()).toMatch(/Reachable\s*No: on no branch or tag[\s\S]*Kept by\s*reflog, pinned by 1 client/);
+    await page
+      .locator('#commit-h')
+      .filter({ hasText: s12(fx.motd) })
+      .waitFor({ timeout: WAIT });
+    expect(await page.locator('#commit').innerText()).toMatch(
+      /Reachable\s*No: on no branch or tag[\s\S]*Kept by\s*reflog, pinned by 1 client/,
+    );
   });
 
   it('lists the rollback in the reflog and rolls back from there: the head moves', async () => {
@@ -110,9 +124,14 @@ describe('web UI: held commits, reflog, gc', () => {
     await confirmDialog(/Move branch lab from[\s\S]*add tools[\s\S]*to[\s\S]*new motd/);
     await expect.poll(labHead, { timeout: WAIT }).toBe(fx.motd);
     // The page follows: motd is the head again and no longer dimmed; the reflog has the new move on top.
-    await page.waitForFunction((id) => document.querySelector('#graph .node.head')?.getAttribute('data-commit') === id, fx.motd, { timeout: WAIT });
+    await page.waitForFunction((id) => document.querySelector('#graph .node.head')?.getAttribute('data-commit') === id, fx.motd, {
+      timeout: WAIT,
+    });
     expect(await node(fx.motd).getAttribute('class')).not.toMatch(/\bheld\b/);
-    await rows.first().filter({ hasText: `${s12(fx.tools)} → ${s12(fx.motd)}` }).waitFor({ timeout: WAIT });
+    await rows
+      .first()
+      .filter({ hasText: `${s12(fx.tools)} → ${s12(fx.motd)}` })
+      .waitFor({ timeout: WAIT });
     expect(await rows.count()).toBe(5);
 
     // An older entry's head is one click away too (back to the base, then forward again).
@@ -120,7 +139,9 @@ describe('web UI: held commits, reflog, gc', () => {
     await baseRow.getByRole('button', { name: new RegExp(`Roll lab back to ${s12(fx.base)}`) }).click();
     await confirmDialog(/Move branch lab from[\s\S]*new motd[\s\S]*to[\s\S]*base image[\s\S]*2 commits leave/);
     await expect.poll(labHead, { timeout: WAIT }).toBe(fx.base);
-    await page.waitForFunction((id) => document.querySelector('#graph .node.head')?.getAttribute('data-commit') === id, fx.base, { timeout: WAIT });
+    await page.waitForFunction((id) => document.querySelector('#graph .node.head')?.getAttribute('data-commit') === id, fx.base, {
+      timeout: WAIT,
+    });
     await page.getByRole('button', { name: `Undo this rollback: roll lab back to ${s12(fx.motd)}` }).click();
     await confirmDialog(/Move branch lab/);
     await expect.poll(labHead, { timeout: WAIT }).toBe(fx.motd);

@@ -12,7 +12,15 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Commit } from '../store/types.ts';
 import { strataJson } from './helpers/cli.ts';
-import { confirmDialog as confirmDialogIn, artifactPath, launchChromium, makeSshKey, sshPush, startWebFixture, type WebFixture } from './helpers/web-fixture.ts';
+import {
+  confirmDialog as confirmDialogIn,
+  artifactPath,
+  launchChromium,
+  makeSshKey,
+  sshPush,
+  startWebFixture,
+  type WebFixture,
+} from './helpers/web-fixture.ts';
 
 const WAIT = 60_000;
 
@@ -37,7 +45,9 @@ const node = (id: string) => page.locator(`#graph [data-commit="${id}"]`);
 const headInGraph = () => page.locator('#graph .node.head').getAttribute('data-commit');
 
 async function waitForHead(id: string): Promise<void> {
-  await page.waitForFunction((want) => document.querySelector('#graph .node.head')?.getAttribute('data-commit') === want, id, { timeout: WAIT });
+  await page.waitForFunction((want) => document.querySelector('#graph .node.head')?.getAttribute('data-commit') === want, id, {
+    timeout: WAIT,
+  });
 }
 
 const confirmDialog = (expectText: RegExp): Promise<void> => confirmDialogIn(page, expectText, WAIT);
@@ -98,7 +108,11 @@ describe('web UI without a token', () => {
         const headers: Record<string, string> = {};
         if (auth) headers.authorization = auth;
         if (body !== undefined) headers['content-type'] = 'application/json';
-        const res = await fetch(`${fx.srv.httpUrl}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+        const res = await fetch(`${fx.srv.httpUrl}${path}`, {
+          method,
+          headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
+        });
         expect(res.status, `${method} ${path} with ${auth ?? 'no token'}`).toBe(401);
         expect(((await res.json()) as { error: { code: string } }).error.code).toBe('E_UNAUTHORIZED');
       }
@@ -119,7 +133,9 @@ function rawGet(url: string, path: string): Promise<{ status: number; body: stri
     const req = request({ host: hostname, port, path, method: 'GET' }, (res) => {
       let body = '';
       res.setEncoding('utf8');
-      res.on('data', (d: string) => { body += d; });
+      res.on('data', (d: string) => {
+        body += d;
+      });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
     });
     req.on('error', reject);
@@ -134,7 +150,15 @@ describe('web UI files', () => {
     expect(view.headers.get('content-type')).toContain('javascript');
     expect(view.headers.get('cache-control')).toBe('no-cache');
     expect(await view.text()).toContain('export function renderCommit');
-    for (const path of ['/views/../package.json', '/views/..%2F..%2Fpackage.json', '/views/%2e%2e%2fpackage.json', '/views/..', '/../package.json', '/views/../../server/web-routes.ts', '/views/missing.js']) {
+    for (const path of [
+      '/views/../package.json',
+      '/views/..%2F..%2Fpackage.json',
+      '/views/%2e%2e%2fpackage.json',
+      '/views/..',
+      '/../package.json',
+      '/views/../../server/web-routes.ts',
+      '/views/missing.js',
+    ]) {
       const res = await rawGet(fx.srv.httpUrl, path);
       expect(res.status, path).toBe(404);
       expect(res.body, path).not.toContain('"dependencies"');
@@ -161,8 +185,12 @@ describe('web UI as an admin', () => {
     expect(await page.locator('#commit').innerText()).toMatch(/new motd[\s\S]*test[\s\S]*KiB[\s\S]*etc\/motd/);
     // Every form control has a label; every button says what it does.
     const unlabelled = await page.evaluate(() => [
-      ...[...document.querySelectorAll('input, select')].filter((e) => !(e as HTMLInputElement).labels?.length && !e.getAttribute('aria-label')).map((e) => e.id || e.outerHTML.slice(0, 60)),
-      ...[...document.querySelectorAll('button')].filter((b) => !(b.textContent ?? '').trim() && !b.getAttribute('aria-label')).map((b) => b.outerHTML.slice(0, 60)),
+      ...[...document.querySelectorAll('input, select')]
+        .filter((e) => !(e as HTMLInputElement).labels?.length && !e.getAttribute('aria-label'))
+        .map((e) => e.id || e.outerHTML.slice(0, 60)),
+      ...[...document.querySelectorAll('button')]
+        .filter((b) => !(b.textContent ?? '').trim() && !b.getAttribute('aria-label'))
+        .map((b) => b.outerHTML.slice(0, 60)),
     ]);
     expect(unlabelled).toEqual([]);
     expect(await page.locator('main, nav, header').count()).toBe(3);
@@ -173,7 +201,10 @@ describe('web UI as an admin', () => {
     // Keyboard: a graph node is a button.
     await node(fx.tools).focus();
     await page.keyboard.press('Enter');
-    await page.locator('#commit-h').filter({ hasText: fx.tools.slice(0, 12) }).waitFor();
+    await page
+      .locator('#commit-h')
+      .filter({ hasText: fx.tools.slice(0, 12) })
+      .waitFor();
     expect(await node(fx.tools).getAttribute('aria-pressed')).toBe('true');
     await page.getByRole('button', { name: 'Roll back to here…' }).click();
     await confirmDialog(/Move branch lab from[\s\S]*to[\s\S]*add tools[\s\S]*reflog/);
@@ -195,14 +226,21 @@ describe('web UI as an admin', () => {
     await node(conflicting).waitFor({ timeout: WAIT });
     const before = fx.srv.store.resolve('lab');
     await node(picked).click();
-    await page.locator('#commit-h').filter({ hasText: picked.slice(0, 12) }).waitFor();
+    await page
+      .locator('#commit-h')
+      .filter({ hasText: picked.slice(0, 12) })
+      .waitFor();
     expect(await page.locator('#act-branch').inputValue()).toBe('lab');
     await page.getByRole('button', { name: 'Cherry-pick onto branch…' }).click();
     await confirmDialog(/stacks the layer of[\s\S]*feature file/);
-    await page.waitForFunction((old) => {
-      const h = document.querySelector('#graph .node.head');
-      return h && h.getAttribute('data-commit') !== old && /cherry-pick/.test(h.getAttribute('aria-label') ?? '');
-    }, before, { timeout: WAIT });
+    await page.waitForFunction(
+      (old) => {
+        const h = document.querySelector('#graph .node.head');
+        return h && h.getAttribute('data-commit') !== old && /cherry-pick/.test(h.getAttribute('aria-label') ?? '');
+      },
+      before,
+      { timeout: WAIT },
+    );
     const head = fx.srv.store.getCommit(fx.srv.store.resolve('lab'));
     expect(head.kind).toBe('cherry-pick');
     expect(head.parent).toBe(before);
@@ -214,7 +252,10 @@ describe('web UI as an admin', () => {
   it('shows the conflict list of a refused cherry-pick and changes nothing', async () => {
     const before = fx.srv.store.resolve('lab');
     await node(conflicting).click();
-    await page.locator('#commit-h').filter({ hasText: conflicting.slice(0, 12) }).waitFor();
+    await page
+      .locator('#commit-h')
+      .filter({ hasText: conflicting.slice(0, 12) })
+      .waitFor();
     await page.getByRole('button', { name: 'Cherry-pick onto branch…' }).click();
     // The confirmation, then at once the same dialog again with the refusal.
     await page.locator('#dialog').waitFor({ state: 'visible', timeout: WAIT });
@@ -235,7 +276,11 @@ describe('web UI as an admin', () => {
     const base = fx.srv.httpUrl;
     await page.locator('#live').filter({ hasText: 'on' }).waitFor({ timeout: WAIT });
     // A known client in that network (its heartbeat reaches the page live).
-    const hb = await fetch(`${base}/v1/clients/52:54:00:12:34:56/heartbeat`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ commit: fx.tools, ip: '10.9.3.4' }) });
+    const hb = await fetch(`${base}/v1/clients/52:54:00:12:34:56/heartbeat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ commit: fx.tools, ip: '10.9.3.4' }),
+    });
     expect(hb.status).toBe(200);
     await page.goto(`${base}/#assignments`);
     await page.locator('#view-assignments').waitFor({ state: 'visible' });
@@ -273,7 +318,9 @@ describe('web UI as an admin', () => {
   it('shows a push made over SSH without reloading', async () => {
     const { keyFile, publicLine } = makeSshKey(fx.work, 'dev-key');
     fx.srv.store.addKey('dev', publicLine, { admin: true, profiles: [] });
-    await page.evaluate(() => { (window as unknown as { notReloaded: string }).notReloaded = 'yes'; });
+    await page.evaluate(() => {
+      (window as unknown as { notReloaded: string }).notReloaded = 'yes';
+    });
     await page.click('#nav a[data-view="pushes"]');
     await page.locator('#view-pushes').waitFor({ state: 'visible' });
     await page.locator('#live').filter({ hasText: 'on' }).waitFor({ timeout: WAIT });
@@ -289,7 +336,14 @@ describe('web UI as an admin', () => {
     await row.filter({ hasText: 'committed' }).waitFor({ timeout: 90_000 });
     expect(await row.innerText()).toMatch(/pushed over ssh[\s\S]*dev/);
     // Not a tar: queued, then rejected by the baker with a reason.
-    const bad = await sshPush({ raw: Buffer.from('this is not a tar archive\n'.repeat(40)), keyFile, port: fx.srv.sshPort, profile: 'lab', parent, message: 'garbage' });
+    const bad = await sshPush({
+      raw: Buffer.from('this is not a tar archive\n'.repeat(40)),
+      keyFile,
+      port: fx.srv.sshPort,
+      profile: 'lab',
+      parent,
+      message: 'garbage',
+    });
     expect(bad.code, bad.stderr).toBe(0);
     const badRow = page.locator('#pushes-table tr', { hasText: bad.stdout.trim() });
     await badRow.filter({ hasText: 'rejected' }).waitFor({ timeout: 90_000 });
@@ -327,15 +381,27 @@ describe('web UI as an admin', () => {
     await page.getByRole('button', { name: 'Tag…' }).click();
     await page.locator('#tag-name').fill('v1');
     await page.keyboard.press('Enter'); // Enter in the dialog's field means OK
-    await page.waitForFunction((id) => /tag v1/.test(document.querySelector(`#graph [data-commit="${id}"]`)?.getAttribute('aria-label') ?? ''), fx.tools, { timeout: WAIT });
+    await page.waitForFunction(
+      (id) => /tag v1/.test(document.querySelector(`#graph [data-commit="${id}"]`)?.getAttribute('aria-label') ?? ''),
+      fx.tools,
+      { timeout: WAIT },
+    );
     expect(fx.srv.store.resolve('v1')).toBe(fx.tools);
 
     await page.getByRole('button', { name: 'Pin clients…' }).click();
     await page.locator('#pin-match').fill('52:54:00:12:34:56');
     await page.locator('#dialog .preview').filter({ hasText: 'Would catch 1 of' }).waitFor({ timeout: WAIT });
     await page.click('#dialog-ok');
-    await page.waitForFunction((id) => /pin 52:54:00:12:34:56/.test(document.querySelector(`#graph [data-commit="${id}"]`)?.getAttribute('aria-label') ?? ''), fx.tools, { timeout: WAIT });
-    expect(fx.srv.store.listAssignments().find((a) => a.kind === 'mac')).toMatchObject({ match: '52:54:00:12:34:56', profile: 'lab', pin: fx.tools });
+    await page.waitForFunction(
+      (id) => /pin 52:54:00:12:34:56/.test(document.querySelector(`#graph [data-commit="${id}"]`)?.getAttribute('aria-label') ?? ''),
+      fx.tools,
+      { timeout: WAIT },
+    );
+    expect(fx.srv.store.listAssignments().find((a) => a.kind === 'mac')).toMatchObject({
+      match: '52:54:00:12:34:56',
+      profile: 'lab',
+      pin: fx.tools,
+    });
     const script = await (await fetch(`${fx.srv.httpUrl}/v1/boot/ipxe?mac=52:54:00:12:34:56&ip=10.9.3.4`)).text();
     expect(script).toContain(`strata.commit=${fx.tools}`);
     expect(script).toContain('console=ttyS0 quiet');

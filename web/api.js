@@ -40,7 +40,7 @@ export async function api(method, path, body, token = session.get()) {
   } catch {
     data = null;
   }
-  if (!res.ok) throw new ApiError(res.status, (data && data.error) || { code: 'E_HTTP', message: `${res.status} ${res.statusText}` });
+  if (!res.ok) throw new ApiError(res.status, data?.error || { code: 'E_HTTP', message: `${res.status} ${res.statusText}` });
   return data;
 }
 

@@ -24,7 +24,9 @@ function start() {
   $('#login-form').addEventListener('submit', login);
   $('#logout').addEventListener('click', () => logout('Logged out.'));
   $('#cmdline-form').addEventListener('submit', saveCmdline);
-  $('#new-profile').addEventListener('toggle', () => { if ($('#new-profile').open) void fillBaseChoices(); });
+  $('#new-profile').addEventListener('toggle', () => {
+    if ($('#new-profile').open) void fillBaseChoices();
+  });
   $('#new-profile-form').addEventListener('submit', createProfile);
   $('#assign-form').addEventListener('submit', submitAssignment);
   $('#assign-form').addEventListener('input', renderPreview);
@@ -33,9 +35,16 @@ function start() {
   $('#gc-check').addEventListener('click', gcCheck);
   $('#online-minutes').textContent = String(ONLINE_MS / 60000);
   // Online/offline and "n min ago" change with time alone.
-  setInterval(() => { if (S.loggedIn) { renderClients(); renderPushes(); } }, 30_000);
+  setInterval(() => {
+    if (S.loggedIn) {
+      renderClients();
+      renderPushes();
+    }
+  }, 30_000);
   // Changes made with the strata command on the server send no event: look now and then.
-  setInterval(() => { if (S.loggedIn && document.visibilityState === 'visible') void reload(); }, 60_000);
+  setInterval(() => {
+    if (S.loggedIn && document.visibilityState === 'visible') void reload();
+  }, 60_000);
   renderPreview();
   renderGc();
   if (session.get()) enter();

@@ -26,7 +26,7 @@ export function diffSummary(d) {
 }
 
 export const chainOf = (c) => c.manifest.layers.map((l) => l.digest);
-export const addedLayerOf = (c) => (c.addedLayer ? c.manifest.layers.find((l) => l.digest === c.addedLayer) ?? null : null);
+export const addedLayerOf = (c) => (c.addedLayer ? (c.manifest.layers.find((l) => l.digest === c.addedLayer) ?? null) : null);
 export const chainBytes = (c) => c.manifest.layers.reduce((s, l) => s + l.size, 0);
 
 /** Commits from `from` back along first parents to `to`: how many `to` is behind, or -1. */

@@ -45,6 +45,7 @@ export function ask({ title, body, ok = 'OK', danger = false, cancel = 'Cancel' 
 export function showError(e, what) {
   if (e instanceof ApiError && e.status === 401) return logout('The server refused the token; log in again.');
   const body = [h('p', { class: 'error' }, e.message)];
-  if (e instanceof ApiError && e.code) body.push(h('p', { class: 'muted' }, `Error code ${e.code}${e.status ? `, HTTP ${e.status}` : ''}. Nothing was changed.`));
+  if (e instanceof ApiError && e.code)
+    body.push(h('p', { class: 'muted' }, `Error code ${e.code}${e.status ? `, HTTP ${e.status}` : ''}. Nothing was changed.`));
   return ask({ title: `${what} did not work`, body, ok: null });
 }

@@ -28,10 +28,23 @@ export const muted = (text) => h('span', { class: 'muted' }, text);
 
 /** A table that turns into labelled cards on narrow screens (CSS uses data-label). */
 export function table(caption, columns, rows, rowClass) {
-  return h('table', { class: 'data' },
+  return h(
+    'table',
+    { class: 'data' },
     h('caption', { class: 'sr-only' }, caption),
     h('thead', {}, h('tr', {}, ...columns.map((c) => h('th', { scope: 'col' }, c.label)))),
-    h('tbody', {}, ...rows.map((r) => h('tr', { class: rowClass ? rowClass(r) : undefined }, ...columns.map((c) => h('td', { 'data-label': c.label }, h('div', { class: 'cell' }, c.cell(r))))))));
+    h(
+      'tbody',
+      {},
+      ...rows.map((r) =>
+        h(
+          'tr',
+          { class: rowClass ? rowClass(r) : undefined },
+          ...columns.map((c) => h('td', { 'data-label': c.label }, h('div', { class: 'cell' }, c.cell(r)))),
+        ),
+      ),
+    ),
+  );
 }
 
 // ------------------------------------------------------------------ formatters
@@ -63,5 +76,9 @@ function ago(ms) {
 export function time(ms) {
   if (!ms) return muted('never');
   const d = new Date(ms);
-  return h('time', { datetime: d.toISOString(), title: d.toLocaleString() }, `${d.toLocaleString([], { dateStyle: 'short', timeStyle: 'short' })} (${ago(ms)})`);
+  return h(
+    'time',
+    { datetime: d.toISOString(), title: d.toLocaleString() },
+    `${d.toLocaleString([], { dateStyle: 'short', timeStyle: 'short' })} (${ago(ms)})`,
+  );
 }

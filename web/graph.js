@@ -33,7 +33,8 @@ export function badgesFor(id, info) {
   const held = info.held?.get(id);
   // A held commit's pins and clients are part of its "kept" reasons.
   if (held) return [{ cls: 'held', text: `kept: ${held.join(', ')}` }];
-  for (const r of info.refs) if (r.commit === id) b.push({ cls: r.type === 'tag' ? 'tag' : 'branch', text: r.type === 'tag' ? `tag ${r.name}` : r.name });
+  for (const r of info.refs)
+    if (r.commit === id) b.push({ cls: r.type === 'tag' ? 'tag' : 'branch', text: r.type === 'tag' ? `tag ${r.name}` : r.name });
   for (const p of info.pins.get(id) ?? []) b.push({ cls: 'pin', text: `pin ${p}` });
   const n = info.clients.get(id) ?? 0;
   if (n) b.push({ cls: 'clients', text: n === 1 ? '1 client runs this' : `${n} clients run this` });
@@ -62,7 +63,9 @@ export function layout(commits, info) {
     const n = g.node(id);
     nodes.set(id, { x: n.x, y: n.y, w: n.width, h: n.height });
   }
-  const edges = g.edges().map((e) => ({ from: e.v, to: e.w, merge: e.name === 'merge', held: Boolean(info.held?.has(e.v)), points: g.edge(e).points }));
+  const edges = g
+    .edges()
+    .map((e) => ({ from: e.v, to: e.w, merge: e.name === 'merge', held: Boolean(info.held?.has(e.v)), points: g.edge(e).points }));
   const gg = g.graph();
   return { width: Math.ceil(gg.width ?? NODE_W), height: Math.ceil(gg.height ?? NODE_H), nodes, edges };
 }
@@ -85,7 +88,15 @@ export function renderGraph(container, commits, info, onSelect) {
   const svg = el('svg', { width: L.width, height: L.height, viewBox: `0 0 ${L.width} ${L.height}`, class: 'graph', 'aria-label': summary });
   svg.append(el('title', {}, `History of ${info.profile}`));
   const defs = el('defs');
-  const marker = el('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' });
+  const marker = el('marker', {
+    id: 'arrow',
+    viewBox: '0 0 10 10',
+    refX: 9,
+    refY: 5,
+    markerWidth: 7,
+    markerHeight: 7,
+    orient: 'auto-start-reverse',
+  });
   marker.append(el('path', { d: 'M 0 0 L 10 5 L 0 10 z', class: 'arrowhead' }));
   defs.append(marker);
   svg.append(defs);
@@ -118,12 +129,24 @@ export function renderGraph(container, commits, info, onSelect) {
       c.mergeParent ? 'merge' : '',
       ...badges.map((b) => b.text),
       id === info.head ? `head of ${info.profile}` : '',
-    ].filter(Boolean).join('; ');
-    const g = el('g', { class: classes.join(' '), tabindex: 0, role: 'button', 'aria-pressed': id === info.selected ? 'true' : 'false', 'aria-label': label, 'data-commit': id, transform: `translate(${x0.toFixed(1)} ${y0.toFixed(1)})` });
+    ]
+      .filter(Boolean)
+      .join('; ');
+    const g = el('g', {
+      class: classes.join(' '),
+      tabindex: 0,
+      role: 'button',
+      'aria-pressed': id === info.selected ? 'true' : 'false',
+      'aria-label': label,
+      'data-commit': id,
+      transform: `translate(${x0.toFixed(1)} ${y0.toFixed(1)})`,
+    });
     g.append(el('rect', { width: n.w, height: n.h, rx: 7, ry: 7, class: 'box' }));
     const line1 = el('text', { x: 10, y: 19, class: 'id' });
     line1.append(el('tspan', { class: 'mono' }, short(id)));
-    line1.append(el('tspan', { class: 'kind', dx: 8 }, [c.kind, c.mergeParent ? 'merge' : '', held ? 'no branch' : ''].filter(Boolean).join(' · ')));
+    line1.append(
+      el('tspan', { class: 'kind', dx: 8 }, [c.kind, c.mergeParent ? 'merge' : '', held ? 'no branch' : ''].filter(Boolean).join(' · ')),
+    );
     g.append(line1);
     g.append(el('text', { x: 10, y: 37, class: 'msg' }, clip(c.message || '(no message)', Math.floor((n.w - 20) / 7.2) || MSG_CHARS)));
     let bx = 8;

@@ -2,15 +2,37 @@
 import type { Assignment, ClientLease, Commit, Push } from '../store/types.ts';
 
 /** One entry of GET /v1/gc/roots; servers before `reasons` sent only `reason`. */
-export interface GcRoot { commit: string; reason: string; reasons?: string[] }
-export interface Known { assignments: Pick<Assignment, 'match' | 'profile' | 'pin'>[]; clients: Pick<ClientLease, 'mac' | 'profile' | 'commit'>[]; pushes: Pick<Push, 'id' | 'profile'>[] }
-export interface HeldWhy { kinds: string[]; reasons: string[]; via: string | null; root: boolean; named?: boolean }
+export interface GcRoot {
+  commit: string;
+  reason: string;
+  reasons?: string[];
+}
+export interface Known {
+  assignments: Pick<Assignment, 'match' | 'profile' | 'pin'>[];
+  clients: Pick<ClientLease, 'mac' | 'profile' | 'commit'>[];
+  pushes: Pick<Push, 'id' | 'profile'>[];
+}
+export interface HeldWhy {
+  kinds: string[];
+  reasons: string[];
+  via: string | null;
+  root: boolean;
+  named?: boolean;
+}
 
 export function rootReasons(root: GcRoot): string[];
 export function rootKind(reason: string): 'ref' | 'reflog' | 'pin' | 'client' | 'push' | 'other';
 export function rootMayBelong(root: GcRoot, profile: string, known: Known): boolean;
 export function collectHeld<C extends Pick<Commit, 'id' | 'profile' | 'parent' | 'mergeParent'>>(
-  roots: GcRoot[], drawn: Set<string>, profile: string, known: Known, getCommit: (id: string) => Promise<C>, max?: number,
+  roots: GcRoot[],
+  drawn: Set<string>,
+  profile: string,
+  known: Known,
+  getCommit: (id: string) => Promise<C>,
+  max?: number,
 ): Promise<{ commits: C[]; why: Map<string, HeldWhy> }>;
 export function heldReasons(id: string, w: HeldWhy, known: Known, reflogIds: Set<string>): string[];
-export function describeGcObjects(objects: string[], deadCommits: Pick<Commit, 'id' | 'manifest'>[]): { digest: string; what: string; size: number | null; commits: string[] }[];
+export function describeGcObjects(
+  objects: string[],
+  deadCommits: Pick<Commit, 'id' | 'manifest'>[],
+): { digest: string; what: string; size: number | null; commits: string[] }[];

@@ -54,7 +54,7 @@ function reasonMayBelong(r, profile, known) {
     }
     case 'client': {
       const c = known.clients.find((x) => x.mac === r.slice('booted by client '.length));
-      return !c || !c.profile || c.profile === profile;
+      return !c?.profile || c.profile === profile;
     }
     case 'push': {
       const p = known.pushes.find((x) => x.id === r.slice('parent of pending push '.length));
@@ -103,8 +103,15 @@ export async function collectHeld(roots, drawn, profile, known, getCommit, max =
       fetched += 1;
       batch.push(id);
     }
-    const got = await Promise.all(batch.map((id) => getCommit(id).then((c) => c, () => null)));
-    batch.forEach((id, i) => visit(id, got[i]));
+    const got = await Promise.all(
+      batch.map((id) =>
+        getCommit(id).then(
+          (c) => c,
+          () => null,
+        ),
+      ),
+    );
+    for (const [i, id] of batch.entries()) visit(id, got[i]);
   }
   for (const id of [...why.keys()]) if (!commits.some((c) => c.id === id)) why.delete(id);
   return { commits, why };

@@ -24,7 +24,8 @@ function onEvent(e) {
     if (d.state === 'committed') schedule('profiles');
     if (d.state === 'committed' || d.state === 'rejected') toast(`Push ${d.id} ${d.state}${d.reason ? `: ${d.reason}` : ''}`);
   } else if (e.type === 'progress') {
-    if (d.action === 'flatten' && d.total > 0) toast(`Flattening ${d.profile}: ${Math.floor((100 * d.done) / d.total)}% of ${Math.round(d.total / 1e6)} MB merged`);
+    if (d.action === 'flatten' && d.total > 0)
+      toast(`Flattening ${d.profile}: ${Math.floor((100 * d.done) / d.total)}% of ${Math.round(d.total / 1e6)} MB merged`);
   } else if (e.type === 'client') {
     schedule('clients');
   } else if (e.type === 'ref') {

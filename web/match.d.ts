@@ -4,7 +4,11 @@ import type { Assignment, ClientLease } from '../store/types.ts';
 export function isIPv4(s: string): boolean;
 export function normalizeMac(mac: string): string | null;
 export function parseMatch(text: string): { match: string; kind: Assignment['kind'] } | null;
-export function matchAssignment<A extends Pick<Assignment, 'match' | 'kind'>>(assignments: A[], mac: string | null, ip: string | null): A | null;
+export function matchAssignment<A extends Pick<Assignment, 'match' | 'kind'>>(
+  assignments: A[],
+  mac: string | null,
+  ip: string | null,
+): A | null;
 export function previewChange<A extends Pick<Assignment, 'match' | 'kind'>>(
   assignments: A[],
   clients: Pick<ClientLease, 'mac' | 'ip'>[],

@@ -15,7 +15,9 @@ export function isIPv4(s) {
 
 /** aa:bb:cc:dd:ee:ff, or null. */
 export function normalizeMac(mac) {
-  const hex = String(mac).toLowerCase().replace(/[^0-9a-f]/g, '');
+  const hex = String(mac)
+    .toLowerCase()
+    .replace(/[^0-9a-f]/g, '');
   if (hex.length !== 12 || !/^[0-9a-f:.-]+$/i.test(mac)) return null;
   return hex.match(/../g).join(':');
 }
@@ -46,7 +48,7 @@ function cidrContains(cidr, ip) {
   const [net, bitsS] = cidr.split('/');
   const bits = Number(bitsS);
   const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
-  return ((ipv4ToInt(ip) & mask) >>> 0) === ((ipv4ToInt(net) & mask) >>> 0);
+  return (ipv4ToInt(ip) & mask) >>> 0 === (ipv4ToInt(net) & mask) >>> 0;
 }
 
 /** The assignment (from `assignments`) a client with this MAC/IP would get, or null. */
@@ -75,13 +77,14 @@ export function matchAssignment(assignments, mac, ip) {
  * clients involved, with the rule they get today and after the change.
  */
 export function previewChange(assignments, clients, { add = null, remove = null } = {}) {
-  const gone = new Set([add && add.match, remove].filter(Boolean));
+  const gone = new Set([add?.match, remove].filter(Boolean));
   const next = [...assignments.filter((a) => !gone.has(a.match)), ...(add ? [add] : [])];
   const rows = [];
   for (const c of clients) {
     const before = matchAssignment(assignments, c.mac, c.ip);
     const after = matchAssignment(next, c.mac, c.ip);
-    if ((before && gone.has(before.match)) || (add && after === add)) rows.push({ client: c, before, after, caught: Boolean(add && after === add) });
+    if ((before && gone.has(before.match)) || (add && after === add))
+      rows.push({ client: c, before, after, caught: Boolean(add && after === add) });
   }
   return rows;
 }

@@ -20,7 +20,10 @@ export async function login(ev) {
   try {
     await api('GET', '/v1/profiles', undefined, token);
   } catch (e) {
-    err.textContent = e instanceof ApiError && e.status === 401 ? 'That token was refused. Check it, or make a new one with strata token create NAME.' : e.message;
+    err.textContent =
+      e instanceof ApiError && e.status === 401
+        ? 'That token was refused. Check it, or make a new one with strata token create NAME.'
+        : e.message;
     input.focus();
     return;
   }

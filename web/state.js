@@ -41,6 +41,10 @@ export const S = {
 export const currentProfile = () => S.profiles.find((p) => p.name === S.profile) ?? null;
 export const allCommits = () => [...S.graph.commits, ...S.held.commits];
 export const commitById = (id) => S.graph.commits.find((c) => c.id === id) ?? S.held.commits.find((c) => c.id === id) ?? null;
-export const branches = () => S.graph.refs.filter((r) => r.type === 'branch').map((r) => r.name).sort((a, b) => (a === S.profile ? -1 : b === S.profile ? 1 : a.localeCompare(b)));
+export const branches = () =>
+  S.graph.refs
+    .filter((r) => r.type === 'branch')
+    .map((r) => r.name)
+    .sort((a, b) => (a === S.profile ? -1 : b === S.profile ? 1 : a.localeCompare(b)));
 export const headOf = (branch) => S.graph.refs.find((r) => r.type === 'branch' && r.name === branch)?.commit ?? null;
 export const online = (c) => Date.now() - c.lastSeen < ONLINE_MS;

@@ -86,7 +86,10 @@ export function makeChanges1(merged: string, opts: { devices?: boolean } = {}): 
   writeFileSync(p('data/h1'), 'hard\n');
   linkSync(p('data/h1'), p('data/h2'));
   linkSync(p('var/lib/data/f'), p('var/lib/data/f-link'));
-  sh(`setfattr -n user.color -v blue etc/hostname && setfattr -n user.bin -v 0x00ff7f80 etc/new.conf && setfattr -n user.dir -v yes data`, merged);
+  sh(
+    `setfattr -n user.color -v blue etc/hostname && setfattr -n user.bin -v 0x00ff7f80 etc/new.conf && setfattr -n user.dir -v yes data`,
+    merged,
+  );
   mkdirSync(p('dev2'));
   if (opts.devices) sh('mknod dev2/null c 1 3', merged);
   sh('mkfifo var/fifo', merged);

@@ -40,7 +40,7 @@ export interface RawEntry {
 }
 
 function octal(h: Buffer, off: number, len: number, v: number) {
-  h.write(v.toString(8).padStart(len - 1, '0') + '\0', off, len, 'latin1');
+  h.write(`${v.toString(8).padStart(len - 1, '0')}\0`, off, len, 'latin1');
 }
 
 export function rawHeader(e: RawEntry): Buffer {
@@ -62,7 +62,7 @@ export function rawHeader(e: RawEntry): Buffer {
   h.fill(0x20, 148, 156);
   let sum = 0;
   for (const b of h) sum += b;
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'latin1');
   return h;
 }
 
@@ -110,13 +110,21 @@ export interface PackEntry {
 export async function packTar(entries: PackEntry[]): Promise<Buffer> {
   const p = pack();
   const chunks: Buffer[] = [];
-  p.on('data', (c: unknown) => { chunks.push(c as Buffer); });
-  const done = new Promise<void>((resolve, reject) => { p.on('end', () => resolve()); p.on('error', reject); });
+  p.on('data', (c: unknown) => {
+    chunks.push(c as Buffer);
+  });
+  const done = new Promise<void>((resolve, reject) => {
+    p.on('end', () => resolve());
+    p.on('error', reject);
+  });
   for (const e of entries) {
     const { data, ...header } = e;
     await new Promise<void>((resolve, reject) => {
-      p.entry({ mtime: new Date(1_600_000_000_000), ...header, ...(e.pax ? { pax: e.pax } : {}) } as never,
-        data ?? '', (err?: Error | null) => (err ? reject(err) : resolve()));
+      p.entry(
+        { mtime: new Date(1_600_000_000_000), ...header, ...(e.pax ? { pax: e.pax } : {}) } as never,
+        data ?? '',
+        (err?: Error | null) => (err ? reject(err) : resolve()),
+      );
     });
   }
   p.finalize();
@@ -163,15 +171,32 @@ export async function snapshotTree(root: string): Promise<Record<string, NodeInf
   async function walk(rel: string): Promise<void> {
     const abs = rel ? join(root, rel) : root;
     const st = await lstat(abs);
-    const type = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink'
-      : st.isCharacterDevice() ? 'char' : st.isBlockDevice() ? 'block' : st.isFIFO() ? 'fifo' : 'other';
+    const type = st.isFile()
+      ? 'file'
+      : st.isDirectory()
+        ? 'dir'
+        : st.isSymbolicLink()
+          ? 'symlink'
+          : st.isCharacterDevice()
+            ? 'char'
+            : st.isBlockDevice()
+              ? 'block'
+              : st.isFIFO()
+                ? 'fifo'
+                : 'other';
     const n: NodeInfo = {
-      type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: Math.floor(st.mtimeMs / 1000),
+      type,
+      mode: st.mode & 0o7777,
+      uid: st.uid,
+      gid: st.gid,
+      mtime: Math.floor(st.mtimeMs / 1000),
       xattrs: xattrs[rel] ?? {},
     };
     if (type === 'file') {
       n.size = st.size;
-      n.sha256 = createHash('sha256').update(await readFile(abs)).digest('hex');
+      n.sha256 = createHash('sha256')
+        .update(await readFile(abs))
+        .digest('hex');
       if (st.nlink > 1) {
         const g = inodes.get(st.ino) ?? [];
         g.push(rel);

@@ -163,7 +163,16 @@ export async function startFakePushServer(o: FakePushServerOptions): Promise<Fak
               return;
             }
             const mi = argv.indexOf('-m');
-            pushes.push({ id, argv, profile: argv[1]!, parent: argv[3]!, message: mi > 0 ? (argv[mi + 1] ?? '') : null, file, bytes, sha256: hash.digest('hex') });
+            pushes.push({
+              id,
+              argv,
+              profile: argv[1]!,
+              parent: argv[3]!,
+              message: mi > 0 ? (argv[mi + 1] ?? '') : null,
+              file,
+              bytes,
+              sha256: hash.digest('hex'),
+            });
             ch.write(`receiving\n${id}\n`);
             ch.exit(0);
             ch.end();

@@ -17,8 +17,10 @@ export const GRUB_PXE_BOOTFILE = 'boot/grub/i386-pc/core.0';
 
 /** Why a GRUB network image cannot be made here, or null. */
 export function missingGrubNetboot(): string | null {
-  if (!['/usr/bin/grub-mknetdir', '/usr/sbin/grub-mknetdir'].some((p) => existsSync(p))) return 'grub-mknetdir is not installed (apt-get install grub-common)';
-  if (!existsSync(join(GRUB_PC_DIR, 'pxe.mod')) || !existsSync(join(GRUB_PC_DIR, 'http.mod'))) return `${GRUB_PC_DIR} has no pxe/http modules (apt-get install grub-pc-bin)`;
+  if (!['/usr/bin/grub-mknetdir', '/usr/sbin/grub-mknetdir'].some((p) => existsSync(p)))
+    return 'grub-mknetdir is not installed (apt-get install grub-common)';
+  if (!existsSync(join(GRUB_PC_DIR, 'pxe.mod')) || !existsSync(join(GRUB_PC_DIR, 'http.mod')))
+    return `${GRUB_PC_DIR} has no pxe/http modules (apt-get install grub-pc-bin)`;
   return null;
 }
 

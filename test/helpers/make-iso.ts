@@ -12,17 +12,17 @@ import { execa } from 'execa';
 import type { IsoContents } from '../../store/iso.ts';
 
 export type IsoFixture =
-  | 'debian-live'             // two kernel versions: the newest pair wins
-  | 'debian-live-iso9660'     // same, plain ISO 9660 without Rock Ridge/Joliet: upper-case names
-  | 'ubuntu-casper'           // classic casper/filesystem.squashfs
-  | 'ubuntu-casper-layered'   // Ubuntu >= 23.04 layered squashfs, grub.cfg names the default layer
+  | 'debian-live' // two kernel versions: the newest pair wins
+  | 'debian-live-iso9660' // same, plain ISO 9660 without Rock Ridge/Joliet: upper-case names
+  | 'ubuntu-casper' // classic casper/filesystem.squashfs
+  | 'ubuntu-casper-layered' // Ubuntu >= 23.04 layered squashfs, grub.cfg names the default layer
   | 'ubuntu-casper-layered-nohint' // the same without a boot config: the heuristic picks the chain
-  | 'fedora-liveos'           // LiveOS/squashfs.img + images/pxeboot
-  | 'fedora-liveos-loader'    // LiveOS/squashfs.img + boot/x86_64/loader/{linux,initrd}
-  | 'fedora-nested'           // squashfs.img that only holds LiveOS/rootfs.img: must be refused
-  | 'alt'                     // syslinux/alt0 + both /live and /altinst: live wins
-  | 'alt-altinst'             // only /altinst
-  | 'unknown';                // an Arch-like ISO: no layout strata knows
+  | 'fedora-liveos' // LiveOS/squashfs.img + images/pxeboot
+  | 'fedora-liveos-loader' // LiveOS/squashfs.img + boot/x86_64/loader/{linux,initrd}
+  | 'fedora-nested' // squashfs.img that only holds LiveOS/rootfs.img: must be refused
+  | 'alt' // syslinux/alt0 + both /live and /altinst: live wins
+  | 'alt-altinst' // only /altinst
+  | 'unknown'; // an Arch-like ISO: no layout strata knows
 
 export interface BuiltIso {
   iso: string;
@@ -66,7 +66,11 @@ export async function buildIso(workDir: string, name: string, files: Map<string,
   const iso = join(workDir, `${name}.iso`);
   if (plain) {
     // No Rock Ridge, no Joliet: readers see the upper-cased ISO 9660 names.
-    await execa('xorriso', ['-no_rc', '-report_about', 'SORRY', '-outdev', iso, '-rockridge', 'off', '-joliet', 'off', '-map', stage, '/'], { stdin: 'ignore' });
+    await execa(
+      'xorriso',
+      ['-no_rc', '-report_about', 'SORRY', '-outdev', iso, '-rockridge', 'off', '-joliet', 'off', '-map', stage, '/'],
+      { stdin: 'ignore' },
+    );
   } else {
     await execa('xorriso', ['-as', 'mkisofs', '-quiet', '-R', '-J', '-o', iso, stage], { stdin: 'ignore' });
   }
@@ -99,7 +103,12 @@ export async function makeIso(workDir: string, fixture: IsoFixture): Promise<Bui
       files.set('boot/grub/grub.cfg', grub('boot=live components'));
       files.set('isolinux/isolinux.cfg', Buffer.from('default live\n'));
       // For the plain ISO 9660 variant the test maps names itself (they are upper-cased).
-      expected = { layout: 'debian-live', kernel: 'live/vmlinuz-6.1.0-18-amd64', initrd: 'live/initrd.img-6.1.0-18-amd64', rootfs: 'live/filesystem.squashfs' };
+      expected = {
+        layout: 'debian-live',
+        kernel: 'live/vmlinuz-6.1.0-18-amd64',
+        initrd: 'live/initrd.img-6.1.0-18-amd64',
+        rootfs: 'live/filesystem.squashfs',
+      };
       break;
     }
     case 'ubuntu-casper': {
@@ -130,34 +139,52 @@ export async function makeIso(workDir: string, fixture: IsoFixture): Promise<Bui
       if (fixture === 'ubuntu-casper-layered') {
         // The default entry boots the standard system without the live layer;
         // the hint must win over the heuristic (which would pick ...live).
-        files.set('boot/grub/grub.cfg', Buffer.from(
-          'menuentry "Try" {\n  linux /casper/vmlinuz layerfs-path=minimal.standard.squashfs --- quiet splash\n}\n' +
-          'menuentry "Live" {\n  linux /casper/vmlinuz layerfs-path=minimal.standard.live.squashfs ---\n}\n'));
+        files.set(
+          'boot/grub/grub.cfg',
+          Buffer.from(
+            'menuentry "Try" {\n  linux /casper/vmlinuz layerfs-path=minimal.standard.squashfs --- quiet splash\n}\n' +
+              'menuentry "Live" {\n  linux /casper/vmlinuz layerfs-path=minimal.standard.live.squashfs ---\n}\n',
+          ),
+        );
       }
-      const layers = fixture === 'ubuntu-casper-layered'
-        ? ['casper/minimal.squashfs', 'casper/minimal.standard.squashfs']
-        : ['casper/minimal.squashfs', 'casper/minimal.standard.squashfs', 'casper/minimal.standard.live.squashfs'];
+      const layers =
+        fixture === 'ubuntu-casper-layered'
+          ? ['casper/minimal.squashfs', 'casper/minimal.standard.squashfs']
+          : ['casper/minimal.squashfs', 'casper/minimal.standard.squashfs', 'casper/minimal.standard.live.squashfs'];
       expected = { layout: 'ubuntu-casper', kernel: 'casper/vmlinuz', initrd: 'casper/initrd', rootfs: 'casper/minimal.squashfs', layers };
       break;
     }
     case 'fedora-liveos':
     case 'fedora-liveos-loader':
     case 'fedora-nested': {
-      files.set('LiveOS/squashfs.img', fixture === 'fedora-nested'
-        // Old Fedora: the squashfs only wraps an ext4 image. Detection goes by the
-        // names, so a small zero-filled stand-in for the ext4 image is enough.
-        ? await makeSquashfs({ 'LiveOS/rootfs.img': Buffer.alloc(256 * 1024) })
-        : await rootfs());
+      files.set(
+        'LiveOS/squashfs.img',
+        fixture === 'fedora-nested'
+          ? // Old Fedora: the squashfs only wraps an ext4 image. Detection goes by the
+            // names, so a small zero-filled stand-in for the ext4 image is enough.
+            await makeSquashfs({ 'LiveOS/rootfs.img': Buffer.alloc(256 * 1024) })
+          : await rootfs(),
+      );
       if (fixture === 'fedora-liveos-loader') {
         files.set('boot/x86_64/loader/linux', blob('fedora loader kernel'));
         files.set('boot/x86_64/loader/initrd', blob('fedora loader initrd'));
-        expected = { layout: 'fedora-liveos', kernel: 'boot/x86_64/loader/linux', initrd: 'boot/x86_64/loader/initrd', rootfs: 'LiveOS/squashfs.img' };
+        expected = {
+          layout: 'fedora-liveos',
+          kernel: 'boot/x86_64/loader/linux',
+          initrd: 'boot/x86_64/loader/initrd',
+          rootfs: 'LiveOS/squashfs.img',
+        };
       } else {
         files.set('images/pxeboot/vmlinuz', blob('fedora kernel'));
         files.set('images/pxeboot/initrd.img', blob('fedora initrd'));
         files.set('EFI/BOOT/grub.cfg', grub('root=live:CDLABEL=Fedora rd.live.image'));
         if (fixture === 'fedora-liveos') {
-          expected = { layout: 'fedora-liveos', kernel: 'images/pxeboot/vmlinuz', initrd: 'images/pxeboot/initrd.img', rootfs: 'LiveOS/squashfs.img' };
+          expected = {
+            layout: 'fedora-liveos',
+            kernel: 'images/pxeboot/vmlinuz',
+            initrd: 'images/pxeboot/initrd.img',
+            rootfs: 'LiveOS/squashfs.img',
+          };
         }
       }
       break;

@@ -40,7 +40,11 @@ export class Mounts {
   }
   cleanup(): void {
     for (const d of this.mounted.reverse()) {
-      try { execFileSync('umount', ['-l', d]); } catch { /* already gone */ }
+      try {
+        execFileSync('umount', ['-l', d]);
+      } catch {
+        /* already gone */
+      }
     }
     this.mounted = [];
     rmSync(this.base, { recursive: true, force: true });

@@ -3,7 +3,11 @@
  * logs and every temp path inside DIR, so it runs beside (not instead of)
  * any system nginx. BODY is what goes inside http { }.
  */
-export function nginxMainConf(dir: string, body: string, opts: { workers?: number | 'auto'; daemonAndPid?: boolean; httpExtra?: string[] } = {}): string {
+export function nginxMainConf(
+  dir: string,
+  body: string,
+  opts: { workers?: number | 'auto'; daemonAndPid?: boolean; httpExtra?: string[] } = {},
+): string {
   // As root, nginx workers would drop to "nobody", who cannot enter a 0700 temp dir.
   const lines = [
     ...(process.getuid?.() === 0 ? ['user root;'] : []),
@@ -18,5 +22,5 @@ export function nginxMainConf(dir: string, body: string, opts: { workers?: numbe
     body,
     '}',
   ];
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }

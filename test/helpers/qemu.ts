@@ -50,9 +50,28 @@ export async function writeIpxeChain(tftpDir: string, port: number): Promise<voi
 }
 
 export function runQemu(opts: QemuOptions): Promise<QemuResult> {
-  const args = ['-accel', 'tcg', '-m', String(opts.memoryMb ?? 512), '-nographic', '-no-reboot', '-nodefaults', '-serial', 'stdio', '-monitor', 'none'];
+  const args = [
+    '-accel',
+    'tcg',
+    '-m',
+    String(opts.memoryMb ?? 512),
+    '-nographic',
+    '-no-reboot',
+    '-nodefaults',
+    '-serial',
+    'stdio',
+    '-monitor',
+    'none',
+  ];
   if (opts.tftpDir) {
-    args.push('-netdev', `user,id=n0,tftp=${opts.tftpDir},bootfile=${opts.bootfile ?? 'boot.ipxe'}`, '-device', 'virtio-net-pci,netdev=n0', '-boot', 'n');
+    args.push(
+      '-netdev',
+      `user,id=n0,tftp=${opts.tftpDir},bootfile=${opts.bootfile ?? 'boot.ipxe'}`,
+      '-device',
+      'virtio-net-pci,netdev=n0',
+      '-boot',
+      'n',
+    );
   } else {
     if (!opts.kernel) throw new Error('runQemu needs tftpDir or kernel');
     args.push('-netdev', 'user,id=n0', '-device', 'virtio-net-pci,netdev=n0', '-kernel', opts.kernel);

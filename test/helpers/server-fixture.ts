@@ -18,16 +18,30 @@ export async function writeTar(dir: string, name: string, files: Record<string, 
 }
 
 /** Imports profile `name` with a fake kernel and initrd (random bytes: only their digests matter here). */
-export async function importProfile(store: Store, work: string, name: string, files: Record<string, Spec> = { 'etc/hostname': `${name}\n`, 'etc/shared': 'v0\n' }): Promise<{ base: string; kernel: string; initrd: string }> {
+export async function importProfile(
+  store: Store,
+  work: string,
+  name: string,
+  files: Record<string, Spec> = { 'etc/hostname': `${name}\n`, 'etc/shared': 'v0\n' },
+): Promise<{ base: string; kernel: string; initrd: string }> {
   const kernel = join(work, `${name}-vmlinuz`);
   const initrd = join(work, `${name}-initrd`);
   writeFileSync(kernel, randomBytes(300_000));
   writeFileSync(initrd, randomBytes(100_001));
-  const base = await store.importBase(name, await writeTar(work, `${name}-base.tar`, files), { kernel, initrd, level: 3 } as Parameters<Store['importBase']>[2]);
+  const base = await store.importBase(name, await writeTar(work, `${name}-base.tar`, files), { kernel, initrd, level: 3 } as Parameters<
+    Store['importBase']
+  >[2]);
   return { base: base.id, kernel, initrd };
 }
 
-export async function commitFiles(store: Store, work: string, profile: string, files: Record<string, Spec>, message = 'change', parent?: string): Promise<string> {
+export async function commitFiles(
+  store: Store,
+  work: string,
+  profile: string,
+  files: Record<string, Spec>,
+  message = 'change',
+  parent?: string,
+): Promise<string> {
   const tar = await writeTar(work, `${profile}-${randomBytes(4).toString('hex')}.tar`, files);
   return (await store.commitTar(profile, tar, { message, parent })).commit.id;
 }

@@ -25,8 +25,25 @@ export function makeKey(dir: string, name: string): KeyPair {
 }
 
 export function opensshArgs(port: number, keyFile: string): string[] {
-  return ['-i', keyFile, '-p', String(port), '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
-    '-o', 'IdentitiesOnly=yes', '-o', 'LogLevel=ERROR', '-o', 'ConnectTimeout=20', 'strata@127.0.0.1'];
+  return [
+    '-i',
+    keyFile,
+    '-p',
+    String(port),
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'LogLevel=ERROR',
+    '-o',
+    'ConnectTimeout=20',
+    'strata@127.0.0.1',
+  ];
 }
 
 export function opensshExec(port: number, keyFile: string, command: string, input?: Buffer): Promise<ExecResult> {
@@ -58,7 +75,15 @@ export function ssh2Connect(o: Ssh2Options): Promise<InstanceType<typeof ssh2.Cl
     c.on('ready', () => resolve(c));
     c.on('error', reject);
     c.on('keyboard-interactive', (_n, _i, _l, _p, finish) => finish(['secret']));
-    c.connect({ host: '127.0.0.1', port: o.port, username: 'strata', privateKey: o.privateKey, password: o.password, tryKeyboard: o.tryKeyboard, readyTimeout: 30_000 });
+    c.connect({
+      host: '127.0.0.1',
+      port: o.port,
+      username: 'strata',
+      privateKey: o.privateKey,
+      password: o.password,
+      tryKeyboard: o.tryKeyboard,
+      readyTimeout: 30_000,
+    });
   });
 }
 
@@ -96,7 +121,9 @@ export function zstdTar(dir: string, files: Record<string, Buffer | string>): Bu
     mkdirSync(dirname(join(root, name)), { recursive: true });
     writeFileSync(join(root, name), content);
   }
-  return execFileSync('sh', ['-c', `tar --xattrs --xattrs-include='*' --owner=0 --group=0 -C '${root}' -cf - . | zstd -q -1 -c`], { maxBuffer: 1 << 30 });
+  return execFileSync('sh', ['-c', `tar --xattrs --xattrs-include='*' --owner=0 --group=0 -C '${root}' -cf - . | zstd -q -1 -c`], {
+    maxBuffer: 1 << 30,
+  });
 }
 
 export function lastLine(s: string): string {

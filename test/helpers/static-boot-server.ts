@@ -58,7 +58,7 @@ export function manifestText(layers: Blob[], opts: { parent?: string | null; ker
   if (opts.kernel) lines.push(`kernel sha256:${opts.kernel.digest} ${opts.kernel.size}`);
   if (opts.initrd) lines.push(`initrd sha256:${opts.initrd.digest} ${opts.initrd.size}`);
   for (const l of layers) lines.push(`layer sha256:${l.digest} ${l.size}`);
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 export async function sha256File(file: string): Promise<Blob> {
@@ -71,7 +71,12 @@ export async function sha256File(file: string): Promise<Blob> {
   return { digest: h.digest('hex'), size };
 }
 
-export async function startStaticBootServer(opts: { dir: string; kernel: string; initrd: string; port?: number }): Promise<StaticBootServer> {
+export async function startStaticBootServer(opts: {
+  dir: string;
+  kernel: string;
+  initrd: string;
+  port?: number;
+}): Promise<StaticBootServer> {
   const objects = join(opts.dir, 'objects');
   const manifests = join(opts.dir, 'manifests');
   await mkdir(objects, { recursive: true });
@@ -171,7 +176,13 @@ export async function startStaticBootServer(opts: { dir: string; kernel: string;
 
 /** Packs a directory into a squashfs layer with GNU tar | tar2sqfs (the store's path, whiteouts included). */
 export async function makeLayer(dir: string, out: string): Promise<void> {
-  await execa('sh', ['-c', 'tar -C "$1" --numeric-owner --xattrs --xattrs-include="*" -cf - . | tar2sqfs -q -f -c zstd "$2"', 'sh', dir, out]);
+  await execa('sh', [
+    '-c',
+    'tar -C "$1" --numeric-owner --xattrs --xattrs-include="*" -cf - . | tar2sqfs -q -f -c zstd "$2"',
+    'sh',
+    dir,
+    out,
+  ]);
 }
 
 /** The guest's /sbin/init: prints PROOF lines on the serial console, then powers off. */
@@ -220,7 +231,6 @@ export async function makeLayerTree(dir: string, files: Record<string, string>, 
     await execa('mknod', [join(dir, p), 'c', '0', '0']);
   }
 }
-
 
 // --- a whole test chain ---------------------------------------------------------
 

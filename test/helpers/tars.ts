@@ -18,8 +18,13 @@ export type Spec =
 export async function makeTar(files: Record<string, Spec>, opts: { raw?: boolean } = {}): Promise<Buffer> {
   const pack = tarStream.pack();
   const chunks: Buffer[] = [];
-  pack.on('data', (c: unknown) => { chunks.push(c as Buffer); });
-  const done = new Promise<void>((res, rej) => { pack.on('end', () => res()); pack.on('error', rej); });
+  pack.on('data', (c: unknown) => {
+    chunks.push(c as Buffer);
+  });
+  const done = new Promise<void>((res, rej) => {
+    pack.on('end', () => res());
+    pack.on('error', rej);
+  });
   const dirs = new Set<string>();
   const mtime = new Date(1_700_000_000_000);
   const entry = (h: H, body?: string) => new Promise<void>((res, rej) => pack.entry(h as Headers, body ?? '', (e) => (e ? rej(e) : res())));
@@ -28,16 +33,35 @@ export async function makeTar(files: Record<string, Spec>, opts: { raw?: boolean
       const parts = path.split('/');
       for (let i = 1; i < parts.length; i++) {
         const d = parts.slice(0, i).join('/');
-        if (!dirs.has(d) && !(d in files)) { dirs.add(d); await entry({ name: d + '/', type: 'directory', mode: 0o755, mtime }); }
+        if (!dirs.has(d) && !(d in files)) {
+          dirs.add(d);
+          await entry({ name: `${d}/`, type: 'directory', mode: 0o755, mtime });
+        }
       }
     }
     if (typeof spec === 'string') await entry({ name: path, type: 'file', mode: 0o644, mtime }, spec);
     else if ('file' in spec) {
-      await entry({ name: path, type: 'file', mode: spec.mode ?? 0o644, uid: spec.uid ?? 0, gid: spec.gid ?? 0, mtime: spec.mtime ? new Date(spec.mtime * 1000) : mtime,
-        pax: spec.xattrs ? Object.fromEntries(Object.entries(spec.xattrs).map(([k, v]) => [`SCHILY.xattr.${k}`, v])) : undefined }, spec.file);
+      await entry(
+        {
+          name: path,
+          type: 'file',
+          mode: spec.mode ?? 0o644,
+          uid: spec.uid ?? 0,
+          gid: spec.gid ?? 0,
+          mtime: spec.mtime ? new Date(spec.mtime * 1000) : mtime,
+          pax: spec.xattrs ? Object.fromEntries(Object.entries(spec.xattrs).map(([k, v]) => [`SCHILY.xattr.${k}`, v])) : undefined,
+        },
+        spec.file,
+      );
     } else if ('dir' in spec) {
       dirs.add(path);
-      await entry({ name: path + '/', type: 'directory', mode: spec.mode ?? 0o755, mtime, pax: spec.opaque ? { 'SCHILY.xattr.trusted.overlay.opaque': 'y' } : undefined });
+      await entry({
+        name: `${path}/`,
+        type: 'directory',
+        mode: spec.mode ?? 0o755,
+        mtime,
+        pax: spec.opaque ? { 'SCHILY.xattr.trusted.overlay.opaque': 'y' } : undefined,
+      });
     } else if ('whiteout' in spec) await entry({ name: path, type: 'character-device', devmajor: 0, devminor: 0, mode: 0o644, mtime });
     else if ('symlink' in spec) await entry({ name: path, type: 'symlink', linkname: spec.symlink, mode: 0o777, mtime });
     else if ('hardlink' in spec) await entry({ name: path, type: 'link', linkname: spec.hardlink, mode: 0o644, mtime });

@@ -24,8 +24,13 @@ export interface NodeSnap {
 function userXattrs(path: string): Record<string, string> | undefined {
   let outp = '';
   try {
-    outp = execFileSync('getfattr', ['-h', '-d', '-m', '^user\\.', '-e', 'hex', '--absolute-names', path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-  } catch { return undefined; }
+    outp = execFileSync('getfattr', ['-h', '-d', '-m', '^user\\.', '-e', 'hex', '--absolute-names', path], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+  } catch {
+    return undefined;
+  }
   const x: Record<string, string> = {};
   for (const line of outp.split('\n')) {
     const m = /^(user\.[^=]+)=(.*)$/.exec(line);
@@ -39,7 +44,19 @@ export function snapshotTree(root: string, opts: { xattrs?: boolean; skip?: (rel
   const walk = (rel: string) => {
     const abs = rel ? join(root, rel) : root;
     const st = lstatSync(abs);
-    const type = st.isDirectory() ? 'dir' : st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : st.isCharacterDevice() ? 'char' : st.isBlockDevice() ? 'block' : st.isFIFO() ? 'fifo' : 'other';
+    const type = st.isDirectory()
+      ? 'dir'
+      : st.isFile()
+        ? 'file'
+        : st.isSymbolicLink()
+          ? 'symlink'
+          : st.isCharacterDevice()
+            ? 'char'
+            : st.isBlockDevice()
+              ? 'block'
+              : st.isFIFO()
+                ? 'fifo'
+                : 'other';
     const n: NodeSnap = { type, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid };
     if (type === 'file') {
       n.size = st.size;
@@ -53,11 +70,12 @@ export function snapshotTree(root: string, opts: { xattrs?: boolean; skip?: (rel
       if (x) n.xattrs = x;
     }
     out[rel || '.'] = n;
-    if (type === 'dir') for (const name of readdirSync(abs).sort()) {
-      const r = rel ? `${rel}/${name}` : name;
-      if (opts.skip?.(r)) continue;
-      walk(r);
-    }
+    if (type === 'dir')
+      for (const name of readdirSync(abs).sort()) {
+        const r = rel ? `${rel}/${name}` : name;
+        if (opts.skip?.(r)) continue;
+        walk(r);
+      }
   };
   walk('');
   return out;

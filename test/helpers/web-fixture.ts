@@ -34,7 +34,14 @@ export async function startWebFixture(): Promise<WebFixture> {
   const dataDir = join(work, 'data');
   let srv: RunningServer | null = null;
   try {
-    srv = await startServer({ dataDir, http: '127.0.0.1:0', ssh: '127.0.0.1:0', webDir: join(ROOT, 'web'), handleSignals: false, log: () => {} });
+    srv = await startServer({
+      dataDir,
+      http: '127.0.0.1:0',
+      ssh: '127.0.0.1:0',
+      webDir: join(ROOT, 'web'),
+      handleSignals: false,
+      log: () => {},
+    });
     const store = srv.store;
     const kernel = join(work, 'vmlinuz');
     const initrd = join(work, 'initrd.img');
@@ -55,7 +62,14 @@ export async function startWebFixture(): Promise<WebFixture> {
     const { token } = store.createToken('web-test');
     const running = srv;
     return {
-      srv, dataDir, work, token, base, tools, motd, commit,
+      srv,
+      dataDir,
+      work,
+      token,
+      base,
+      tools,
+      motd,
+      commit,
       close: async () => {
         await running.close();
         rmSync(work, { recursive: true, force: true });
@@ -72,7 +86,15 @@ export async function launchChromium(): Promise<Browser> {
   return chromium.launch({
     executablePath: '/usr/bin/chromium',
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
 }
 
@@ -93,9 +115,36 @@ export function makeSshKey(dir: string, name: string): { keyFile: string; public
  * with the system tar, zstd and OpenSSH client. With `raw` instead of `dir`,
  * those bytes are compressed and sent instead of a tar. Resolves with ssh's output.
  */
-export function sshPush(o: { dir?: string; raw?: Buffer; keyFile: string; port: number; profile: string; parent: string; message: string }): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const ssh = ['ssh', '-i', o.keyFile, '-p', String(o.port), '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
-    '-o', 'IdentitiesOnly=yes', '-o', 'LogLevel=ERROR', '-o', 'ConnectTimeout=20', 'strata@127.0.0.1', `push ${o.profile} --parent ${o.parent} -m '${o.message.replace(/'/g, '')}'`];
+export function sshPush(o: {
+  dir?: string;
+  raw?: Buffer;
+  keyFile: string;
+  port: number;
+  profile: string;
+  parent: string;
+  message: string;
+}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const ssh = [
+    'ssh',
+    '-i',
+    o.keyFile,
+    '-p',
+    String(o.port),
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'LogLevel=ERROR',
+    '-o',
+    'ConnectTimeout=20',
+    'strata@127.0.0.1',
+    `push ${o.profile} --parent ${o.parent} -m '${o.message.replace(/'/g, '')}'`,
+  ];
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   const source = o.dir !== undefined ? `tar -C ${q(o.dir)} -cf - . | ` : '';
   const pipeline = `set -o pipefail; ${source}zstd -q -c | ${ssh.map(q).join(' ')}`;

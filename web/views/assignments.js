@@ -17,7 +17,12 @@ const pinText = (pin) => (pin.length === 64 ? short(pin) : pin);
 export function previewNodes(rule, remove) {
   const rows = previewChange(S.assignments, S.clients, { add: rule, remove });
   const nameOf = (a) => (a ? `${a.match} → ${a.profile}${a.pin ? `@${pinText(a.pin)}` : ''}` : 'nothing (no boot)');
-  const list = (rs, when, pick) => h('ul', { class: 'catch' }, ...rs.map((r) => h('li', {}, code(r.client.mac), ` ${r.client.ip || 'no IP'} — ${when}: ${nameOf(pick(r))}`)));
+  const list = (rs, when, pick) =>
+    h(
+      'ul',
+      { class: 'catch' },
+      ...rs.map((r) => h('li', {}, code(r.client.mac), ` ${r.client.ip || 'no IP'} — ${when}: ${nameOf(pick(r))}`)),
+    );
   const caught = rows.filter((r) => r.caught);
   const released = rows.filter((r) => !r.caught);
   const out = [];
@@ -43,17 +48,34 @@ export function renderAssignments() {
     const a = matchAssignment(S.assignments, c.mac, c.ip);
     if (a) catches.set(a.match, (catches.get(a.match) ?? 0) + 1);
   }
-  box.replaceChildren(table('Assignments', [
-    { label: 'Match', cell: (a) => code(a.match) },
-    { label: 'Kind', cell: (a) => a.kind },
-    { label: 'Profile', cell: (a) => a.profile },
-    { label: 'Pin', cell: (a) => (a.pin ? code(pinText(a.pin)) : muted('follows head')) },
-    { label: 'Command line', cell: (a) => (a.cmdline ? code(a.cmdline) : '—') },
-    { label: 'Catches now', cell: (a) => String(catches.get(a.match) ?? 0) },
-    { label: 'Actions', cell: (a) => h('span', { class: 'buttons' },
-      h('button', { type: 'button', onclick: () => editAssignment(a), 'aria-label': `Edit assignment ${a.match}` }, 'Edit'),
-      h('button', { type: 'button', class: 'danger', onclick: () => removeAssignment(a), 'aria-label': `Remove assignment ${a.match}` }, 'Remove')) },
-  ], S.assignments));
+  box.replaceChildren(
+    table(
+      'Assignments',
+      [
+        { label: 'Match', cell: (a) => code(a.match) },
+        { label: 'Kind', cell: (a) => a.kind },
+        { label: 'Profile', cell: (a) => a.profile },
+        { label: 'Pin', cell: (a) => (a.pin ? code(pinText(a.pin)) : muted('follows head')) },
+        { label: 'Command line', cell: (a) => (a.cmdline ? code(a.cmdline) : '—') },
+        { label: 'Catches now', cell: (a) => String(catches.get(a.match) ?? 0) },
+        {
+          label: 'Actions',
+          cell: (a) =>
+            h(
+              'span',
+              { class: 'buttons' },
+              h('button', { type: 'button', onclick: () => editAssignment(a), 'aria-label': `Edit assignment ${a.match}` }, 'Edit'),
+              h(
+                'button',
+                { type: 'button', class: 'danger', onclick: () => removeAssignment(a), 'aria-label': `Remove assignment ${a.match}` },
+                'Remove',
+              ),
+            ),
+        },
+      ],
+      S.assignments,
+    ),
+  );
 }
 
 export function renderAssignForm() {
@@ -76,7 +98,10 @@ export function renderPreview() {
   const rule = formRule();
   $('#as-match').setCustomValidity(rule || !text ? '' : 'not a MAC, IP, CIDR or default');
   if (!text) return box.replaceChildren(h('p', { class: 'muted' }, 'Type a match to see which known clients it would catch.'));
-  if (!rule) return box.replaceChildren(h('p', { class: 'error' }, 'Not a MAC (aa:bb:cc:dd:ee:ff), an IP (10.0.0.7), a CIDR (10.0.0.0/24) or default.'));
+  if (!rule)
+    return box.replaceChildren(
+      h('p', { class: 'error' }, 'Not a MAC (aa:bb:cc:dd:ee:ff), an IP (10.0.0.7), a CIDR (10.0.0.0/24) or default.'),
+    );
   const remove = S.editing && S.editing !== rule.match ? S.editing : null;
   box.replaceChildren(h('h3', {}, 'Preview'), ...previewNodes(rule, remove));
 }
@@ -113,7 +138,17 @@ export async function submitAssignment(ev) {
   const ok = await ask({
     title: old ? `Save assignment ${rule.match}?` : `Add assignment ${rule.match}?`,
     body: [
-      h('p', {}, 'Clients matching ', code(rule.match), ' boot ', code(target), rule.pin ? ' (pinned: it does not follow the head)' : ' (following its head)', rule.cmdline ? [' with ', code(rule.cmdline)] : '', ', from their next boot on.'),
+      h(
+        'p',
+        {},
+        'Clients matching ',
+        code(rule.match),
+        ' boot ',
+        code(target),
+        rule.pin ? ' (pinned: it does not follow the head)' : ' (following its head)',
+        rule.cmdline ? [' with ', code(rule.cmdline)] : '',
+        ', from their next boot on.',
+      ),
       replaces && replaces.match !== old ? h('p', {}, 'It replaces the rule ', code(`${replaces.match} → ${replaces.profile}`), '.') : null,
       old && old !== rule.match ? h('p', {}, 'The rule ', code(old), ' is removed.') : null,
       ...previewNodes(rule, old && old !== rule.match ? old : null),
@@ -121,23 +156,36 @@ export async function submitAssignment(ev) {
     ok: old ? 'Save assignment' : 'Add assignment',
   });
   if (!ok) return;
-  await change('Saving the assignment', async () => {
-    await api('PUT', '/v1/assignments', { match: rule.match, target, cmdline: rule.cmdline });
-    if (old && old !== rule.match) await api('DELETE', `/v1/assignments?match=${enc(old)}`);
-    resetAssignForm();
-  }, `Saved assignment ${rule.match} → ${target}`, ['assignments']);
+  await change(
+    'Saving the assignment',
+    async () => {
+      await api('PUT', '/v1/assignments', { match: rule.match, target, cmdline: rule.cmdline });
+      if (old && old !== rule.match) await api('DELETE', `/v1/assignments?match=${enc(old)}`);
+      resetAssignForm();
+    },
+    `Saved assignment ${rule.match} → ${target}`,
+    ['assignments'],
+  );
 }
 
 async function removeAssignment(a) {
   const ok = await ask({
     title: `Remove assignment ${a.match}?`,
-    body: [h('p', {}, 'Clients matching ', code(a.match), ` no longer get ${a.profile} from this rule at their next boot.`), ...previewNodes(null, a.match)],
+    body: [
+      h('p', {}, 'Clients matching ', code(a.match), ` no longer get ${a.profile} from this rule at their next boot.`),
+      ...previewNodes(null, a.match),
+    ],
     ok: 'Remove',
     danger: true,
   });
   if (!ok) return;
-  await change('Removing the assignment', async () => {
-    await api('DELETE', `/v1/assignments?match=${enc(a.match)}`);
-    if (S.editing === a.match) resetAssignForm();
-  }, `Removed assignment ${a.match}`, ['assignments']);
+  await change(
+    'Removing the assignment',
+    async () => {
+      await api('DELETE', `/v1/assignments?match=${enc(a.match)}`);
+      if (S.editing === a.match) resetAssignForm();
+    },
+    `Removed assignment ${a.match}`,
+    ['assignments'],
+  );
 }

@@ -15,14 +15,42 @@ export function renderClients() {
     return;
   }
   const heads = new Map(S.profiles.map((p) => [p.name, p.head]));
-  box.replaceChildren(table('Known clients', [
-    { label: 'MAC', cell: (c) => code(c.mac) },
-    { label: 'IP', cell: (c) => c.ip || '—' },
-    { label: 'Status', cell: (c) => h('span', { class: `state ${online(c) ? 'online' : 'offline'}` }, online(c) ? 'online' : 'offline') },
-    { label: 'Profile', cell: (c) => c.profile ?? '—' },
-    { label: 'Runs', cell: (c) => c.commit ? [h('button', { type: 'button', class: 'link', onclick: () => showCommit(c.profile, c.commit), 'aria-label': `show commit ${short(c.commit)} in the history` }, short(c.commit)), heads.get(c.profile) === c.commit ? ' (head)' : ' (not the head)'] : '—' },
-    { label: 'Last boot', cell: (c) => time(c.lastBoot) },
-    { label: 'Last seen', cell: (c) => time(c.lastSeen) },
-    { label: 'Matched', cell: (c) => c.assignment ? code(c.assignment) : '—' },
-  ], S.clients, (c) => (online(c) ? 'online' : 'offline')));
+  box.replaceChildren(
+    table(
+      'Known clients',
+      [
+        { label: 'MAC', cell: (c) => code(c.mac) },
+        { label: 'IP', cell: (c) => c.ip || '—' },
+        {
+          label: 'Status',
+          cell: (c) => h('span', { class: `state ${online(c) ? 'online' : 'offline'}` }, online(c) ? 'online' : 'offline'),
+        },
+        { label: 'Profile', cell: (c) => c.profile ?? '—' },
+        {
+          label: 'Runs',
+          cell: (c) =>
+            c.commit
+              ? [
+                  h(
+                    'button',
+                    {
+                      type: 'button',
+                      class: 'link',
+                      onclick: () => showCommit(c.profile, c.commit),
+                      'aria-label': `show commit ${short(c.commit)} in the history`,
+                    },
+                    short(c.commit),
+                  ),
+                  heads.get(c.profile) === c.commit ? ' (head)' : ' (not the head)',
+                ]
+              : '—',
+        },
+        { label: 'Last boot', cell: (c) => time(c.lastBoot) },
+        { label: 'Last seen', cell: (c) => time(c.lastSeen) },
+        { label: 'Matched', cell: (c) => (c.assignment ? code(c.assignment) : '—') },
+      ],
+      S.clients,
+      (c) => (online(c) ? 'online' : 'offline'),
+    ),
+  );
 }

@@ -29,7 +29,15 @@ function graphInfo() {
   }
   const clients = new Map();
   for (const c of S.clients) if (c.commit && ids.has(c.commit)) clients.set(c.commit, (clients.get(c.commit) ?? 0) + 1);
-  return { refs: S.graph.refs, pins, clients, held: heldInfo(), head: currentProfile()?.head ?? null, selected: S.selected, profile: S.profile ?? '' };
+  return {
+    refs: S.graph.refs,
+    pins,
+    clients,
+    held: heldInfo(),
+    head: currentProfile()?.head ?? null,
+    selected: S.selected,
+    profile: S.profile ?? '',
+  };
 }
 
 export function drawGraph() {
@@ -71,15 +79,25 @@ export function showCommit(profile, id) {
 
 /** <option>s for the profile's branches, its own first. */
 export function branchOptions(branchList, selected) {
-  return branchList.map((b) => h('option', { value: b, selected: b === selected ? true : undefined }, b === S.profile ? `${b} (the profile)` : b));
+  return branchList.map((b) =>
+    h('option', { value: b, selected: b === selected ? true : undefined }, b === S.profile ? `${b} (the profile)` : b),
+  );
 }
 
 function pathList(label, paths, cls) {
   const MAX = 200;
   if (!paths.length) return null;
-  return h('details', { class: `paths ${cls}`, open: paths.length <= 12 ? true : undefined },
+  return h(
+    'details',
+    { class: `paths ${cls}`, open: paths.length <= 12 ? true : undefined },
     h('summary', {}, `${label} (${paths.length})`),
-    h('ul', {}, ...paths.slice(0, MAX).map((p) => h('li', {}, code(p))), paths.length > MAX ? h('li', { class: 'muted' }, `… and ${paths.length - MAX} more`) : null));
+    h(
+      'ul',
+      {},
+      ...paths.slice(0, MAX).map((p) => h('li', {}, code(p))),
+      paths.length > MAX ? h('li', { class: 'muted' }, `… and ${paths.length - MAX} more`) : null,
+    ),
+  );
 }
 
 export function renderCommit() {
@@ -91,38 +109,81 @@ export function renderCommit() {
   }
   const layer = addedLayerOf(c);
   const refs = S.graph.refs.filter((r) => r.commit === c.id);
-  const pins = S.assignments.filter((a) => a.profile === S.profile && a.pin && (a.pin === c.id || refs.some((r) => r.type === 'tag' && r.name === a.pin)));
+  const pins = S.assignments.filter(
+    (a) => a.profile === S.profile && a.pin && (a.pin === c.id || refs.some((r) => r.type === 'tag' && r.name === a.pin)),
+  );
   const running = S.clients.filter((x) => x.commit === c.id);
   const jump = (id) => h('button', { type: 'button', class: 'link', onclick: () => focusCommit(id) }, short(id));
   const heldWhy = S.held.why.get(c.id);
 
-  const facts = h('dl', { class: 'facts' },
-    h('dt', {}, 'Message'), h('dd', { class: 'message' }, c.message || muted('(no message)')),
-    h('dt', {}, 'Author'), h('dd', {}, c.author),
-    h('dt', {}, 'Time'), h('dd', {}, time(c.createdAt)),
-    h('dt', {}, 'Kind'), h('dd', {}, c.kind, c.mergeParent ? ' (merge)' : ''),
-    h('dt', {}, 'Id'), h('dd', {}, h('code', { class: 'full-id' }, c.id)),
-    heldWhy ? [
-      h('dt', {}, 'Reachable'), h('dd', { class: 'held-note' }, 'No: on no branch or tag.'),
-      h('dt', {}, 'Kept by'), h('dd', { class: 'held-note' }, `${heldInfo().get(c.id)?.join(', ') ?? 'gc'}. Roll back to it to bring it back; once nothing keeps it, gc removes it.`),
-    ] : null,
-    h('dt', {}, 'Parent'), h('dd', {}, c.parent ? (commitById(c.parent) ? jump(c.parent) : code(short(c.parent))) : 'none (a base)'),
-    c.mergeParent ? [h('dt', {}, 'Merge parent'), h('dd', {}, commitById(c.mergeParent) ? jump(c.mergeParent) : code(short(c.mergeParent)))] : null,
-    h('dt', {}, 'Layer'), h('dd', {}, layer ? [code(short(layer.digest)), ` ${bytes(layer.size)}`] : muted('adds no layer')),
-    h('dt', {}, 'Chain'), h('dd', {}, `${plural(c.manifest.layers.length, 'layer')}, ${bytes(chainBytes(c))}`),
+  const facts = h(
+    'dl',
+    { class: 'facts' },
+    h('dt', {}, 'Message'),
+    h('dd', { class: 'message' }, c.message || muted('(no message)')),
+    h('dt', {}, 'Author'),
+    h('dd', {}, c.author),
+    h('dt', {}, 'Time'),
+    h('dd', {}, time(c.createdAt)),
+    h('dt', {}, 'Kind'),
+    h('dd', {}, c.kind, c.mergeParent ? ' (merge)' : ''),
+    h('dt', {}, 'Id'),
+    h('dd', {}, h('code', { class: 'full-id' }, c.id)),
+    heldWhy
+      ? [
+          h('dt', {}, 'Reachable'),
+          h('dd', { class: 'held-note' }, 'No: on no branch or tag.'),
+          h('dt', {}, 'Kept by'),
+          h(
+            'dd',
+            { class: 'held-note' },
+            `${heldInfo().get(c.id)?.join(', ') ?? 'gc'}. Roll back to it to bring it back; once nothing keeps it, gc removes it.`,
+          ),
+        ]
+      : null,
+    h('dt', {}, 'Parent'),
+    h('dd', {}, c.parent ? (commitById(c.parent) ? jump(c.parent) : code(short(c.parent))) : 'none (a base)'),
+    c.mergeParent
+      ? [h('dt', {}, 'Merge parent'), h('dd', {}, commitById(c.mergeParent) ? jump(c.mergeParent) : code(short(c.mergeParent)))]
+      : null,
+    h('dt', {}, 'Layer'),
+    h('dd', {}, layer ? [code(short(layer.digest)), ` ${bytes(layer.size)}`] : muted('adds no layer')),
+    h('dt', {}, 'Chain'),
+    h('dd', {}, `${plural(c.manifest.layers.length, 'layer')}, ${bytes(chainBytes(c))}`),
     refs.length ? [h('dt', {}, 'Refs'), h('dd', {}, refs.map((r) => `${r.type} ${r.name}`).join(', '))] : null,
     pins.length ? [h('dt', {}, 'Pinned by'), h('dd', {}, pins.map((a) => a.match).join(', '))] : null,
-    h('dt', {}, 'Running now'), h('dd', {}, running.length ? running.map((x) => `${x.mac} (${x.ip || 'no IP'}, ${online(x) ? 'online' : 'offline'})`).join('; ') : muted('no known client')),
+    h('dt', {}, 'Running now'),
+    h(
+      'dd',
+      {},
+      running.length
+        ? running.map((x) => `${x.mac} (${x.ip || 'no IP'}, ${online(x) ? 'online' : 'offline'})`).join('; ')
+        : muted('no known client'),
+    ),
   );
 
   const diffBox = h('div', { class: 'diff' }, h('p', { class: 'muted' }, 'Loading changes…'));
   const actions = renderActions(c);
-  pane.replaceChildren(h('h2', { id: 'commit-h' }, 'Commit ', code(short(c.id))), facts, h('h3', {}, 'Changes'), diffBox, h('h3', {}, 'Actions'), actions);
+  pane.replaceChildren(
+    h('h2', { id: 'commit-h' }, 'Commit ', code(short(c.id))),
+    facts,
+    h('h3', {}, 'Changes'),
+    diffBox,
+    h('h3', {}, 'Actions'),
+    actions,
+  );
   diffOf(c.id).then(
     (d) => {
       if (S.selected !== c.id) return;
-      const lists = [pathList('Added', d.added, 'added'), pathList('Changed', d.changed, 'changed'), pathList('Deleted', d.deleted, 'deleted')].filter(Boolean);
-      diffBox.replaceChildren(h('p', {}, c.parent ? `Against its parent ${short(c.parent)}: ` : 'Against an empty tree: ', diffSummary(d), '.'), ...lists);
+      const lists = [
+        pathList('Added', d.added, 'added'),
+        pathList('Changed', d.changed, 'changed'),
+        pathList('Deleted', d.deleted, 'deleted'),
+      ].filter(Boolean);
+      diffBox.replaceChildren(
+        h('p', {}, c.parent ? `Against its parent ${short(c.parent)}: ` : 'Against an empty tree: ', diffSummary(d), '.'),
+        ...lists,
+      );
     },
     (e) => diffBox.replaceChildren(h('p', { class: 'error' }, `Could not load the changes: ${e.message}`)),
   );

@@ -14,18 +14,32 @@ export function renderPushes() {
     box.replaceChildren(h('p', { class: 'muted' }, 'No pushes yet.'));
     return;
   }
-  box.replaceChildren(table('Pushes, newest first', [
-    { label: 'Push', cell: (p) => code(p.id) },
-    { label: 'State', cell: (p) => h('span', { class: `state ${p.state}` }, p.state) },
-    { label: 'Profile', cell: (p) => p.profile },
-    { label: 'Message', cell: (p) => p.message || muted('(none)') },
-    { label: 'Author', cell: (p) => p.author },
-    { label: 'Size', cell: (p) => bytes(p.bytes) },
-    { label: 'Pushed', cell: (p) => time(p.createdAt) },
-    { label: 'Result', cell: (p) => {
-      if (p.state === 'rejected') return h('span', { class: 'reason' }, p.reason ?? 'rejected');
-      if (p.state === 'committed' && p.commit) return [h('button', { type: 'button', class: 'link', onclick: () => showCommit(p.profile, p.commit) }, short(p.commit)), p.branch ? [' on new branch ', code(p.branch)] : ` on ${p.profile}`];
-      return muted(p.state === 'baking' ? 'baking a layer…' : 'waiting');
-    } },
-  ], S.pushes, (p) => `push-${p.state}`));
+  box.replaceChildren(
+    table(
+      'Pushes, newest first',
+      [
+        { label: 'Push', cell: (p) => code(p.id) },
+        { label: 'State', cell: (p) => h('span', { class: `state ${p.state}` }, p.state) },
+        { label: 'Profile', cell: (p) => p.profile },
+        { label: 'Message', cell: (p) => p.message || muted('(none)') },
+        { label: 'Author', cell: (p) => p.author },
+        { label: 'Size', cell: (p) => bytes(p.bytes) },
+        { label: 'Pushed', cell: (p) => time(p.createdAt) },
+        {
+          label: 'Result',
+          cell: (p) => {
+            if (p.state === 'rejected') return h('span', { class: 'reason' }, p.reason ?? 'rejected');
+            if (p.state === 'committed' && p.commit)
+              return [
+                h('button', { type: 'button', class: 'link', onclick: () => showCommit(p.profile, p.commit) }, short(p.commit)),
+                p.branch ? [' on new branch ', code(p.branch)] : ` on ${p.profile}`,
+              ];
+            return muted(p.state === 'baking' ? 'baking a layer…' : 'waiting');
+          },
+        },
+      ],
+      S.pushes,
+      (p) => `push-${p.state}`,
+    ),
+  );
 }

@@ -2,7 +2,7 @@
  * The reflog under the graph: every move of one branch, newest first, with
  * buttons to undo the newest move or roll back to any earlier head.
  */
-import { $, code, h, muted, short, table, time } from '../dom.js';
+import { $, h, muted, short, table, time } from '../dom.js';
 import { reload } from '../loaders.js';
 import { S, branches, commitById, headOf } from '../state.js';
 import { doRollbackTo } from './commit-actions.js';
@@ -27,31 +27,71 @@ export function renderReflog() {
   const link = (id) => {
     if (!id) return muted('none');
     if (!commitById(id)) return h('code', { title: id }, short(id));
-    return h('button', { type: 'button', class: 'link', title: id, 'aria-label': `show commit ${short(id)} in the history`, onclick: () => focusCommit(id) }, short(id));
+    return h(
+      'button',
+      { type: 'button', class: 'link', title: id, 'aria-label': `show commit ${short(id)} in the history`, onclick: () => focusCommit(id) },
+      short(id),
+    );
   };
   const buttons = (e, i) => {
     const out = [];
     if (e.new === head) out.push(h('span', { class: 'state committed' }, 'current head'));
     // The newest move is the one an admin most likely wants to take back.
     if (i === 0 && e.old && e.old !== head) {
-      out.push(h('button', { type: 'button', onclick: () => doRollbackTo(branch, e.old), 'aria-label': `Undo this ${e.action}: roll ${branch} back to ${short(e.old)}` }, `Undo: back to ${short(e.old)}…`));
+      out.push(
+        h(
+          'button',
+          {
+            type: 'button',
+            onclick: () => doRollbackTo(branch, e.old),
+            'aria-label': `Undo this ${e.action}: roll ${branch} back to ${short(e.old)}`,
+          },
+          `Undo: back to ${short(e.old)}…`,
+        ),
+      );
     }
     if (e.new && e.new !== head) {
-      out.push(h('button', { type: 'button', onclick: () => doRollbackTo(branch, e.new), 'aria-label': `Roll ${branch} back to ${short(e.new)}, its head after this ${e.action}` }, `Roll back to ${short(e.new)}…`));
+      out.push(
+        h(
+          'button',
+          {
+            type: 'button',
+            onclick: () => doRollbackTo(branch, e.new),
+            'aria-label': `Roll ${branch} back to ${short(e.new)}, its head after this ${e.action}`,
+          },
+          `Roll back to ${short(e.new)}…`,
+        ),
+      );
     }
     return h('span', { class: 'buttons' }, ...out);
   };
   const shown = S.reflogAll ? entries : entries.slice(0, REFLOG_ROWS);
   box.replaceChildren(
-    table(`Reflog of ${branch}, newest first`, [
-      { label: 'When', cell: (e) => time(e.time) },
-      { label: 'Action', cell: (e) => h('span', { class: 'action' }, e.action) },
-      { label: 'Old → new', cell: (e) => h('span', { class: 'move' }, link(e.old), ' → ', link(e.new)) },
-      { label: 'Message', cell: (e) => e.message || muted('(none)') },
-      { label: 'Go back', cell: (e) => buttons(e, entries.indexOf(e)) },
-    ], shown, (e) => (e.new === head ? 'reflog-head' : undefined)),
+    table(
+      `Reflog of ${branch}, newest first`,
+      [
+        { label: 'When', cell: (e) => time(e.time) },
+        { label: 'Action', cell: (e) => h('span', { class: 'action' }, e.action) },
+        { label: 'Old → new', cell: (e) => h('span', { class: 'move' }, link(e.old), ' → ', link(e.new)) },
+        { label: 'Message', cell: (e) => e.message || muted('(none)') },
+        { label: 'Go back', cell: (e) => buttons(e, entries.indexOf(e)) },
+      ],
+      shown,
+      (e) => (e.new === head ? 'reflog-head' : undefined),
+    ),
     entries.length > shown.length
-      ? h('button', { type: 'button', class: 'quiet-link', onclick: () => { S.reflogAll = true; renderReflog(); } }, `Show all ${entries.length} moves`)
+      ? h(
+          'button',
+          {
+            type: 'button',
+            class: 'quiet-link',
+            onclick: () => {
+              S.reflogAll = true;
+              renderReflog();
+            },
+          },
+          `Show all ${entries.length} moves`,
+        )
       : '',
   );
 }

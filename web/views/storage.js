@@ -45,10 +45,13 @@ async function gcRun() {
     title: 'Delete for good?',
     body: [
       h('p', {}, `gc removes ${gcWords(p)} from the store.`),
-      h('ul', {},
+      h(
+        'ul',
+        {},
         h('li', {}, 'This cannot be undone: a removed commit can no longer be rolled back to, and its layers are gone from disk.'),
         h('li', {}, 'Reflog entries older than the store keeps them are dropped too.'),
-        h('li', {}, 'Commits on a branch or tag, in a recent reflog entry, pinned, or booted by a client are never removed.')),
+        h('li', {}, 'Commits on a branch or tag, in a recent reflog entry, pinned, or booted by a client are never removed.'),
+      ),
     ],
     ok: 'Delete now',
     danger: true,
@@ -64,7 +67,17 @@ async function gcRun() {
     if (!sameSet(again.commits, p.commits) || !sameSet(again.objects, p.objects)) {
       S.gc = await checked(again);
       renderGc();
-      await ask({ title: 'What gc would remove changed', body: [h('p', {}, `Since your check the store changed: gc would now remove ${gcWords(again)}. Nothing was deleted. Look at the new list and confirm again.`)], ok: null });
+      await ask({
+        title: 'What gc would remove changed',
+        body: [
+          h(
+            'p',
+            {},
+            `Since your check the store changed: gc would now remove ${gcWords(again)}. Nothing was deleted. Look at the new list and confirm again.`,
+          ),
+        ],
+        ok: null,
+      });
       return;
     }
     const r = await api('POST', '/v1/gc', { dryRun: false });
@@ -85,20 +98,39 @@ function gcTables(r, commits) {
   const byId = new Map(commits.map((c) => [c.id, c]));
   if (r.commits.length) {
     out.push(h('h3', {}, `Commits (${r.commits.length})`));
-    out.push(table('Commits', [
-      { label: 'Commit', cell: (id) => h('code', { title: id }, short(id)) },
-      { label: 'Profile', cell: (id) => byId.get(id)?.profile ?? '—' },
-      { label: 'Message', cell: (id) => byId.get(id)?.message || muted('(none)') },
-      { label: 'Made', cell: (id) => (byId.get(id) ? time(byId.get(id).createdAt) : '—') },
-    ], r.commits.slice(0, 200)));
+    out.push(
+      table(
+        'Commits',
+        [
+          { label: 'Commit', cell: (id) => h('code', { title: id }, short(id)) },
+          { label: 'Profile', cell: (id) => byId.get(id)?.profile ?? '—' },
+          { label: 'Message', cell: (id) => byId.get(id)?.message || muted('(none)') },
+          { label: 'Made', cell: (id) => (byId.get(id) ? time(byId.get(id).createdAt) : '—') },
+        ],
+        r.commits.slice(0, 200),
+      ),
+    );
   }
   if (r.objects.length) {
     out.push(h('h3', {}, `Objects on disk (${r.objects.length})`));
-    out.push(table('Objects', [
-      { label: 'Object', cell: (o) => h('code', { title: `sha256:${o.digest}` }, short(o.digest)) },
-      { label: 'What', cell: (o) => [o.what, ...(o.commits.length ? [' of ', ...o.commits.slice(0, 3).flatMap((id, i) => [i ? ', ' : '', code(short(id))])] : [])] },
-      { label: 'Size', cell: (o) => (o.size === null ? '—' : bytes(o.size)) },
-    ], describeGcObjects(r.objects.slice(0, 500), commits), (o) => `gc-object gc-${o.what.replace(/\W+/g, '-')}`));
+    out.push(
+      table(
+        'Objects',
+        [
+          { label: 'Object', cell: (o) => h('code', { title: `sha256:${o.digest}` }, short(o.digest)) },
+          {
+            label: 'What',
+            cell: (o) => [
+              o.what,
+              ...(o.commits.length ? [' of ', ...o.commits.slice(0, 3).flatMap((id, i) => [i ? ', ' : '', code(short(id))])] : []),
+            ],
+          },
+          { label: 'Size', cell: (o) => (o.size === null ? '—' : bytes(o.size)) },
+        ],
+        describeGcObjects(r.objects.slice(0, 500), commits),
+        (o) => `gc-object gc-${o.what.replace(/\W+/g, '-')}`,
+      ),
+    );
   }
   return out;
 }
@@ -114,7 +146,13 @@ export function renderGc(busyText) {
   if (freed) {
     box.replaceChildren(
       h('h2', { tabindex: '-1' }, 'Removed'),
-      h('p', { id: 'gc-summary', class: 'done' }, freed.commits.length || freed.objects.length ? `Freed ${bytes(freed.bytes)}: removed ${gcWords(freed)}.` : 'Nothing was removed: everything was still kept.'),
+      h(
+        'p',
+        { id: 'gc-summary', class: 'done' },
+        freed.commits.length || freed.objects.length
+          ? `Freed ${bytes(freed.bytes)}: removed ${gcWords(freed)}.`
+          : 'Nothing was removed: everything was still kept.',
+      ),
       ...gcTables(freed, commits),
     );
     return;
@@ -126,9 +164,23 @@ export function renderGc(busyText) {
   const empty = !preview.commits.length && !preview.objects.length;
   box.replaceChildren(
     h('h2', {}, 'gc would remove'),
-    h('p', { id: 'gc-summary' }, empty ? 'Nothing: every commit and object is still kept.' : `${gcWords(preview)}. Nothing has been deleted yet.`),
+    h(
+      'p',
+      { id: 'gc-summary' },
+      empty ? 'Nothing: every commit and object is still kept.' : `${gcWords(preview)}. Nothing has been deleted yet.`,
+    ),
     stale ? h('p', { class: 'error', role: 'status' }, 'The store changed since this check; check again before deleting.') : '',
     ...gcTables(preview, commits),
-    empty ? '' : h('div', { class: 'buttons' }, h('button', { type: 'button', id: 'gc-run', class: 'danger', onclick: gcRun, disabled: stale ? true : undefined }, 'Delete these now…')),
+    empty
+      ? ''
+      : h(
+          'div',
+          { class: 'buttons' },
+          h(
+            'button',
+            { type: 'button', id: 'gc-run', class: 'danger', onclick: gcRun, disabled: stale ? true : undefined },
+            'Delete these now…',
+          ),
+        ),
   );
 }
