@@ -1,10 +1,11 @@
 /**
- * The `strata` admin command (DESIGN.md: "The strata command"). Thin: parse,
+ * The `strata` admin command (docs/design.md, "The strata command"). Thin: parse,
  * call one Store function, print. Errors become a sentence on stderr and an
  * exit code from cli/exit-codes.ts; --json prints machine-readable results.
  */
 import { Command, Option } from 'commander';
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Store } from '../store/store.ts';
 import { StrataError, wrapIoError } from '../store/errors.ts';
 import type { Commit, Compressor } from '../store/types.ts';
@@ -506,8 +507,16 @@ initrd
     out(g, r, () => `wrote ${r.output} for kernel ${r.kernelVersion}`);
   });
 
+/** The commander definition without running it (scripts/gen-cli-doc.ts writes docs/cli.md from it). */
+export function buildProgram(): Command {
+  return program;
+}
+
+// Parse argv only when this file is the process's entry point (bin/strata), not when imported.
+const isEntry = process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url);
+
 try {
-  await program.parseAsync(process.argv);
+  if (isEntry) await program.parseAsync(process.argv);
 } catch (thrown) {
   // A full disk the store did not name itself (e.g. SQLite) still gets the no-space advice and exit code.
   const e = wrapIoError(thrown, 'writing to the data directory');

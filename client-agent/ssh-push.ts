@@ -1,5 +1,5 @@
 /**
- * The push protocol over SSH (ssh2 Client), see DESIGN.md "SSH push":
+ * The push protocol over SSH (ssh2 Client), see docs/design.md "SSH push":
  *   exec `push <profile> --parent <commit> --push-key <key> -m '<message>'`, stdin = zstd tar;
  *   the server prints the push id alone on its last stdout line once the
  *   archive is fsynced, then exits 0; refusals exit non-zero with stderr text.

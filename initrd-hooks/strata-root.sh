@@ -1,6 +1,6 @@
 # shellcheck shell=sh
 # strata-root.sh: assemble the root file system of a network-booted machine
-# from a strata commit (DESIGN.md "Boot manifest", "Kernel command line").
+# from a strata commit (docs/design.md "Boot manifest", "Kernel command line").
 #
 # POSIX sh; runs under busybox ash (standalone initramfs), dash
 # (initramfs-tools) and bash (dracut). It is sourced, not executed: the

@@ -147,7 +147,7 @@ export const PUSH_KEY = /^[A-Za-z0-9_-]{16,64}$/;
 
 /**
  * Takes `--push-key KEY` / `--push-key=KEY` out of the words of a `push`
- * (pure). The rest goes to the DESIGN.md parser unchanged, so old clients
+ * (pure). The rest goes to the docs/design.md "SSH push" parser unchanged, so old clients
  * and every other command parse exactly as before. Values of -m/--parent are
  * skipped, so a message that reads "--push-key" stays a message.
  */

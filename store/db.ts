@@ -5,7 +5,7 @@
  *
  * synchronous=FULL: in WAL mode better-sqlite3's bundled SQLite defaults to
  * NORMAL, where a committed transaction can vanish on power loss
- * (SECURITY-FACTS). A ref move that a client may already have booted must
+ * (docs/design.md, facts). A ref move that a client may already have booted must
  * not be forgotten, so every commit is fsynced.
  */
 import Database from 'better-sqlite3';

@@ -3,7 +3,7 @@
  * initrd) lives once under objects/sha256/<2 hex>/<62 hex> and is never
  * rewritten.
  *
- * Durability order (SECURITY-FACTS: SQLite durability): a blob is written to a
+ * Durability order (docs/design.md, facts: SQLite durability): a blob is written to a
  * temp file, fsynced, renamed into place and its directory fsynced BEFORE any
  * database row names it. A crash can therefore leave an unreferenced blob
  * (gc removes it) but never a row naming a missing or half-written blob.

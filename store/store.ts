@@ -1,6 +1,6 @@
 /**
  * The Store: the strata domain behind one object. It owns the data
- * directory (DESIGN.md: strata.db, objects/, incoming/) and knows nothing of
+ * directory (docs/design.md: strata.db, objects/, incoming/) and knows nothing of
  * HTTP or SSH; server/ and cli/ are thin adapters over these methods.
  *
  * Every history operation is a pure decision (store/dag.ts) followed by one

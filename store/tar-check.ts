@@ -5,7 +5,7 @@
  * Why our own reader instead of tar-stream, and why re-encode:
  * tar2sqfs 1.2 (squashfs-tools-ng lib/tar) parses tar differently from every
  * other reader, and a parser differential lets a crafted tar show one tree to
- * the checker and another to the C code (see SECURITY-FACTS.md):
+ * the checker and another to the C code (see docs/design.md, facts):
  *  - it does NOT skip the data of non-regular entries: a directory, link or
  *    device header with size > 0 makes it read that "data" as the next headers,
  *    while tar-stream skips it as data;

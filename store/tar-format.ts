@@ -8,7 +8,7 @@
  * Everything here is pure: no streams, no policy. What an entry may be is
  * tar-check.ts's business; this file only says what the bytes mean.
  * Parsing is strict (a field readers could disagree on is refused, see
- * SECURITY-FACTS.md on parser differentials with tar2sqfs), and values that
+ * docs/design.md on parser differentials with tar2sqfs), and values that
  * may be binary (xattrs) stay Buffers: tar-stream decodes PAX values as
  * UTF-8, which corrupts security.capability and friends.
  */

@@ -1,5 +1,5 @@
 /**
- * Boots QEMU (TCG; KVM is unusable on these machines, see BOOT-FACTS.md) with
+ * Boots QEMU (TCG; KVM is unusable on these machines, see docs/design.md) with
  * the serial console on stdout, and collects what the guest prints. Every run
  * has a hard timeout that SIGKILLs QEMU, so a hung guest never hangs a test.
  */
