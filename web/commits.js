@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * What the page reads off commits: their layers and chain, how far back one
  * is along first parents, and the commits and diffs fetched one by one

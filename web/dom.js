@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * What every part of the page builds with: a tiny element builder, a table
  * that becomes cards on narrow screens, and the formatters for ids, sizes and

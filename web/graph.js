@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * The history graph: dagre (served at /vendor/dagre.min.js, a global) lays
  * out the commits, this module draws them as SVG. Newest on top; an edge goes

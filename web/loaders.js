@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * Loading the admin API's data into the state and re-rendering the parts of
  * the page that show it. A burst of events becomes one request per kind of
@@ -8,14 +9,8 @@ import { fetchCommit } from './commits.js';
 import { showError, toast } from './dialogs.js';
 import { enc } from './dom.js';
 import { collectHeld } from './held.js';
-import { logout } from './session.js';
 import { S, allCommits, branches, currentProfile } from './state.js';
-import { renderAssignForm, renderAssignments, renderPreview } from './views/assignments.js';
-import { renderClients } from './views/clients.js';
-import { drawGraph, renderCommit } from './views/history.js';
-import { renderProfiles } from './views/profiles.js';
-import { renderPushes } from './views/pushes.js';
-import { renderReflog } from './views/reflog.js';
+import { wired } from './wiring.js';
 
 /**
  * Data seen last, per kind: a reload that brings nothing new re-renders
@@ -39,8 +34,8 @@ async function loadProfiles() {
   if (unchanged('profiles', profiles) && profiles.some((p) => p.name === S.profile)) return;
   S.profiles = profiles;
   if (!S.profile || !profiles.some((p) => p.name === S.profile)) S.profile = profiles[0]?.name ?? null;
-  renderProfiles();
-  renderAssignForm();
+  wired.renderProfiles();
+  wired.renderAssignForm();
 }
 
 async function loadGraph() {
@@ -59,7 +54,7 @@ async function loadGraph() {
     const known = { assignments: S.assignments, clients: S.clients, pushes: S.pushes };
     const [held, { reflog }] = await Promise.all([
       collectHeld(roots, drawn, name, known, fetchCommit),
-      api('GET', `/v1/profiles/${enc(rb)}/reflog`),
+      api('GET', `/v1/profiles/${enc(/** @type {string} */ (rb))}/reflog`),
     ]);
     if (name !== S.profile) return;
     const data = { g, held: held.commits.map((c) => c.id), why: [...held.why], rb, reflog };
@@ -77,11 +72,11 @@ async function loadGraph() {
   }
   const ids = new Set(allCommits().map((c) => c.id));
   if (!S.selected || !ids.has(S.selected)) S.selected = currentProfile()?.head ?? S.graph.commits[0]?.id ?? null;
-  if (!branches().includes(S.branch)) S.branch = S.profile;
-  renderProfiles(); // the head's message comes from the graph
-  drawGraph();
-  renderCommit();
-  renderReflog();
+  if (!S.branch || !branches().includes(S.branch)) S.branch = S.profile;
+  wired.renderProfiles(); // the head's message comes from the graph
+  wired.drawGraph();
+  wired.renderCommit();
+  wired.renderReflog();
 }
 
 /** One list of the API into S[kind]; when it changed, `renders` redraw what shows it. */
@@ -89,7 +84,7 @@ async function loadList(kind, path, ...renders) {
   const { [kind]: list } = await api('GET', path);
   if (unchanged(kind, list)) return;
   S[kind] = list;
-  for (const render of renders) render();
+  for (const render of renders) wired[render]();
 }
 
 const LOADERS = {
@@ -97,9 +92,9 @@ const LOADERS = {
     await loadProfiles();
     await loadGraph();
   },
-  clients: () => loadList('clients', '/v1/clients', renderClients, renderAssignments, renderPreview, drawGraph, renderCommit),
-  assignments: () => loadList('assignments', '/v1/assignments', renderAssignments, renderPreview, drawGraph, renderCommit),
-  pushes: () => loadList('pushes', '/v1/pushes?limit=200', renderPushes),
+  clients: () => loadList('clients', '/v1/clients', 'renderClients', 'renderAssignments', 'renderPreview', 'drawGraph', 'renderCommit'),
+  assignments: () => loadList('assignments', '/v1/assignments', 'renderAssignments', 'renderPreview', 'drawGraph', 'renderCommit'),
+  pushes: () => loadList('pushes', '/v1/pushes?limit=200', 'renderPushes'),
 };
 
 /** Every kind of data the page loads. */
@@ -122,8 +117,8 @@ export async function reload(kinds = KINDS) {
   try {
     await Promise.all(kinds.map((k) => LOADERS[k]()));
   } catch (e) {
-    if (e instanceof ApiError && e.status === 401) logout('The server refused the token; log in again.');
-    else toast(`Could not load: ${e.message}`);
+    if (e instanceof ApiError && e.status === 401) wired.logout('The server refused the token; log in again.');
+    else toast(`Could not load: ${e instanceof Error ? e.message : e}`);
   }
 }
 

@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * The assignments view: the rules that give a booting client its profile,
  * a form to add or edit one, and a live preview of the known clients a rule

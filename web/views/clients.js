@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * The clients view: every machine that booted, whether it is online, what it
  * runs (a link into the history) and which assignment matched it.

@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * The actions on the selected commit, against a branch the admin picks:
  * roll back, revert, cherry-pick, flatten, tag, pin clients, new branch.
@@ -11,11 +12,12 @@ import { reload } from '../loaders.js';
 import { parseMatch } from '../match.js';
 import { S, branches, commitById, headOf } from '../state.js';
 import { previewNodes } from './assignments.js';
-import { branchOptions, renderCommit } from './history.js';
+import { branchOptions } from './branch-options.js';
+import { wired } from '../wiring.js';
 
 export function renderActions(c) {
   const bs = branches();
-  const branch = bs.includes(S.branch) ? S.branch : S.profile;
+  const branch = S.branch && bs.includes(S.branch) ? S.branch : S.profile;
   const headId = headOf(branch);
   const head = headId ? commitById(headId) : null;
   const headChain = head ? chainOf(head) : [];
@@ -27,7 +29,7 @@ export function renderActions(c) {
       id: 'act-branch',
       onchange: (ev) => {
         S.branch = ev.target.value;
-        renderCommit();
+        wired.renderCommit();
         $('#act-branch')?.focus();
       },
     },
@@ -217,7 +219,7 @@ async function doCherryPick(branch, c, force) {
       (r) => `Cherry-picked: new commit ${short(r.commit.id)} on ${branch}`,
     );
   } catch (e) {
-    const paths = Array.isArray(e.details?.paths) ? e.details.paths : [];
+    const paths = e instanceof ApiError && Array.isArray(e.details?.paths) ? e.details.paths : [];
     const again = await ask({
       title: 'Cherry-pick refused: conflicts',
       body: [
@@ -242,6 +244,7 @@ async function doCherryPick(branch, c, force) {
 
 async function doFlatten(branch, c) {
   const head = commitById(headOf(branch));
+  if (!head) return; // the button is disabled without a head
   const hc = chainOf(head);
   const cc = chainOf(c);
   const isPrefix = c.id !== head.id && cc.length <= hc.length - 2 && cc.every((d, i) => hc[i] === d);

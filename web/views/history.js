@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * The profile's history: the commit graph (drawn by graph.js), with the
  * commits gc keeps on no branch, and the selected commit's details and diff.
@@ -13,7 +14,7 @@ import { renderActions } from './commit-actions.js';
 /** Why each held commit is kept, in short words ('reflog', 'pinned by 2 clients', ...). */
 function heldInfo() {
   const known = { assignments: S.assignments.filter((a) => a.profile === S.profile), clients: S.clients, pushes: S.pushes };
-  const inReflog = new Set(S.reflog.entries.flatMap((e) => [e.old, e.new]).filter(Boolean));
+  const inReflog = new Set(S.reflog.entries.flatMap((e) => [e.old, e.new]).filter((id) => id !== null));
   return new Map([...S.held.why].map(([id, w]) => [id, heldReasons(id, w, known, inReflog)]));
 }
 
@@ -75,13 +76,6 @@ export function showCommit(profile, id) {
     S.graphFor = null;
     void reload(['profiles']).then(() => selectCommit(id));
   } else selectCommit(id);
-}
-
-/** <option>s for the profile's branches, its own first. */
-export function branchOptions(branchList, selected) {
-  return branchList.map((b) =>
-    h('option', { value: b, selected: b === selected ? true : undefined }, b === S.profile ? `${b} (the profile)` : b),
-  );
 }
 
 function pathList(label, paths, cls) {

@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * The profiles view's top: the list of profiles, the selected one's facts,
  * its extra kernel command line, and making a new profile from an imported base.

@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * The pushes view: pushes that came in over SSH, newest first — waiting,
  * baking, committed (a link to the commit) or rejected with the reason.

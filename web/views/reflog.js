@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * The reflog under the graph: every move of one branch, newest first, with
  * buttons to undo the newest move or roll back to any earlier head.
@@ -6,7 +7,8 @@ import { $, h, muted, short, table, time } from '../dom.js';
 import { reload } from '../loaders.js';
 import { S, branches, commitById, headOf } from '../state.js';
 import { doRollbackTo } from './commit-actions.js';
-import { branchOptions, focusCommit } from './history.js';
+import { branchOptions } from './branch-options.js';
+import { focusCommit } from './history.js';
 
 const REFLOG_ROWS = 50;
 

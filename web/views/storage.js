@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * The storage view: a gc dry run first (what would be removed, commit by
  * commit and object by object), and the real gc only after the admin
