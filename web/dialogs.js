@@ -7,7 +7,9 @@ import { ApiError } from './api.js';
 import { $, h } from './dom.js';
 import { wired } from './wiring.js';
 
-let toastTimer = null;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let toastTimer;
+/** @param {string} msg */
 export function toast(msg) {
   const t = $('#toast');
   t.textContent = msg;

@@ -11,12 +11,17 @@ import { KINDS, schedule } from './loaders.js';
 import { S } from './state.js';
 import { wired } from './wiring.js';
 
+/**
+ * @param {string} text
+ * @param {string} cls
+ */
 function setLive(text, cls) {
   const l = $('#live');
   l.textContent = text === 'live' ? 'Live updates on' : `Live updates ${text}`;
   l.className = `live ${cls}`;
 }
 
+/** @param {import('./api-types.js').ServerEvent} e */
 function onEvent(e) {
   const d = e.data ?? {};
   if (e.type === 'push') {

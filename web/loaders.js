@@ -16,7 +16,12 @@ import { wired } from './wiring.js';
  * Data seen last, per kind: a reload that brings nothing new re-renders
  * nothing, so the periodic refresh never steals focus or collapses details.
  */
+/** @type {Map<string, string>} */
 const seen = new Map();
+/**
+ * @param {string} key
+ * @param {unknown} data
+ */
 function unchanged(key, data) {
   const text = JSON.stringify(data);
   if (seen.get(key) === text) return true;
@@ -30,6 +35,7 @@ export function forgetLoaded() {
 }
 
 async function loadProfiles() {
+  /** @type {import('./api-types.js').ProfilesResponse} */
   const { profiles } = await api('GET', '/v1/profiles');
   if (unchanged('profiles', profiles) && profiles.some((p) => p.name === S.profile)) return;
   S.profiles = profiles;
@@ -46,15 +52,16 @@ async function loadGraph() {
     S.graphFor = null;
   } else {
     const name = S.profile;
+    /** @type {[import('./api-types.js').GraphResponse, import('./api-types.js').GcRootsResponse]} */
     const [g, { roots }] = await Promise.all([api('GET', `/v1/profiles/${enc(name)}/graph`), api('GET', '/v1/gc/roots')]);
     if (name !== S.profile) return; // the user switched profile meanwhile
     const drawn = new Set(g.commits.map((c) => c.id));
     const branchNames = g.refs.filter((r) => r.type === 'branch').map((r) => r.name);
-    const rb = S.graphFor === name && branchNames.includes(S.reflogBranch) ? S.reflogBranch : name;
+    const rb = S.graphFor === name && S.reflogBranch && branchNames.includes(S.reflogBranch) ? S.reflogBranch : name;
     const known = { assignments: S.assignments, clients: S.clients, pushes: S.pushes };
     const [held, { reflog }] = await Promise.all([
       collectHeld(roots, drawn, name, known, fetchCommit),
-      api('GET', `/v1/profiles/${enc(/** @type {string} */ (rb))}/reflog`),
+      api('GET', `/v1/profiles/${enc(rb)}/reflog`),
     ]);
     if (name !== S.profile) return;
     const data = { g, held: held.commits.map((c) => c.id), why: [...held.why], rb, reflog };
@@ -79,7 +86,12 @@ async function loadGraph() {
   wired.renderReflog();
 }
 
-/** One list of the API into S[kind]; when it changed, `renders` redraw what shows it. */
+/**
+ * One list of the API into S[kind]; when it changed, `renders` redraw what shows it.
+ * @param {'clients' | 'assignments' | 'pushes'} kind
+ * @param {string} path
+ * @param {(keyof import('./wiring.js').Wired)[]} renders
+ */
 async function loadList(kind, path, ...renders) {
   const { [kind]: list } = await api('GET', path);
   if (unchanged(kind, list)) return;
@@ -97,12 +109,19 @@ const LOADERS = {
   pushes: () => loadList('pushes', '/v1/pushes?limit=200', 'renderPushes'),
 };
 
-/** Every kind of data the page loads. */
-export const KINDS = Object.keys(LOADERS);
+/** @typedef {keyof typeof LOADERS} Kind */
 
+/** Every kind of data the page loads. */
+export const KINDS = /** @type {Kind[]} */ (Object.keys(LOADERS));
+
+/** @type {Set<Kind>} */
 let pending = new Set();
-let pendingTimer = null;
-/** Coalesces reloads: a burst of events becomes one request per kind of data. */
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let pendingTimer;
+/**
+ * Coalesces reloads: a burst of events becomes one request per kind of data.
+ * @param {Kind[]} kinds
+ */
 export function schedule(...kinds) {
   for (const k of kinds) pending.add(k);
   clearTimeout(pendingTimer);
@@ -113,6 +132,7 @@ export function schedule(...kinds) {
   }, 120);
 }
 
+/** @param {Kind[]} [kinds] */
 export async function reload(kinds = KINDS) {
   try {
     await Promise.all(kinds.map((k) => LOADERS[k]()));
@@ -125,6 +145,10 @@ export async function reload(kinds = KINDS) {
 /**
  * Makes a change the admin confirmed: run() calls the API; then the toast
  * says `done` and `kinds` are reloaded. A failure is shown as what did not work.
+ * @param {string} what
+ * @param {() => Promise<unknown>} run
+ * @param {string} done
+ * @param {Kind[]} [kinds]
  */
 export async function change(what, run, done, kinds) {
   try {

@@ -12,6 +12,7 @@ import { route } from './router.js';
 import { S, VIEWS, noGc } from './state.js';
 import { wired } from './wiring.js';
 
+/** @param {SubmitEvent} ev */
 export async function login(ev) {
   ev.preventDefault();
   const input = $('#token');

@@ -4,6 +4,10 @@ import { h } from '../dom.js';
 import { S } from '../state.js';
 
 /** <option>s for the profile's branches, its own first. */
+/**
+ * @param {string[]} branchList
+ * @param {string | null} selected
+ */
 export function branchOptions(branchList, selected) {
   return branchList.map((b) =>
     h('option', { value: b, selected: b === selected ? true : undefined }, b === S.profile ? `${b} (the profile)` : b),

@@ -37,12 +37,12 @@ export function renderClients() {
                     {
                       type: 'button',
                       class: 'link',
-                      onclick: () => showCommit(c.profile, c.commit),
+                      onclick: () => c.commit && showCommit(c.profile, c.commit),
                       'aria-label': `show commit ${short(c.commit)} in the history`,
                     },
                     short(c.commit),
                   ),
-                  heads.get(c.profile) === c.commit ? ' (head)' : ' (not the head)',
+                  heads.get(c.profile ?? '') === c.commit ? ' (head)' : ' (not the head)',
                 ]
               : '—',
         },

@@ -42,7 +42,7 @@ function graphInfo() {
 }
 
 export function drawGraph() {
-  if (!globalThis.dagre) return; // only if /vendor/dagre.min.js failed to load: the page still works, without the drawing
+  if (!(/** @type {any} */ (globalThis).dagre)) return; // only if /vendor/dagre.min.js failed to load: the page still works, without the drawing
   const box = $('#graph');
   const focused = document.activeElement?.closest?.('#graph [data-commit]')?.getAttribute('data-commit');
   const scroll = [box.scrollLeft, box.scrollTop];
@@ -51,6 +51,7 @@ export function drawGraph() {
   if (focused) box.querySelector(`[data-commit="${focused}"]`)?.focus();
 }
 
+/** @param {string} id */
 export function selectCommit(id) {
   S.selected = id;
   for (const n of document.querySelectorAll('#graph [data-commit]')) {
@@ -62,12 +63,17 @@ export function selectCommit(id) {
 }
 
 /** Selects a drawn commit and puts the focus on its node (for links to it). */
+/** @param {string} id */
 export function focusCommit(id) {
   selectCommit(id);
   $(`#graph [data-commit="${id}"]`)?.focus();
 }
 
 /** From another view: open the history of `profile` with commit `id` selected. */
+/**
+ * @param {string | null} profile
+ * @param {string} id
+ */
 export function showCommit(profile, id) {
   location.hash = '#profiles';
   S.selected = id;
@@ -78,6 +84,11 @@ export function showCommit(profile, id) {
   } else selectCommit(id);
 }
 
+/**
+ * @param {string} label
+ * @param {string[]} paths
+ * @param {string} cls
+ */
 function pathList(label, paths, cls) {
   const MAX = 200;
   if (!paths.length) return null;
@@ -107,6 +118,7 @@ export function renderCommit() {
     (a) => a.profile === S.profile && a.pin && (a.pin === c.id || refs.some((r) => r.type === 'tag' && r.name === a.pin)),
   );
   const running = S.clients.filter((x) => x.commit === c.id);
+  /** @param {string} id */
   const jump = (id) => h('button', { type: 'button', class: 'link', onclick: () => focusCommit(id) }, short(id));
   const heldWhy = S.held.why.get(c.id);
 
@@ -173,7 +185,7 @@ export function renderCommit() {
         pathList('Added', d.added, 'added'),
         pathList('Changed', d.changed, 'changed'),
         pathList('Deleted', d.deleted, 'deleted'),
-      ].filter(Boolean);
+      ].filter((l) => l !== null);
       diffBox.replaceChildren(
         h('p', {}, c.parent ? `Against its parent ${short(c.parent)}: ` : 'Against an empty tree: ', diffSummary(d), '.'),
         ...lists,
