@@ -33,7 +33,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn } from 'node:child_process';
 import type { Writable } from 'node:stream';
 import { StrataError } from '../store/errors.ts';
-import { encodeEntryHeader, END_OF_ARCHIVE, padding, type HeaderStyle, type TarEntryType } from '../protocol/tar-encode.ts';
+import { encodeEntryHeader, padding, type HeaderStyle, type TarEntryType } from '../protocol/tar-encode.ts';
+import { tarOut } from './tar-out.ts';
 import type { Excluder } from './excludes.ts';
 import { readTreeXattrs, selectXattrs, type Xattrs } from './xattrs.ts';
 
@@ -217,43 +218,14 @@ const KIND_TYPE: Record<Exclude<Kind, 'socket'>, TarEntryType> = {
 };
 
 export async function writeSnapshot(opts: SnapshotOptions, out: Writable): Promise<SnapshotResult> {
-  // An error of `out` (a broken pipe to the compressor) fails the write waiting on it, or the next one.
-  let failure: Error | null = null;
-  const onError = (e: Error) => {
-    failure ??= e;
-  };
-  out.on('error', onError);
-  const check = () => {
-    if (failure) throw failure;
-    if (out.destroyed) throw new Error('the snapshot output closed early');
-  };
-  /** Resolves on `event`, or when the stream closes or fails (the caller checks which). */
-  const settle = (event: string) =>
-    new Promise<void>((resolve) => {
-      const done = () => {
-        for (const e of [event, 'close', 'error']) out.off(e, done);
-        resolve();
-      };
-      for (const e of [event, 'close', 'error']) out.on(e, done);
-    });
-  const write = async (buf: Buffer): Promise<void> => {
-    check();
-    if (!out.write(buf)) await settle('drain');
-    check();
-  };
+  const tar = tarOut(out);
   try {
-    const result = await produce(opts, write);
-    await write(END_OF_ARCHIVE);
-    const finished = settle('finish');
-    out.end();
-    await finished;
-    if (failure) throw failure;
+    const result = await produce(opts, tar.write);
+    await tar.finish();
     return result;
   } catch (e) {
-    out.destroy();
+    tar.abort();
     throw e;
-  } finally {
-    out.off('error', onError);
   }
 }
 
