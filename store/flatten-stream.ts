@@ -10,8 +10,8 @@
  * tar2sqfs carry them raw in PAX `SCHILY.xattr.*` records. tar-stream 3
  * decodes and encodes PAX values as UTF-8 strings, which corrupts any value
  * that is not valid UTF-8 (its pack() also cannot emit a raw PAX block). The
- * byte-level format is tar-format.ts (shared with the checker of pushed
- * tars); here is the push parser of sqfs2tar's stream and the merge.
+ * byte-level format is tar-format.ts and protocol/tar-encode.ts (shared
+ * with the checker of pushed tars); here is the push parser of sqfs2tar's stream and the merge.
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
@@ -20,21 +20,18 @@ import { StrataError } from './errors.ts';
 import { planMerge, type MergePlan } from './overlay-merge.ts';
 import { squashfsStoresXattr, xattrValueToString } from './tar-check.ts';
 import {
-  BLOCK,
   BlockCollector,
   cField,
   checksumMatches,
   decodeHeader,
-  encodeEntryHeader,
   entryType,
   isMetaFlag,
   isZeroBlock,
   normalizeTarPath,
   parsePax,
-  roundUp,
-  type HeaderStyle,
   type RawHeader,
 } from './tar-format.ts';
+import { BLOCK, encodeEntryHeader, roundUp, type HeaderStyle } from '../protocol/tar-encode.ts';
 import type { LayerEntry } from './types.ts';
 
 const OPAQUE_XATTR = 'trusted.overlay.opaque';
@@ -247,7 +244,7 @@ export class TarParser {
 
 /**
  * Flatten's headers, byte for byte what it has always written (see
- * HeaderStyle in tar-format.ts): the merged tar becomes the flat layer, and
+ * HeaderStyle in protocol/tar-encode.ts): the merged tar becomes the flat layer, and
  * its digest must stay the same for the same chain.
  */
 const FLATTEN_STYLE: HeaderStyle = { dirSlash: true, longNameMarker: false, paxHeaderCopiesEntry: true };

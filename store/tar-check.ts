@@ -20,27 +20,25 @@
  * generated, and what we checked is exactly what it packs.
  *
  * The same reader lists the tar that sqfs2tar produces (squashfs.ts).
- * The byte-level format (numbers, checksum, PAX records, paths, the header
- * encoder) is tar-format.ts, shared with flatten.
+ * The byte-level format (numbers, checksum, PAX records, paths) is
+ * tar-format.ts, shared with flatten; the header encoder is
+ * protocol/tar-encode.ts, shared with flatten and the agent.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { StrataError } from './errors.ts';
 import {
-  BLOCK,
   BlockCollector,
   checksumMatches,
   decodeHeader,
-  encodeEntryHeader,
   entryType,
   headerFormat,
   isZeroBlock,
   normalizeTarPath,
   parsePax,
   printable,
-  roundUp,
-  type HeaderStyle,
   type RawHeader,
 } from './tar-format.ts';
+import { BLOCK, encodeEntryHeader, roundUp, type HeaderStyle } from '../protocol/tar-encode.ts';
 import type { LayerEntry } from './types.ts';
 import { createHash, type Hash } from 'node:crypto';
 

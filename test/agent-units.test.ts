@@ -9,7 +9,7 @@ import { loadConfig } from '../client-agent/config.ts';
 import { DEFAULT_EXCLUDES, excludePatterns, makeExcluder } from '../client-agent/excludes.ts';
 import { parseStatus, pushCommand, shellQuote } from '../client-agent/ssh-push.ts';
 import { backoffDelay } from '../client-agent/queue.ts';
-import { paxRecord } from '../client-agent/tar-header.ts';
+import { paxRecord } from '../protocol/tar-encode.ts';
 import { parseGetfattr, selectXattrs } from '../client-agent/xattrs.ts';
 import { lowerDirsFromMountinfo } from '../client-agent/diff.ts';
 import { devParts } from '../client-agent/snapshot.ts';

@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * What garbage collection keeps and removes, as the page shows it. Pure
  * functions (the fetching is injected) so the decisions are easy to read:
