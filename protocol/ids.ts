@@ -1,18 +1,11 @@
 /**
- * Ids and name rules every process must spell the same way: MAC addresses,
- * push ids and client-chosen push keys. Pure, node builtins only.
+ * Ids and name rules every process must spell the same way: MAC addresses
+ * (normalised in match.js, which the browser loads too), push ids and
+ * client-chosen push keys. Pure, node builtins only.
  */
 import { randomBytes } from 'node:crypto';
 
-/** aa:bb:cc:dd:ee:ff from any common spelling (dashes, dots, colons, none; any case); null if not a MAC. */
-export function normalizeMac(raw: string | undefined | null): string | null {
-  if (!raw) return null;
-  const t = raw.trim();
-  if (!/^[0-9a-f:.-]+$/i.test(t)) return null;
-  const hex = t.toLowerCase().replace(/[-:.]/g, '');
-  if (!/^[0-9a-f]{12}$/.test(hex)) return null;
-  return hex.match(/../g)!.join(':');
-}
+export { normalizeMac } from './match.js';
 
 const ALPHABET = '0123456789abcdefghijklmnopqrstuvwxyz';
 

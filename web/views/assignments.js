@@ -1,13 +1,13 @@
 /**
  * The assignments view: the rules that give a booting client its profile,
  * a form to add or edit one, and a live preview of the known clients a rule
- * would catch (match.js, the browser's copy of the server's matcher).
+ * would catch (protocol/match.js, the very matcher the server uses).
  */
 import { api } from '../api.js';
 import { ask } from '../dialogs.js';
 import { $, code, enc, h, muted, plural, short, table } from '../dom.js';
 import { change } from '../loaders.js';
-import { matchAssignment, parseMatch, previewChange } from '../match.js';
+import { matchAssignment, parseMatch, previewChange } from '../../protocol/match.js';
 import { S } from '../state.js';
 
 /** A pin as shown: a commit id shortened, a tag as it is. */
