@@ -130,6 +130,12 @@ program
   );
 
 program
+  .command('rev-parse')
+  .description('the full id of a commit named any way (id prefix, tag, profile, branch, NAME~N, NAME@{N})')
+  .argument('<rev>')
+  .action(act((s, g, rev: string) => out(g, { id: s.resolve(rev) }, () => s.resolve(rev))));
+
+program
   .command('show')
   .description('one commit: manifest, message, layers')
   .argument('<commit>')

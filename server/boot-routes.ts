@@ -7,16 +7,9 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import type { Store } from '../store/store.ts';
 import { StrataError } from '../store/errors.ts';
+import { normalizeMac } from '../protocol/ids.ts';
 import { renderGrub, renderGrubRetry, renderIpxe, renderIpxeRetry, type BootScriptInput } from './boot-scripts.ts';
 import type { EventHub } from './events.ts';
-
-/** aa:bb:cc:dd:ee:ff from any common spelling (dashes, dots, no separators, upper case); null if not a MAC. */
-export function normalizeMac(raw: string | undefined | null): string | null {
-  if (!raw) return null;
-  const hex = raw.trim().toLowerCase().replace(/[-:.]/g, '');
-  if (!/^[0-9a-f]{12}$/.test(hex)) return null;
-  return hex.match(/../g)!.join(':');
-}
 
 /** An IPv4-mapped IPv6 address is the IPv4 client it stands for. */
 export function normalizeIp(raw: string | undefined | null): string | null {

@@ -1,7 +1,8 @@
 /**
  * The web UI: a handful of static files from web/ at `/` (and from its fixed
- * sub-folders, e.g. web/views/ at /views/), plus dagre from node_modules at
- * /vendor/dagre.min.js. Deliberately tiny: no directory walking, one name per
+ * sub-folders, e.g. web/views/ at /views/), the .js files of protocol/ at
+ * /protocol/ (the assignment matcher the server runs), plus dagre from
+ * node_modules at /vendor/dagre.min.js. Deliberately tiny: no directory walking, one name per
  * path segment, each checked against a strict pattern (so no `..`, no `/`).
  */
 import fs from 'node:fs';
@@ -27,6 +28,9 @@ const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
 /** Sub-folders of web/ served one level deep, like web/ itself (the page's ES modules import from them). */
 const SUBDIRS = ['views'];
 
+/** protocol/ of this checkout: served at /protocol/, only its .js files (plain, import-free browser modules). */
+export const PROTOCOL_DIR = fileURLToPath(new URL('../protocol/', import.meta.url));
+
 export const DAGRE_PATH = fileURLToPath(new URL('../node_modules/@dagrejs/dagre/dist/dagre.min.js', import.meta.url));
 
 async function sendFile(reply: FastifyReply, file: string): Promise<FastifyReply> {
@@ -51,4 +55,10 @@ export function registerWebRoutes(app: FastifyInstance, webDir: string): void {
     };
   app.get('/:file', serveFrom(webDir));
   for (const sub of SUBDIRS) app.get(`/${sub}/:file`, serveFrom(path.join(webDir, sub)));
+  // protocol/'s browser-safe modules (the assignment matcher): the page imports the very file the server runs.
+  app.get('/protocol/:file', async (req, reply) => {
+    const { file } = req.params as { file: string };
+    if (!SAFE_NAME.test(file) || path.extname(file) !== '.js') throw new StrataError('E_NOT_FOUND', `no such file: ${file.slice(0, 80)}`);
+    return sendFile(reply, path.join(PROTOCOL_DIR, file));
+  });
 }

@@ -28,6 +28,9 @@ import {
   type TouchSet,
 } from './dag.ts';
 import { CommitIndex, type CommitRow } from './commit-index.ts';
+// What every process must agree on (ids, the incoming/ layout) comes from protocol/.
+import { PUSH_KEY, SAFE_PUSH_ID } from '../protocol/ids.ts';
+import { INCOMING_DIR, incomingArchive } from '../protocol/push-incoming.ts';
 import { matchAssignment, normalizeMac, parseMatch } from './assignments.ts';
 import { bakeTar, type BakedImage, type TarPolicy } from './bake.ts';
 import { assertSquashfs, listSquashfs } from './squashfs.ts';
@@ -106,7 +109,7 @@ export class Store {
     this.db = db;
     this.config = config;
     this.objects = new ObjectStore(dataDir);
-    this.incomingDir = join(dataDir, 'incoming');
+    this.incomingDir = join(dataDir, INCOMING_DIR);
     this.commits = new CommitIndex(db);
   }
 
@@ -120,7 +123,7 @@ export class Store {
       );
     }
     await fsp.mkdir(dir, { recursive: true });
-    await fsp.mkdir(join(dir, 'incoming'), { recursive: true });
+    await fsp.mkdir(join(dir, INCOMING_DIR), { recursive: true });
     const db = openDb(dbPath);
     const store = new Store(dir, db, { ...DEFAULT_CONFIG, ...readConfigFile(dir), ...opts.config });
     await store.objects.init();
@@ -1185,8 +1188,8 @@ export class Store {
   }
 
   pushArchivePath(id: string): string {
-    if (!/^[A-Za-z0-9_-]{1,64}$/.test(id)) throw new StrataError('E_BAD_ARGUMENT', `not a push id: ${id}`);
-    return join(this.incomingDir, `${id}.tar.zst`);
+    if (!SAFE_PUSH_ID.test(id)) throw new StrataError('E_BAD_ARGUMENT', `not a push id: ${id}`);
+    return incomingArchive(this.incomingDir, id);
   }
 
   /**
@@ -1208,7 +1211,7 @@ export class Store {
   }): Push {
     this.pushArchivePath(p.id);
     const pushKey = p.pushKey ?? null;
-    if (pushKey !== null && !/^[A-Za-z0-9_-]{16,64}$/.test(pushKey))
+    if (pushKey !== null && !PUSH_KEY.test(pushKey))
       throw new StrataError('E_BAD_ARGUMENT', `not a push key: ${JSON.stringify(pushKey)} (16-64 characters of A-Z a-z 0-9 _ -)`);
     const now = Date.now();
     try {

@@ -41,6 +41,7 @@ import {
 import { BLOCK, encodeEntryHeader, roundUp, type HeaderStyle } from '../protocol/tar-encode.ts';
 import type { LayerEntry } from './types.ts';
 import { createHash, type Hash } from 'node:crypto';
+import { isOpaqueMark, isWhiteoutDevice, OPAQUE_XATTR } from '../protocol/overlay.ts';
 
 const EMPTY_SHA256 = createHash('sha256').digest('hex');
 
@@ -406,7 +407,7 @@ export class TarChecker {
     if (hadAcl) this.aclEntries++;
 
     const mode = type === 'symlink' ? 0o777 : h.mode & 0o7777;
-    const whiteout = type === 'char' && h.devmajor === 0 && h.devminor === 0;
+    const whiteout = isWhiteoutDevice(type, h.devmajor, h.devminor);
     const { policy } = this.opts;
     if ((type === 'char' || type === 'block') && !whiteout && !policy.allowDevices) {
       throw forbidden(
@@ -446,7 +447,7 @@ export class TarChecker {
     if (whiteout) entry.whiteout = true;
     if (kept.length) {
       entry.xattrs = Object.fromEntries(kept.map(([n, v]) => [n, xattrValueToString(v)]));
-      if (type === 'dir' && entry.xattrs['trusted.overlay.opaque'] === 'y') entry.opaque = true;
+      if (type === 'dir' && isOpaqueMark(OPAQUE_XATTR, entry.xattrs[OPAQUE_XATTR] ?? '')) entry.opaque = true;
     }
     this.entries.push(entry);
 

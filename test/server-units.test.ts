@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { grubPath, renderGrub, renderGrubRetry, renderIpxe, renderIpxeRetry } from '../server/boot-scripts.ts';
-import { bootArgs, normalizeIp, normalizeMac } from '../server/boot-routes.ts';
+import { bootArgs, normalizeIp } from '../server/boot-routes.ts';
+import { newPushId, normalizeMac, PUSH_ID } from '../protocol/ids.ts';
 import { statusForCode, toHttpError } from '../server/http-errors.ts';
 import { etagMatches, ifRangeAllows, parseRange } from '../server/object-routes.ts';
-import { newPushId, PUSH_ID } from '../server/push-id.ts';
-import { parseSshCommand, splitShellWords } from '../server/shell-words.ts';
+import { parseSshCommand, splitShellWords } from '../protocol/ssh-push.ts';
 import { looksLikeZstd } from '../server/ssh-server.ts';
 import { parseHostPort } from '../server/main.ts';
 import { StrataError } from '../store/errors.ts';
@@ -178,8 +178,17 @@ describe('ssh command words', () => {
       profile: 'lab',
       parent: 'abc',
       message: 'hi',
+      pushKey: null,
     });
-    expect(parseSshCommand(['push', '--parent=abc', 'lab'])).toEqual({ cmd: 'push', profile: 'lab', parent: 'abc', message: '' });
+    expect(parseSshCommand(['push', '--parent=abc', 'lab'])).toEqual({
+      cmd: 'push',
+      profile: 'lab',
+      parent: 'abc',
+      message: '',
+      pushKey: null,
+    });
+    expect(() => parseSshCommand(['push', 'lab', '--parent', 'abc', '-m', 'my', 'change'])).toThrow(/unexpected argument change.*quote/);
+    expect(() => parseSshCommand(['push', 'lab', '--parent', 'abc', '--force'])).toThrow(/Unknown option '--force'/);
     expect(parseSshCommand(['status', 'p1'])).toEqual({ cmd: 'status', id: 'p1' });
     expect(parseSshCommand(['log', 'lab'])).toEqual({ cmd: 'log', profile: 'lab' });
     expect(() => parseSshCommand(['push', 'lab'])).toThrow(/--parent/);

@@ -2,13 +2,13 @@
 /**
  * The assignments view: the rules that give a booting client its profile,
  * a form to add or edit one, and a live preview of the known clients a rule
- * would catch (match.js, the browser's copy of the server's matcher).
+ * would catch (protocol/match.js, the very matcher the server uses).
  */
 import { api } from '../api.js';
 import { ask } from '../dialogs.js';
 import { $, code, enc, h, muted, plural, short, table } from '../dom.js';
 import { change } from '../loaders.js';
-import { matchAssignment, parseMatch, previewChange } from '../match.js';
+import { matchAssignment, parseMatch, previewChange } from '../../protocol/match.js';
 import { S } from '../state.js';
 
 /** A pin as shown: a commit id shortened, a tag as it is. */
@@ -17,7 +17,7 @@ const pinText = (pin) => (pin.length === 64 ? short(pin) : pin);
 
 /**
  * @typedef {Omit<import('../api-types.js').Assignment, 'createdAt'>} Rule
- * @typedef {ReturnType<typeof previewChange<Rule>>[number]} PreviewRow
+ * @typedef {{ client: { mac: string | null, ip: string | null }, before: Rule | null, after: Rule | null, caught: boolean }} PreviewRow
  */
 
 /**
@@ -38,7 +38,7 @@ export function previewNodes(rule, remove) {
     h(
       'ul',
       { class: 'catch' },
-      ...rs.map((r) => h('li', {}, code(r.client.mac), ` ${r.client.ip || 'no IP'} — ${when}: ${nameOf(pick(r))}`)),
+      ...rs.map((r) => h('li', {}, code(r.client.mac ?? 'no MAC'), ` ${r.client.ip || 'no IP'} — ${when}: ${nameOf(pick(r))}`)),
     );
   const caught = rows.filter((r) => r.caught);
   const released = rows.filter((r) => !r.caught);

@@ -9,7 +9,7 @@ import { addedLayerOf, chainBytes, chainOf, diffOf, diffSummary, fetchCommit, fi
 import { ask, hideToast, showError, toast } from '../dialogs.js';
 import { $, bytes, code, enc, h, plural, short } from '../dom.js';
 import { reload } from '../loaders.js';
-import { parseMatch } from '../match.js';
+import { parseMatch } from '../../protocol/match.js';
 import { S, branches, commitById, headOf } from '../state.js';
 import { previewNodes } from './assignments.js';
 import { branchOptions } from './branch-options.js';
