@@ -2,7 +2,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { StoreCore } from './core.ts';
 import { isUniqueViolation } from './db.ts';
-import { StrataError } from './errors.ts';
+import { isStrataError, StrataError, wrapIoError } from './errors.ts';
 import { getProfile, NAME_RE } from './profiles.ts';
 import type { SshKey } from './types.ts';
 
@@ -48,6 +48,8 @@ export function createToken(core: StoreCore, name: string): { name: string; toke
     // Only a taken name is the caller's to fix; anything else (a read-only or
     // damaged database, a full disk) is said as it is.
     if (isUniqueViolation(e)) throw new StrataError('E_REF_EXISTS', `a token named ${name} already exists; revoke it first`);
+    const full = wrapIoError(e, `storing the token ${name}`);
+    if (isStrataError(full)) throw full;
     throw new StrataError('E_INTERNAL', `cannot store the token ${name}: ${(e as Error).message}`, {}, { cause: e });
   }
   return { name, token };
