@@ -158,3 +158,9 @@ export function migrate(db: DB): void {
 }
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Whether a write failed because a UNIQUE index or primary key already holds the value (not any other database error). */
+export function isUniqueViolation(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+}
