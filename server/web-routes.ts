@@ -5,8 +5,8 @@
  * path segment, each checked against a strict pattern (so no `..`, no `/`).
  */
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { StrataError } from '../store/errors.ts';
 
@@ -27,7 +27,11 @@ const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
 /** Sub-folders of web/ served one level deep, like web/ itself (the page's ES modules import from them). */
 const SUBDIRS = ['views'];
 
-export const DAGRE_PATH = fileURLToPath(new URL('../node_modules/@dagrejs/dagre/dist/dagre.min.js', import.meta.url));
+// Resolved like an import (a checkout, dist/ and an npm install lay node_modules out differently).
+export const DAGRE_PATH = path.join(
+  path.dirname(createRequire(import.meta.url).resolve('@dagrejs/dagre/package.json')),
+  'dist/dagre.min.js',
+);
 
 async function sendFile(reply: FastifyReply, file: string): Promise<FastifyReply> {
   const body = await fs.promises.readFile(file).catch(() => {

@@ -1,0 +1,26 @@
+// npm run build: bundles the three programs (strata, strata-agent, the HTTP
+// worker) into dist/ as ES modules, one file each plus shared chunks, so a
+// command loads a few files instead of transpiling ~60 TypeScript sources
+// (docs/decisions.md, "Built package": esbuild over tsc). npm packages stay
+// imports (native modules among them); dist/ sits one directory below the
+// package root like cli/ and server/, so paths such as ../web/ still resolve.
+import { rmSync, writeFileSync } from 'node:fs';
+import { build } from 'esbuild';
+
+const root = new URL('..', import.meta.url);
+const outdir = new URL('dist/', root).pathname;
+rmSync(outdir, { recursive: true, force: true });
+await build({
+  absWorkingDir: root.pathname,
+  entryPoints: { strata: 'cli/main.ts', 'strata-agent': 'client-agent/main.ts', 'http-worker': 'server/http-worker-main.ts' },
+  bundle: true,
+  splitting: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  packages: 'external',
+  outdir,
+  logLevel: 'warning',
+});
+// bin/strata runs dist/ only while it is newer than every source; this file's time is the build's.
+writeFileSync(`${outdir}BUILT`, `${new Date().toISOString()}\n`);
