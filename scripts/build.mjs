@@ -1,14 +1,15 @@
-// npm run build: bundles the three programs (strata, strata-agent, the HTTP
+// npm run build [-- OUTDIR]: bundles the three programs (strata, strata-agent, the HTTP
 // worker) into dist/ as ES modules, one file each plus shared chunks, so a
 // command loads a few files instead of transpiling ~60 TypeScript sources
 // (docs/decisions.md, "Built package": esbuild over tsc). npm packages stay
 // imports (native modules among them); dist/ sits one directory below the
 // package root like cli/ and server/, so paths such as ../web/ still resolve.
 import { rmSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { build } from 'esbuild';
 
 const root = new URL('..', import.meta.url);
-const outdir = new URL('dist/', root).pathname;
+const outdir = process.argv[2] ? `${resolve(process.argv[2])}/` : new URL('dist/', root).pathname;
 rmSync(outdir, { recursive: true, force: true });
 await build({
   absWorkingDir: root.pathname,
