@@ -50,7 +50,9 @@ const SERVER = /node_modules\/(fastify|ssh2|@fastify|playwright-core|@dagrejs)\/
 describe.each(['sources', 'built'] as const)('strata from the %s', (kind) => {
   it('--help loads commander but not the store, SQLite or the server', () => {
     const urls = importsOf(kind, ['--help']);
-    expect(loads(urls, /node_modules\/commander\//)).toBe(true);
+    // The bundle carries commander inside it; the sources import it.
+    if (kind === 'sources') expect(loads(urls, /node_modules\/commander\//)).toBe(true);
+    expect(urls.length).toBeGreaterThan(0);
     expect(urls.filter((u) => /better-sqlite3|execa|store\/store\.ts|store-[A-Z0-9]+\.js/.test(u) || SERVER.test(u))).toEqual([]);
   });
 
