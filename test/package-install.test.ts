@@ -26,7 +26,7 @@ describe('npm pack + npm install -g', () => {
     // Staged copy of what "files" ships, built there: the checkout's own dist/ is left alone (other tests run bin/strata).
     const stage = join(tmp.dir, 'stage');
     mkdirSync(stage);
-    for (const f of ['package.json', ...pkg.files]) cpSync(join(ROOT, f), join(stage, f), { recursive: true });
+    for (const f of ['package.json', ...pkg.files.filter((f) => f !== 'dist/')]) cpSync(join(ROOT, f), join(stage, f), { recursive: true });
     execFileSync(process.execPath, [join(ROOT, 'scripts/build.mjs'), join(stage, 'dist')]);
     execFileSync('npm', ['pack', '--ignore-scripts', '--pack-destination', tmp.dir], { cwd: stage, stdio: 'ignore' });
     const tgz = join(tmp.dir, `strata-${pkg.version}.tgz`);
