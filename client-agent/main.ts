@@ -1,6 +1,6 @@
 /**
  * strata-agent: commit / send / status / diff / watch (commander).
- * `bin/strata-agent` runs this file through tsx.
+ * `bin/strata-agent` runs this file through tsx, or its build (dist/strata-agent.js).
  */
 import { Command } from 'commander';
 import { spawn } from 'node:child_process';

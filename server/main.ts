@@ -15,6 +15,9 @@ import { buildServer } from './build-server.ts';
 import { EventHub } from './events.ts';
 import { createSshServer, loadOrCreateHostKey } from './ssh-server.ts';
 import { HttpWorkerPool } from './cluster.ts';
+import { parseHostPort } from './listen-address.ts';
+
+export { parseHostPort };
 
 export interface StartServerOptions {
   dataDir: string;
@@ -54,15 +57,6 @@ export interface RunningServer {
   /** Pids of the HTTP worker processes (empty with httpWorkers = 1). */
   httpWorkerPids(): number[];
   close(): Promise<void>;
-}
-
-export function parseHostPort(s: string, what: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s.trim());
-  if (!m) throw new StrataError('E_BAD_ARGUMENT', `${what} must be HOST:PORT (e.g. 127.0.0.1:8080), not "${s}"`);
-  const host = m[1] ?? (m[2] || '0.0.0.0');
-  const port = Number(m[3]);
-  if (port > 65535) throw new StrataError('E_BAD_ARGUMENT', `${what}: port ${port} is out of range`);
-  return { host, port };
 }
 
 const DEFAULT_WEB_DIR = fileURLToPath(new URL('../web/', import.meta.url));
@@ -107,7 +101,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     store,
     events,
     hostKey,
-    maxPushBytes: opts.maxPushBytes ?? store.config.maxPushBytes,
+    maxPushBytes: opts.maxPushBytes,
     onPush: (id) => baker.enqueue(id),
     log,
   });

@@ -163,7 +163,8 @@ function mayUse(key: SshKey, profile: string): boolean {
 export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server> {
   const { store } = deps;
   const log = deps.log ?? (() => {});
-  const maxPush = deps.maxPushBytes ?? DEFAULT_MAX_PUSH_BYTES;
+  // Read per push: `systemctl reload` may change the store's limit while serving.
+  const maxPush = (): number => deps.maxPushBytes ?? store.config.maxPushBytes ?? DEFAULT_MAX_PUSH_BYTES;
 
   const connections = new Set<Connection>();
   const server = new Server({ hostKeys: [deps.hostKey], ident: 'strata' }, (client: Connection) => {
@@ -275,7 +276,7 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
       // channel vanish) and answer the stored id exactly like a fresh push.
       const existing = store.findPushByKey(key.name, cmd.profile, pushKey);
       if (existing) {
-        await drain(ch, maxPush);
+        await drain(ch, maxPush());
         log(`ssh: push key ${pushKey} of ${key.name} already stored as ${existing.id}; answered it again`);
         return finish(ch, 0, `${existing.id}\n`);
       }
@@ -286,7 +287,7 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
     const tmp = incomingTemp(dir, id);
     const final = incomingArchive(dir, id);
     const fh = await fs.promises.open(tmp, 'wx', 0o600);
-    const meter = new PushMeter(maxPush);
+    const meter = new PushMeter(maxPush());
     // A numeric fd, not the FileHandle: a stream holding a FileHandle makes fh.close() wait for the stream forever.
     const out = fs.createWriteStream('', { fd: fh.fd, autoClose: false, highWaterMark: 4 * 1024 * 1024 });
     try {

@@ -6,6 +6,7 @@
  * path segment, each checked against a strict pattern (so no `..`, no `/`).
  */
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -31,7 +32,11 @@ const SUBDIRS = ['views'];
 /** protocol/ of this checkout: served at /protocol/, only its .js files (plain, import-free browser modules). */
 export const PROTOCOL_DIR = fileURLToPath(new URL('../protocol/', import.meta.url));
 
-export const DAGRE_PATH = fileURLToPath(new URL('../node_modules/@dagrejs/dagre/dist/dagre.min.js', import.meta.url));
+// Resolved like an import (a checkout, dist/ and an npm install lay node_modules out differently).
+export const DAGRE_PATH = path.join(
+  path.dirname(createRequire(import.meta.url).resolve('@dagrejs/dagre/package.json')),
+  'dist/dagre.min.js',
+);
 
 async function sendFile(reply: FastifyReply, file: string): Promise<FastifyReply> {
   const body = await fs.promises.readFile(file).catch(() => {

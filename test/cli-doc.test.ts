@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { exitCodeFor } from '../cli/exit-codes.ts';
+import { EXIT } from '../protocol/errors.ts';
 import { type ErrorCode, StrataError } from '../store/errors.ts';
 import { ROOT } from './helpers/cli.ts';
 
@@ -85,7 +86,8 @@ describe('docs/cli.md exit codes', () => {
   }));
 
   it('has a row for each exit code the CLI uses', () => {
-    expect(rows.map((r) => r.exit)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    // Success plus every exit code of the error table (protocol/errors.ts).
+    expect(rows.map((r) => r.exit)).toEqual([0, ...Object.values(EXIT)].sort((a, b) => a - b));
   });
 
   it('says for every error code the exit code the CLI gives', () => {
