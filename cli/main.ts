@@ -10,6 +10,7 @@ import { StrataError, wrapIoError } from '../store/errors.ts';
 import type { Commit, Compressor } from '../store/types.ts';
 import { exitCodeFor } from './exit-codes.ts';
 import { formatLog, formatCommit, formatDiff, shortId, formatTime } from './format.ts';
+import { registerPxeCommands } from './pxe-commands.ts';
 
 interface GlobalOpts {
   data: string;
@@ -441,6 +442,16 @@ program
     }),
   );
 
+interface ServeOpts {
+  http: string;
+  ssh: string;
+  publicUrl?: string;
+  httpWorkers: string;
+  maxPushSize?: string;
+  pxe?: string;
+  pxeDhcpRange?: string;
+}
+
 program
   .command('serve')
   .description('boot (HTTP) and push (SSH) server with the baker')
@@ -449,7 +460,9 @@ program
   .option('--public-url <url>', 'URL clients use to reach this server (default: from each request)')
   .option('--http-workers <n>', 'HTTP processes sharing the port (SSH and the baker stay in one); see docs/api.md', '1')
   .option('--max-push-size <bytes>', 'largest compressed push accepted over SSH (default 4 GiB; also maxPushBytes in <data>/config.json)')
-  .action(async (o: { http: string; ssh: string; publicUrl?: string; httpWorkers: string; maxPushSize?: string }, cmd: Command) => {
+  .option('--pxe <iface>', "answer PXE clients on this interface (proxyDHCP beside the site's DHCP, TFTP; docs/pxe.md)")
+  .option('--pxe-dhcp-range <first,last>', 'with --pxe: be the DHCP server, handing out these addresses (isolated networks only)')
+  .action(async (o: ServeOpts, cmd: Command) => {
     const g = globals(cmd);
     const httpWorkers = Number(o.httpWorkers);
     if (!/^\d+$/.test(o.httpWorkers.trim()) || httpWorkers < 1)
@@ -457,8 +470,10 @@ program
     const maxPushBytes = o.maxPushSize === undefined ? undefined : Number(o.maxPushSize);
     if (maxPushBytes !== undefined && !(Number.isSafeInteger(maxPushBytes) && maxPushBytes > 0))
       throw new StrataError('E_BAD_ARGUMENT', `--max-push-size must be a number of bytes, not "${o.maxPushSize}"`);
+    if (o.pxeDhcpRange && !o.pxe) throw new StrataError('E_BAD_ARGUMENT', '--pxe-dhcp-range needs --pxe IFACE');
+    const pxe = o.pxe ? { iface: o.pxe, dhcpRange: o.pxeDhcpRange } : undefined;
     const { startServer } = await import('../server/main.ts');
-    await startServer({ dataDir: g.data, http: o.http, ssh: o.ssh, publicUrl: o.publicUrl, httpWorkers, maxPushBytes });
+    await startServer({ dataDir: g.data, http: o.http, ssh: o.ssh, publicUrl: o.publicUrl, httpWorkers, maxPushBytes, pxe });
   });
 
 program
@@ -493,6 +508,8 @@ program
     const { runDemo } = await import('./demo.ts');
     await runDemo({ dataDir: g.data, http: o.http, ssh: o.ssh });
   });
+
+registerPxeCommands(program);
 
 const initrd = program.command('initrd').description('the strata initramfs');
 initrd
