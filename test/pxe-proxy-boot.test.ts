@@ -263,4 +263,25 @@ describe('strata share', () => {
     const r = await bootVm(MAC.share, 'bios');
     expectOverlayRoot(r, head);
   }, 300_000);
+
+  it('sharing the same ISO again uses what is there (same content), without a second import', async () => {
+    const data = join(dir, 'share-data');
+    const first = /profile "([^"]+)" at commit ([0-9a-f]{64})/.exec(share.stdout)!;
+    await stop(share);
+    share = strataInLan([
+      '--data',
+      data,
+      'share',
+      join(dir, 'shared.iso'),
+      '--interface',
+      BRIDGE,
+      '--http',
+      '0.0.0.0:8082',
+      '--ssh',
+      '127.0.0.1:0',
+    ]);
+    await share.waitFor(/PXE: proxyDHCP on br0/, 120_000);
+    for (let i = 0; i < 50 && !share.stdout.includes('To stop sharing'); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(share.stdout).toContain(`as profile "${first[1]}" at commit ${first[2]} (already imported: same content)`);
+  }, 180_000);
 });
