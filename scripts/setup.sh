@@ -43,6 +43,10 @@ if [ -n "$need" ]; then
   apt-get install -y -q --no-install-recommends $need >/dev/null
 fi
 
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# A symlinked node_modules (a git worktree sharing another checkout's) is left
+# alone: npm ci would empty the directory it points to, under the other checkout.
+if [ -L node_modules ]; then
+  :
+elif [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-fund --no-audit >&2
 fi
