@@ -17,6 +17,7 @@ import { exitCodeFor } from './exit-codes.ts';
 import { formatLog, formatCommit, formatDiff, shortId, formatTime } from './format.ts';
 import type { ServeFlags } from './serve-command.ts';
 import { addServiceCommands, resolveDataDir } from './service-commands.ts';
+import { registerPxeCommands } from './pxe-commands.ts';
 
 interface GlobalOpts {
   data: string;
@@ -488,6 +489,8 @@ export function buildProgram(): Command {
       '--max-push-size <bytes>',
       'largest compressed push accepted over SSH (default 4 GiB; also limits.max_push_size in the config file)',
     )
+    .option('--pxe <iface>', "answer PXE clients on this interface (proxyDHCP beside the site's DHCP, TFTP; docs/pxe.md)")
+    .option('--pxe-dhcp-range <first,last>', 'with --pxe: be the DHCP server, handing out these addresses (isolated networks only)')
     .action(async (o: ServeFlags, cmd: Command) => {
       const g = await globals(cmd);
       const { runServe } = await import('./serve-command.ts');
@@ -540,6 +543,7 @@ export function buildProgram(): Command {
     });
 
   addServiceCommands(program, { globals, out });
+  registerPxeCommands(program);
   return program;
 }
 

@@ -16,6 +16,8 @@ export interface ServeFlags {
   publicUrl?: string;
   httpWorkers?: string;
   maxPushSize?: string;
+  pxe?: string;
+  pxeDhcpRange?: string;
 }
 
 export const SERVE_DEFAULTS = { http: '0.0.0.0:8080', ssh: '0.0.0.0:2222', httpWorkers: 1 };
@@ -33,6 +35,9 @@ export async function runServe(o: ServeFlags, dataDir: string, configFlag: strin
   const maxPushBytes = o.maxPushSize === undefined ? undefined : Number(o.maxPushSize);
   if (maxPushBytes !== undefined && !(Number.isSafeInteger(maxPushBytes) && maxPushBytes > 0))
     throw new StrataError('E_BAD_ARGUMENT', `--max-push-size must be a number of bytes, not "${o.maxPushSize}"`);
+  const pxeIface = o.pxe ?? settings.pxeInterface;
+  if (o.pxeDhcpRange && !pxeIface) throw new StrataError('E_BAD_ARGUMENT', '--pxe-dhcp-range needs --pxe IFACE');
+  const pxe = pxeIface ? { iface: pxeIface, dhcpRange: o.pxeDhcpRange } : undefined;
   const { startServer } = await import('../server/main.ts');
   const log = (m: string) => process.stderr.write(`strata: ${m}\n`);
   const running = await startServer({
@@ -43,6 +48,7 @@ export async function runServe(o: ServeFlags, dataDir: string, configFlag: strin
     httpWorkers,
     maxPushBytes,
     storeConfig: settings.storeConfig,
+    pxe,
     log,
   });
   if (file) log(`settings from ${file}`);

@@ -35,18 +35,24 @@ export function objectUrl(serverUrl: string, digest: string): string {
   return `${serverUrl}/objects/sha256/${digest}`;
 }
 
+export const IPXE_INITRD_NAME = 'initrd.img';
+
 export function renderIpxe(b: BootScriptInput): string {
   const args = b.args
     .map(ipxeText)
     .filter((a) => a.length > 0)
     .join(' ');
+  // UEFI iPXE hands an initrd to the kernel's EFI stub only when the command
+  // line names it (initrd=NAME, matching `initrd --name NAME`); without it a
+  // UEFI machine's kernel finds no initramfs. BIOS kernels ignore the word.
+  const initrdWord = b.initrd ? `initrd=${IPXE_INITRD_NAME} ` : '';
   const lines = [
     '#!ipxe',
     `echo strata: ${ipxeText(b.banner)}`,
     'imgfree',
-    `kernel ${objectUrl(b.serverUrl, b.kernel)} ${args} || goto failed`,
+    `kernel ${objectUrl(b.serverUrl, b.kernel)} ${initrdWord}${args} || goto failed`,
   ];
-  if (b.initrd) lines.push(`initrd ${objectUrl(b.serverUrl, b.initrd)} || goto failed`);
+  if (b.initrd) lines.push(`initrd --name ${IPXE_INITRD_NAME} ${objectUrl(b.serverUrl, b.initrd)} || goto failed`);
   lines.push(
     'boot || goto failed',
     ':failed',

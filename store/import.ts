@@ -168,7 +168,9 @@ export async function sourceKind(source: string): Promise<'dir' | 'tar' | 'squas
     throw new StrataError('E_BAD_SOURCE', `${source} does not exist`);
   }
   if (st.isDirectory()) return 'dir';
-  if (!st.isFile() && source !== '-') throw new StrataError('E_BAD_SOURCE', `${source} is neither a file nor a directory`);
+  // A block device (a CD drive, a USB stick) is read like an image file.
+  if (!st.isFile() && !st.isBlockDevice() && source !== '-')
+    throw new StrataError('E_BAD_SOURCE', `${source} is neither a file, a block device nor a directory`);
   const fd = openSync(source, 'r');
   const head = Buffer.alloc(32774);
   const n = readSync(fd, head, 0, head.length, 0);

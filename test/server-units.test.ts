@@ -32,9 +32,10 @@ describe('boot scripts', () => {
     const s = renderIpxe(input);
     expect(s.startsWith('#!ipxe\n')).toBe(true);
     expect(s).toContain(
-      `kernel http://10.0.2.2:8080/objects/sha256/${K} strata.server=http://10.0.2.2:8080 strata.commit=${C} strata.profile=lab console=ttyS0 quiet panic=-1 || goto failed`,
+      `kernel http://10.0.2.2:8080/objects/sha256/${K} initrd=initrd.img strata.server=http://10.0.2.2:8080 strata.commit=${C} strata.profile=lab console=ttyS0 quiet panic=-1 || goto failed`,
     );
-    expect(s).toContain(`initrd http://10.0.2.2:8080/objects/sha256/${I} || goto failed`);
+    // --name + initrd=: what UEFI iPXE needs to hand the initrd to the kernel's EFI stub.
+    expect(s).toContain(`initrd --name initrd.img http://10.0.2.2:8080/objects/sha256/${I} || goto failed`);
     expect(s).toMatch(/boot \|\| goto failed\n:failed\n/);
     expect(s).toContain('sleep 30\nchain http://10.0.2.2:8080/v1/boot/ipxe?mac=52:54:00:12:34:56');
   });

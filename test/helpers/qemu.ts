@@ -21,6 +21,13 @@ export interface QemuOptions {
   disks?: string[];
   memoryMb?: number;
   timeoutMs?: number;
+  /**
+   * Network boot on a tap device instead of user networking (the test
+   * network of test/helpers/test-net.ts): QEMU runs inside that namespace.
+   */
+  tap?: { netns: string; ifname: string; mac: string /** '' drops the NIC's iPXE ROM (firmware's own PXE) */; romfile?: string };
+  /** Extra machine arguments, e.g. UEFI firmware (test/helpers/test-net.ts ovmfArgs). */
+  machineArgs?: string[];
   /** Called with each console line as it arrives. */
   onLine?: (line: string) => void;
 }
@@ -63,7 +70,18 @@ export function runQemu(opts: QemuOptions): Promise<QemuResult> {
     '-monitor',
     'none',
   ];
-  if (opts.tftpDir) {
+  if (opts.tap) {
+    const t = opts.tap;
+    const rom = t.romfile === undefined ? '' : `,romfile=${t.romfile}`;
+    args.push(
+      '-netdev',
+      `tap,id=n0,ifname=${t.ifname},script=no,downscript=no`,
+      '-device',
+      `virtio-net-pci,netdev=n0,mac=${t.mac}${rom}`,
+      '-boot',
+      'n',
+    );
+  } else if (opts.tftpDir) {
     args.push(
       '-netdev',
       `user,id=n0,tftp=${opts.tftpDir},bootfile=${opts.bootfile ?? 'boot.ipxe'}`,
@@ -78,13 +96,15 @@ export function runQemu(opts: QemuOptions): Promise<QemuResult> {
     if (opts.initrd) args.push('-initrd', opts.initrd);
     args.push('-append', opts.append ?? 'console=ttyS0');
   }
+  args.push(...(opts.machineArgs ?? []));
   for (const d of opts.disks ?? []) args.push('-drive', `file=${d},format=raw,if=virtio`);
   // -nodefaults drops the VGA card too; iPXE still prints to serial.
   args.push('-vga', 'none');
 
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const cmd = opts.tap ? ['ip', 'netns', 'exec', opts.tap.netns, 'qemu-system-x86_64'] : ['qemu-system-x86_64'];
+    const child = spawn(cmd[0]!, [...cmd.slice(1), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     let partial = '';
     let timedOut = false;
