@@ -82,6 +82,14 @@ export function runQemu(opts: QemuOptions): Promise<QemuResult> {
   // -nodefaults drops the VGA card too; iPXE still prints to serial.
   args.push('-vga', 'none');
 
+  return spawnQemu(args, opts);
+}
+
+/** Runs qemu-system-x86_64 with these arguments, collecting the console until it exits or times out. */
+export function spawnQemu(
+  args: string[],
+  opts: Pick<QemuOptions, 'timeoutMs' | 'onLine'> & { stopWhen?: (line: string) => boolean } = {},
+): Promise<QemuResult> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
     const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -98,7 +106,11 @@ export function runQemu(opts: QemuOptions): Promise<QemuResult> {
       partial += text;
       const parts = partial.split('\n');
       partial = parts.pop() ?? '';
-      for (const l of parts) opts.onLine?.(l);
+      for (const l of parts) {
+        opts.onLine?.(l);
+        // Seen what the test waits for (a guest that would otherwise hang): stop it shortly after.
+        if (opts.stopWhen?.(l)) setTimeout(() => child.kill('SIGKILL'), 2000);
+      }
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
