@@ -85,9 +85,9 @@ describe.skipIf(skipReason !== null)('Secure Boot: shim -> signed GRUB -> signed
     const boot = secureBootConfig(store, `http://10.0.2.2:${port}`);
     const m = store.getCommit(head).manifest;
     expect(boot!.grubCfg).toContain(
-      `  linux '/strata/objects/${m.kernel!.digest}' 'strata.server=http://10.0.2.2:${port}' 'strata.commit=${head}'`,
+      `  linux /strata/objects/${m.kernel!.digest} strata.server=http://10.0.2.2:${port} strata.commit=${head} `,
     );
-    expect(boot!.grubCfg).toContain(`  initrd '/strata/objects/${m.initrd!.digest}'`);
+    expect(boot!.grubCfg).toContain(`  initrd /strata/objects/${m.initrd!.digest}\n`);
     expect(boot!.grubCfg).not.toContain('(http,');
     expect(boot!.objects.map((o) => o.digest)).toEqual([m.kernel!.digest, m.initrd!.digest]);
   });
