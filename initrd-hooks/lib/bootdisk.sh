@@ -30,6 +30,17 @@ strata_ext_label() {
 	dd if="$1" bs=1 skip=1144 count=16 2>/dev/null | tr -d '\000'
 }
 
+# strata_mkfs_ext2 DEV: e2fsprogs when present (as mkfs.ext4: busybox ash
+# runs its own applets before PATH, and busybox's mke2fs knows no -t/-F),
+# else busybox mke2fs, which makes ext2 anyway.
+strata_mkfs_ext2() {
+	if command -v mkfs.ext4 >/dev/null 2>&1; then
+		mkfs.ext4 -q -F -t ext2 -L "$STRATA_BOOT_LABEL" "$1"
+	else
+		mke2fs -L "$STRATA_BOOT_LABEL" "$1"
+	fi
+}
+
 strata_wait_dev() {
 	_wd_t=0
 	while [ ! -b "$1" ] && [ "$_wd_t" -lt 10 ]; do sleep 1; _wd_t=$((_wd_t + 1)); done
@@ -79,7 +90,8 @@ strata_bootdisk_partition() {
 			return 0
 		fi
 	done
-	command -v mke2fs >/dev/null 2>&1 || { strata_warn "no mke2fs in this initramfs: backup disk $1 gets no boot partition"; return 0; }
+	command -v mkfs.ext4 >/dev/null 2>&1 || command -v mke2fs >/dev/null 2>&1 ||
+		{ strata_warn "no mke2fs in this initramfs: backup disk $1 gets no boot partition"; return 0; }
 	strata_log "partitioning backup disk $1: EFI system partition, boot partition, layer cache"
 	_bp_core=$(strata_size "$STRATA_BOOTLOADER_DIR/core.img")
 	# Sectors 1..2047 hold core.img; wipe them (an old GPT header) first.
@@ -108,7 +120,7 @@ strata_bootdisk_partition() {
 	fi
 	# ext2, not ext4: GRUB does not replay a journal, so a journal holding the
 	# latest grub.cfg rename would leave GRUB reading the old one.
-	if ! _bp_err=$(mke2fs -q -F -t ext2 -L "$STRATA_BOOT_LABEL" "$_bp_boot" 2>&1 </dev/null); then
+	if ! _bp_err=$(strata_mkfs_ext2 "$_bp_boot" 2>&1 </dev/null); then
 		strata_warn "formatting the boot partition $_bp_boot failed ($(echo "$_bp_err" | tail -n 1)); the disk will not boot by itself"
 		_bp_boot=''
 	fi
