@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { StrataError } from '../store/errors.ts';
+import { installBootdiskFiles } from './bootloader-images.ts';
 
 export interface BuildInitrdOptions {
   output: string;
@@ -22,6 +23,8 @@ export interface BuildInitrdOptions {
   busybox?: string;
   /** Copy e2fsprogs' mke2fs (+ its libraries) so strata.backup.format=1 makes ext4. Default true when present. */
   withMkfs?: boolean;
+  /** GRUB images so a backup disk boots by itself (cli/bootloader-images.ts). Default true when the tools are present. */
+  withBootloader?: boolean;
 }
 
 export interface BuildInitrdResult {
@@ -230,6 +233,7 @@ export async function buildInitrd(opts: BuildInitrdOptions): Promise<BuildInitrd
     await copyFile(join(HOOKS_DIR, 'lib/parse-cmdline.sh'), join(stage, 'lib/strata/parse-cmdline.sh'));
     await copyFile(join(HOOKS_DIR, 'lib/udhcpc.script'), join(stage, 'lib/strata/udhcpc.script'));
     await chmod(join(stage, 'lib/strata/udhcpc.script'), 0o755);
+    await installBootdiskFiles(HOOKS_DIR, join(stage, 'lib/strata'), opts.withBootloader);
     // Load order: the wanted names in order; modprobe pulls in the rest.
     const load = [...REQUIRED_MODULES, ...OPTIONAL_MODULES].filter((n) => names.includes(n));
     await writeFile(join(stage, 'lib/strata/modules'), `${load.join('\n')}\n`);

@@ -30,6 +30,13 @@ want curl curl
 [ -f /usr/lib/ipxe/qemu/efi-virtio.rom ] || [ -f /usr/lib/ipxe/qemu/pxe-virtio.rom ] || need="$need ipxe-qemu"
 [ -f /usr/lib/grub/i386-pc/pxe.mod ] && command -v grub-mknetdir >/dev/null 2>&1 || need="$need grub-pc-bin grub-common"
 ls /boot/vmlinuz-*-amd64 >/dev/null 2>&1 || need="$need linux-image-cloud-amd64"
+# UEFI and Secure Boot boots, and the boot loader a backup disk gets.
+[ -f /usr/share/OVMF/OVMF_CODE_4M.secboot.fd ] || need="$need ovmf"
+[ -f /usr/lib/shim/shimx64.efi.signed ] || need="$need shim-signed"
+[ -f /usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed ] || need="$need grub-efi-amd64-signed"
+[ -f /usr/lib/grub/x86_64-efi/linux.mod ] || need="$need grub-efi-amd64-bin"
+want mkfs.fat dosfstools
+want mcopy mtools
 [ -f /usr/bin/busybox ] && busybox --help 2>/dev/null | grep -q static || true
 if [ -n "$need" ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -14,6 +14,12 @@ export interface BootScriptInput {
   banner: string;
   /** The URL of this script, for the retry after a failed download. */
   selfUrl: string;
+  /**
+   * GRUB only: load kernel and initrd over TFTP from this directory of the
+   * TFTP server GRUB came from, not over HTTP (Debian's signed network GRUB
+   * has no http module; cli/secure-boot-tftp.ts).
+   */
+  tftpObjectsDir?: string;
 }
 
 export const RETRY_SECONDS = 30;
@@ -103,15 +109,16 @@ export function renderGrub(b: BootScriptInput): string {
     .filter((a) => a.length > 0)
     .map(grubQuote)
     .join(' ');
+  const path = (digest: string) => (b.tftpObjectsDir ? `/${b.tftpObjectsDir}/${digest}` : grubPath(objectUrl(b.serverUrl, digest)));
   const lines = [
     'set timeout=0',
     'set default=0',
     'set fallback=1',
     `menuentry ${grubQuote(`strata: ${b.banner}`)} {`,
     `  echo ${grubQuote(`strata: ${b.banner}`)}`,
-    `  linux ${grubQuote(grubPath(objectUrl(b.serverUrl, b.kernel)))} ${args}`,
+    `  linux ${grubQuote(path(b.kernel))} ${args}`,
   ];
-  if (b.initrd) lines.push(`  initrd ${grubQuote(grubPath(objectUrl(b.serverUrl, b.initrd)))}`);
+  if (b.initrd) lines.push(`  initrd ${grubQuote(path(b.initrd))}`);
   lines.push(
     '}',
     `menuentry ${grubQuote('strata: the kernel or initrd did not load')} {`,

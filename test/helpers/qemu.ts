@@ -101,6 +101,14 @@ export function runQemu(opts: QemuOptions): Promise<QemuResult> {
   // -nodefaults drops the VGA card too; iPXE still prints to serial.
   args.push('-vga', 'none');
 
+  return spawnQemu(args, opts);
+}
+
+/** Runs qemu-system-x86_64 with these arguments, collecting the console until it exits or times out. */
+export function spawnQemu(
+  args: string[],
+  opts: Pick<QemuOptions, 'timeoutMs' | 'onLine' | 'tap'> & { stopWhen?: (line: string) => boolean } = {},
+): Promise<QemuResult> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
     const cmd = opts.tap ? ['ip', 'netns', 'exec', opts.tap.netns, 'qemu-system-x86_64'] : ['qemu-system-x86_64'];
@@ -118,7 +126,11 @@ export function runQemu(opts: QemuOptions): Promise<QemuResult> {
       partial += text;
       const parts = partial.split('\n');
       partial = parts.pop() ?? '';
-      for (const l of parts) opts.onLine?.(l);
+      for (const l of parts) {
+        opts.onLine?.(l);
+        // Seen what the test waits for (a guest that would otherwise hang): stop it shortly after.
+        if (opts.stopWhen?.(l)) setTimeout(() => child.kill('SIGKILL'), 2000);
+      }
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
