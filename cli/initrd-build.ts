@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { StrataError } from '../store/errors.ts';
+import { addClientKit } from './client-kit.ts';
 
 export interface BuildInitrdOptions {
   output: string;
@@ -230,6 +231,7 @@ export async function buildInitrd(opts: BuildInitrdOptions): Promise<BuildInitrd
     await copyFile(join(HOOKS_DIR, 'lib/parse-cmdline.sh'), join(stage, 'lib/strata/parse-cmdline.sh'));
     await copyFile(join(HOOKS_DIR, 'lib/udhcpc.script'), join(stage, 'lib/strata/udhcpc.script'));
     await chmod(join(stage, 'lib/strata/udhcpc.script'), 0o755);
+    await addClientKit(stage, { busybox: join(stage, 'bin/busybox') });
     // Load order: the wanted names in order; modprobe pulls in the rest.
     const load = [...REQUIRED_MODULES, ...OPTIONAL_MODULES].filter((n) => names.includes(n));
     await writeFile(join(stage, 'lib/strata/modules'), `${load.join('\n')}\n`);
