@@ -7,6 +7,7 @@ import { Command, Option } from 'commander';
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Store } from '../store/store.ts';
+import { Enrollment } from '../store/enrollment.ts';
 import { StrataError, wrapIoError } from '../store/errors.ts';
 import type { Commit, Compressor } from '../store/types.ts';
 import { exitCodeFor } from './exit-codes.ts';
@@ -368,6 +369,37 @@ keys
     act((s, g, name: string) => {
       s.removeKey(name);
       out(g, { removed: name }, () => `removed key ${name}`);
+    }),
+  );
+
+// Enrollment: keys clients made themselves, held until an admin decides (store/enrollment.ts).
+keys.command('pending').action(
+  act((s, g) => {
+    const all = new Enrollment(s).list();
+    const line = (k: (typeof all)[number]) =>
+      `${k.id}\t${k.fingerprint}\tmac ${k.mac ?? '-'}\tip ${k.ip ?? '-'}\t${k.hostname ?? '-'}\t${k.heldPushes} held push(es)`;
+    out(g, all, () => (all.length ? all.map(line).join('\n') : 'no pending keys'));
+  }),
+);
+keys
+  .command('approve')
+  .argument('<id>')
+  .option('--profile <p...>', 'profiles this key may push to')
+  .option('--admin', 'may push anywhere')
+  .option('--name <name>', 'the key name (default client-<id>)')
+  .action(
+    act((s, g, id: string, o: { profile?: string[]; admin?: boolean; name?: string }) => {
+      const r = new Enrollment(s).approve(id, { admin: !!o.admin, profiles: o.profile ?? [], name: o.name });
+      out(g, r, () => `key ${r.key.name} ${r.key.fingerprint} admitted; ${r.released.length} held push(es) queued`);
+    }),
+  );
+keys
+  .command('reject')
+  .argument('<id>')
+  .action(
+    act((s, g, id: string) => {
+      const r = new Enrollment(s).reject(id);
+      out(g, { rejected: id, ...r }, () => `rejected key ${id}; deleted ${r.deleted.length} held push(es)`);
     }),
   );
 

@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { assembleClientKit } from '../cli/client-kit.ts';
 import { findBusybox } from '../cli/initrd-build.ts';
@@ -24,6 +24,7 @@ import {
 } from './helpers/agent-overlay.ts';
 import { Mounts } from './helpers/mounts.ts';
 import { snapshotTree } from './helpers/tree-snapshot.ts';
+import { runStrata, strataJson } from './helpers/cli.ts';
 
 type ServerModule = typeof import('../server/main.ts');
 const serverMod: ServerModule = await import('../server/main.ts');
@@ -70,6 +71,16 @@ function agent(args: string[], timeoutMs = 120_000): Promise<Ran> {
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+async function until<T>(probe: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 300));
+  }
 }
 
 function layersOf(dir: string): string[] {
@@ -126,15 +137,28 @@ afterAll(async () => {
 describe('the kit agent commits from a booted overlay with nothing but the kit', () => {
   let first: string;
 
-  it('makes its own key; a commit --wait prints the commit, whose chain equals the overlay', async () => {
-    const k = await agent(['key']);
-    expect(k.code, k.stderr).toBe(0);
-    expect(k.stdout).toMatch(/^ssh-ed25519 AAAA\S+ strata-agent@/);
-    expect(existsSync(join(run, 'agent/agent_key'))).toBe(true);
-    srv.store.addKey('kit-client', k.stdout.trim(), { admin: false, profiles: ['lab'] });
-
+  it('makes its own key, is held as pending until `strata keys approve`, then its commit --wait lands', async () => {
     makeChanges1(ov.merged);
-    const c = await agent(['commit', '-m', "first 'quoted' commit", '--wait']);
+    const before = srv.store.getProfile('lab').head;
+    const waiting = agent(['commit', '-m', "first 'quoted' commit", '--wait']);
+    const pending = await until(async () => {
+      const list = await strataJson<Array<{ id: string; fingerprint: string; heldPushes: number; ip: string }>>(['keys', 'pending'], {
+        data: srv.store.dataDir,
+      });
+      return list.find((k) => k.heldPushes === 1);
+    });
+    expect(pending.ip).toBe('127.0.0.1');
+    const k = await agent(['key']);
+    expect(k.stdout).toMatch(/^ssh-ed25519 AAAA\S+ strata-agent@/);
+    // Held, never baked, while pending.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(srv.store.getProfile('lab').head).toBe(before);
+    const st = await agent(['status']);
+    expect(st.stdout).toContain('enrolled: no (waiting for approval');
+    const a = await runStrata(['keys', 'approve', pending.id, '--profile', 'lab'], { data: srv.store.dataDir });
+    expect(a.code, a.stderr).toBe(0);
+    expect(a.stdout).toMatch(/1 held push\(es\) queued/);
+    const c = await waiting;
     expect(c.code, c.stderr).toBe(0);
     first = c.stdout.trim();
     expect(first).toMatch(/^[0-9a-f]{64}$/);
@@ -186,5 +210,37 @@ describe('the kit agent commits from a booted overlay with nothing but the kit',
     expect(s.stdout).toContain(`profile head: ${srv.store.getProfile('lab').head}`);
     expect(s.stdout).toContain('enrolled: yes');
     expect(s.stdout).toContain('pending pushes: 0');
+  });
+
+  it('a rejected key never lands: its held push is deleted', async () => {
+    // Another machine: its own state dir, so its own key.
+    const other = m.dir('run-other');
+    writeFileSync(join(other, 'commit'), `${baseId}\n`);
+    writeFileSync(join(other, 'cmdline'), readFileSync(join(run, 'cmdline')));
+    writeFileSync(join(ov.merged, 'etc/from-stranger'), 'x\n');
+    const savedRun = run;
+    run = other;
+    try {
+      const c = await agent(['commit', '-m', 'stranger', '--no-send']);
+      expect(c.code, c.stderr).toBe(0);
+      // Stored and held: one attempt says so and stops.
+      const s = await agent(['send', '--once']);
+      expect(s.code, s.stderr).toBe(1);
+      expect(s.stderr).toMatch(/pending key k[0-9a-f]{10} .* awaits approval/);
+    } catch (e) {
+      run = savedRun;
+      throw e;
+    }
+    run = savedRun;
+    const list = await strataJson<Array<{ id: string; heldPushes: number }>>(['keys', 'pending'], { data: srv.store.dataDir });
+    const k = list.find((x) => x.heldPushes === 1)!;
+    expect(k).toBeDefined();
+    const before = srv.store.getProfile('lab').head;
+    const r = await runStrata(['keys', 'reject', k.id], { data: srv.store.dataDir });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/deleted 1 held push/);
+    expect(readdirSync(srv.store.incomingDir).filter((f) => f.startsWith('held-'))).toEqual([]);
+    expect(await strataJson<unknown[]>(['keys', 'pending'], { data: srv.store.dataDir })).toEqual([]);
+    expect(srv.store.getProfile('lab').head).toBe(before);
   });
 });

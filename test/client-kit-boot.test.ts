@@ -3,8 +3,8 @@
  * image (the busybox demo root): QEMU boots through `strata serve`; on the
  * client, init creates a file, removes a base file and runs
  * /run/strata/bin/strata-agent commit --wait (the client kit the initramfs
- * left there); the agent's own key is admitted by the test as it appears on
- * the console, the agent's retry lands, the client powers off. The next
+ * left there); the agent's own key is held as pending with the client's
+ * MAC, the test approves it, the agent's retry lands, the client powers off. The next
  * boot runs the new head: the file is there, the removed one is gone, and
  * /run/strata/commit is the new commit.
  */
@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeBusyboxRoot } from '../cli/demo-base.ts';
 import { buildInitrd } from '../cli/initrd-build.ts';
+import { Enrollment, type PendingKey } from '../store/enrollment.ts';
 import { findKernel, proofs, runQemu, writeIpxeChain } from './helpers/qemu.ts';
 
 type ServerModule = typeof import('../server/main.ts');
@@ -77,24 +78,25 @@ afterAll(async () => {
 describe('boot -> change -> commit from the client -> boot the new commit (busybox image)', () => {
   it('commits with the kit agent and the next boot has the change', async () => {
     const base = srv.store.getProfile('demo').head!;
-    let keyAdded = false;
-    const first = await runQemu({
-      tftpDir: tftp,
-      memoryMb: 768,
-      timeoutMs: 420_000,
-      onLine: (l) => {
-        const m = /^PROOF key=(ssh-ed25519 \S+ .*)$/.exec(l.trim());
-        if (m && !keyAdded) {
-          keyAdded = true;
-          srv.store.addKey('booted-client', m[1]!, { admin: false, profiles: ['demo'] });
-        }
-      },
-    });
+    // The admin's side: the client's key shows up as pending with its held push; approve it.
+    const enrollment = new Enrollment(srv.store);
+    let approved: PendingKey | null = null;
+    const admin = setInterval(() => {
+      const k = enrollment.list().find((x) => x.heldPushes > 0);
+      if (k && !approved) {
+        approved = k;
+        enrollment.approve(k.id, { admin: false, profiles: ['demo'] });
+      }
+    }, 500);
+    const first = await runQemu({ tftpDir: tftp, memoryMb: 768, timeoutMs: 420_000 }).finally(() => clearInterval(admin));
     const p1 = proofs(first.output);
     const why = `console:\n${first.output.slice(-4000)}`;
     expect(first.timedOut, why).toBe(false);
     expect(p1['first-commit'], why).toBe(base);
-    expect(keyAdded, why).toBe(true);
+    expect(approved, why).not.toBeNull();
+    // QEMU's default NIC address, as the agent reported it.
+    expect(approved!.mac).toBe('52:54:00:12:34:56');
+    expect(p1.key).toContain(approved!.publicKey);
     expect(p1['commit-rc'], why).toBe('0');
     const head = srv.store.getProfile('demo').head!;
     expect(head).not.toBe(base);

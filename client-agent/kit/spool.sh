@@ -150,6 +150,16 @@ agent_send_one() {
 			'rejected '*)
 				agent_fail_entry "$_so_e" "${_so_st#rejected }"
 				return 0 ;;
+			'pending '*)
+				# Held by the server until an admin approves this machine's key.
+				[ "${_so_said:-}" = "$_so_id" ] || agent_log "push $_so_e: $_so_st"
+				_so_said=$_so_id
+				if [ "${AGENT_ONCE:-0}" = 1 ]; then
+					AGENT_LAST_ERROR=$_so_st
+					return 1
+				fi
+				sleep 5
+				continue ;;
 			'')
 				AGENT_LAST_ERROR="status $_so_id: $(tr '\n' ' ' < "$AGENT_TMP/status.err")"
 				return 1 ;;
@@ -168,6 +178,7 @@ agent_send() {
 		mkdir "$AGENT_SPOOL/send.lock" 2>/dev/null || return 0
 	fi
 	echo $$ > "$AGENT_SPOOL/send.lock/pid"
+	[ "${1:-}" = once ] && AGENT_ONCE=1
 	trap 'rm -rf "$AGENT_SPOOL/send.lock"' EXIT INT TERM
 	_sd_attempt=0
 	_sd_rc=0
