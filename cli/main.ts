@@ -312,8 +312,19 @@ program
   .argument('[name]')
   .addOption(new Option('--compressor <c>').choices(['zstd', 'lz4', 'gzip', 'xz']))
   .option('--level <n>', 'compression level; "default" for tar2sqfs default')
+  .option('--enroll-cidr <cidr>', 'approve new client keys pushing from this IPv4 CIDR at once (labs); "none" clears it')
   .action(
-    act((s, g, name: string | undefined, o: { compressor?: Compressor; level?: string }) => {
+    act((s, g, name: string | undefined, o: { compressor?: Compressor; level?: string; enrollCidr?: string }) => {
+      if (name && o.enrollCidr !== undefined) {
+        s.getProfile(name);
+        const cidr = new Enrollment(s).setEnrollCidr(name, o.enrollCidr);
+        out(
+          g,
+          { profile: name, enrollCidr: cidr },
+          () => `profile ${name}: ${cidr ? `keys from ${cidr} are approved at once` : 'no enroll CIDR'}`,
+        );
+        return;
+      }
       if (!name) {
         const all = s.listProfiles();
         out(g, all, () =>

@@ -426,7 +426,11 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
         bytes: meter.bytes,
       });
       if (held.id !== id) await fs.promises.unlink(final).catch(() => {});
-      log(`ssh: push ${held.id} from pending key ${pending!.id} (${pending!.fingerprint}) held until approved`);
+      const released = enrollment.autoApprove(pending!.id, cmd.profile);
+      if (released) {
+        log(`ssh: key ${pending!.fingerprint} from ${pending!.ip} approved by the enroll CIDR of ${cmd.profile}`);
+        for (const r of released) deps.onPush?.(r);
+      } else log(`ssh: push ${held.id} from pending key ${pending!.id} (${pending!.fingerprint}) held until approved`);
       return finish(ch, 0, `${held.id}\n`);
     }
     let stored: Push;

@@ -65,7 +65,36 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS held_pushes (
     id TEXT PRIMARY KEY, key_id TEXT NOT NULL, profile TEXT NOT NULL, parent TEXT NOT NULL, message TEXT NOT NULL,
     push_key TEXT, bytes INTEGER NOT NULL, created_at INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS enroll_cidrs (profile TEXT PRIMARY KEY, cidr TEXT NOT NULL);
 `;
+
+/** An IPv4 address (also IPv4-mapped IPv6) as a 32-bit number, or null (pure). */
+function ipv4(ip: string): number | null {
+  const m = /^(?:::ffff:)?(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/i.exec(ip.trim());
+  if (!m) return null;
+  const parts = m.slice(1).map(Number);
+  if (parts.some((n) => n > 255)) return null;
+  return ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
+}
+
+/** Checks "A.B.C.D/N" and returns it normalised, or throws E_BAD_ARGUMENT (pure). */
+export function parseCidr(cidr: string): { base: number; bits: number } {
+  const m = /^([^/]+)\/(\d{1,2})$/.exec(cidr.trim());
+  const base = m ? ipv4(m[1]!) : null;
+  const bits = m ? Number(m[2]) : -1;
+  if (base === null || bits < 0 || bits > 32)
+    throw new StrataError('E_BAD_ARGUMENT', `not an IPv4 CIDR: ${JSON.stringify(cidr)} (e.g. 10.0.0.0/24)`);
+  return { base, bits };
+}
+
+/** Whether IP lies in CIDR (IPv4 only; anything else is outside) (pure). */
+export function ipInCidr(ip: string, cidr: string): boolean {
+  const a = ipv4(ip);
+  if (a === null) return false;
+  const { base, bits } = parseCidr(cidr);
+  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+  return (a & mask) === (base & mask);
+}
 
 /** OpenSSH's SHA256 fingerprint of a key blob (pure). */
 export function fingerprintOf(keyData: Buffer): string {
@@ -168,6 +197,32 @@ export class Enrollment {
     }
     this.drop(id);
     return { key, released };
+  }
+
+  /** A lab's shortcut: keys pushing to PROFILE from inside CIDR are approved at once ("none" clears it). */
+  setEnrollCidr(profile: string, cidr: string): string | null {
+    if (cidr === 'none') {
+      this.store.db.prepare('DELETE FROM enroll_cidrs WHERE profile = ?').run(profile);
+      return null;
+    }
+    parseCidr(cidr);
+    this.store.db
+      .prepare('INSERT INTO enroll_cidrs (profile, cidr) VALUES (?, ?) ON CONFLICT(profile) DO UPDATE SET cidr = excluded.cidr')
+      .run(profile, cidr.trim());
+    return cidr.trim();
+  }
+
+  enrollCidr(profile: string): string | null {
+    const r = this.store.db.prepare('SELECT cidr FROM enroll_cidrs WHERE profile = ?').get(profile) as { cidr: string } | undefined;
+    return r?.cidr ?? null;
+  }
+
+  /** Approves the pending key for PROFILE when its address is inside the profile's enroll CIDR; the released push ids, or null. */
+  autoApprove(id: string, profile: string): string[] | null {
+    const k = this.get(id);
+    const cidr = this.enrollCidr(profile);
+    if (!cidr || !k.ip || !ipInCidr(k.ip, cidr)) return null;
+    return this.approve(id, { admin: false, profiles: [profile] }).released;
   }
 
   /** Drops the key and deletes every push it made while pending. */

@@ -25,6 +25,7 @@ import {
 import { Mounts } from './helpers/mounts.ts';
 import { snapshotTree } from './helpers/tree-snapshot.ts';
 import { runStrata, strataJson } from './helpers/cli.ts';
+import { ipInCidr } from '../store/enrollment.ts';
 
 type ServerModule = typeof import('../server/main.ts');
 const serverMod: ServerModule = await import('../server/main.ts');
@@ -242,5 +243,36 @@ describe('the kit agent commits from a booted overlay with nothing but the kit',
     expect(readdirSync(srv.store.incomingDir).filter((f) => f.startsWith('held-'))).toEqual([]);
     expect(await strataJson<unknown[]>(['keys', 'pending'], { data: srv.store.dataDir })).toEqual([]);
     expect(srv.store.getProfile('lab').head).toBe(before);
+  });
+
+  it('a profile with --enroll-cidr approves keys from inside it at once; the agent lands without an admin', async () => {
+    const bad = await runStrata(['profile', 'lab', '--enroll-cidr', '10.0.0.0/33'], { data: srv.store.dataDir });
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/not an IPv4 CIDR/);
+    const set = await runStrata(['profile', 'lab', '--enroll-cidr', '127.0.0.0/8'], { data: srv.store.dataDir });
+    expect(set.code, set.stderr).toBe(0);
+    const lab = m.dir('run-lab');
+    writeFileSync(join(lab, 'commit'), `${srv.store.getProfile('lab').head}\n`);
+    writeFileSync(join(lab, 'cmdline'), readFileSync(join(run, 'cmdline')));
+    writeFileSync(join(ov.merged, 'etc/from-lab'), 'lab\n');
+    const savedRun = run;
+    run = lab;
+    const c = await agent(['commit', '-m', 'from the lab', '--wait']).finally(() => {
+      run = savedRun;
+    });
+    expect(c.code, c.stderr).toBe(0);
+    expect(srv.store.getProfile('lab').head).toBe(c.stdout.trim());
+    expect(srv.store.listKeys().some((k) => k.name.startsWith('client-k'))).toBe(true);
+  });
+});
+
+describe('enroll CIDR matching', () => {
+  it('matches IPv4 and IPv4-mapped addresses inside the prefix only', () => {
+    expect(ipInCidr('10.0.0.7', '10.0.0.0/24')).toBe(true);
+    expect(ipInCidr('::ffff:10.0.0.7', '10.0.0.0/24')).toBe(true);
+    expect(ipInCidr('10.0.1.7', '10.0.0.0/24')).toBe(false);
+    expect(ipInCidr('fe80::1', '10.0.0.0/24')).toBe(false);
+    expect(ipInCidr('192.168.5.5', '0.0.0.0/0')).toBe(true);
+    expect(() => ipInCidr('10.0.0.1', '10.0.0.0')).toThrow(/not an IPv4 CIDR/);
   });
 });
