@@ -12,6 +12,7 @@ import { logout } from './session.js';
 import { S, allCommits, branches, currentProfile } from './state.js';
 import { renderAssignForm, renderAssignments, renderPreview } from './views/assignments.js';
 import { renderClients } from './views/clients.js';
+import { renderPendingKeys } from './views/pending-keys.js';
 import { drawGraph, renderCommit } from './views/history.js';
 import { renderProfiles } from './views/profiles.js';
 import { renderPushes } from './views/pushes.js';
@@ -97,7 +98,13 @@ const LOADERS = {
     await loadProfiles();
     await loadGraph();
   },
-  clients: () => loadList('clients', '/v1/clients', renderClients, renderAssignments, renderPreview, drawGraph, renderCommit),
+  clients: async () => {
+    await loadList('clients', '/v1/clients', renderClients, renderAssignments, renderPreview, drawGraph, renderCommit);
+    await loadList('pending', '/v1/keys/pending', () => {
+      S.pendingKeys = S.pending;
+      renderPendingKeys(() => reload(['clients', 'pushes']));
+    });
+  },
   assignments: () => loadList('assignments', '/v1/assignments', renderAssignments, renderPreview, drawGraph, renderCommit),
   pushes: () => loadList('pushes', '/v1/pushes?limit=200', renderPushes),
 };

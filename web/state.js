@@ -29,6 +29,9 @@ export const S = {
   branch: null,
   assignments: [],
   clients: [],
+  /** Client keys held for approval (GET /v1/keys/pending); `pending` is the raw list as loaded. */
+  pendingKeys: [],
+  pending: [],
   pushes: [],
   diffs: new Map(),
   editing: null,
