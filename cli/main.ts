@@ -8,6 +8,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Store } from '../store/store.ts';
 import { Enrollment } from '../store/enrollment.ts';
+import { Heartbeats } from '../store/heartbeats.ts';
 import { StrataError, wrapIoError } from '../store/errors.ts';
 import type { Commit, Compressor } from '../store/types.ts';
 import { exitCodeFor } from './exit-codes.ts';
@@ -445,7 +446,9 @@ program
   .description('who booted what, and when')
   .action(
     act((s, g) => {
-      const all = s.listClients();
+      // With the last heartbeat (commit, uptime, inventory) of each machine that sent one.
+      const hb = new Heartbeats(s);
+      const all = s.listClients().map((c) => ({ ...c, heartbeat: hb.get(c.mac) }));
       out(
         g,
         all,

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { makeBusyboxRoot } from '../cli/demo-base.ts';
 import { buildInitrd } from '../cli/initrd-build.ts';
 import { Enrollment, type PendingKey } from '../store/enrollment.ts';
+import { strataJson } from './helpers/cli.ts';
 import { findKernel, proofs, runQemu, writeIpxeChain } from './helpers/qemu.ts';
 
 type ServerModule = typeof import('../server/main.ts');
@@ -35,6 +36,7 @@ if [ -f /etc/from-client ]; then
 	echo "PROOF second-file=$(cat /etc/from-client)"
 	[ -e /etc/motd ] && echo "PROOF second-motd=present" || echo "PROOF second-motd=gone"
 	echo "PROOF second-commit=$(cat /run/strata/commit)"
+	/run/strata/bin/strata-agent heartbeat && echo "PROOF heartbeat=sent"
 else
 	echo "PROOF first-commit=$(cat /run/strata/commit)"
 	echo "PROOF key=$(/run/strata/bin/strata-agent key)"
@@ -110,5 +112,15 @@ describe('boot -> change -> commit from the client -> boot the new commit (busyb
     expect(p2['second-file'], why2).toBe('hello-from-client');
     expect(p2['second-motd'], why2).toBe('gone');
     expect(p2['second-commit'], why2).toBe(head);
+    expect(p2.heartbeat, why2).toBe('sent');
+    // `strata clients --json` shows the machine with its MAC, the new commit and its inventory.
+    const clients = await strataJson<
+      Array<{ mac: string; commit: string; heartbeat: { commit: string; inventory: { cpus: number; memoryKb: number } } }>
+    >(['clients'], { data: srv.store.dataDir });
+    const me = clients.find((c) => c.mac === '52:54:00:12:34:56');
+    expect(me?.commit).toBe(head);
+    expect(me?.heartbeat.commit).toBe(head);
+    expect(me?.heartbeat.inventory.cpus).toBe(1);
+    expect(me?.heartbeat.inventory.memoryKb).toBeGreaterThan(500_000);
   }, 800_000);
 });

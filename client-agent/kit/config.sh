@@ -49,6 +49,7 @@ agent_config() {
 		*:*) [ -n "${STRATA_AGENT_SSH_HOST:-}" ] || AGENT_SSH_HOST=${CL_SSH%:*}; [ -n "${STRATA_AGENT_SSH_PORT:-}" ] || AGENT_SSH_PORT=${CL_SSH##*:} ;;
 		*) [ -n "${STRATA_AGENT_SSH_PORT:-}" ] || AGENT_SSH_PORT=$CL_SSH ;;
 	esac
+	AGENT_SERVER=${STRATA_AGENT_SERVER:-$CL_SERVER}
 	AGENT_SSH_USER=${STRATA_AGENT_SSH_USER:-strata}
 	# On the backup disk when the initramfs mounted one, so a spooled push
 	# and the agent's key survive a reboot; else in RAM.
