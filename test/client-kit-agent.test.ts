@@ -266,6 +266,35 @@ describe('the kit agent commits from a booted overlay with nothing but the kit',
   });
 });
 
+describe('watch', () => {
+  it('commits by itself after the upper directory has been quiet, and the push lands', async () => {
+    const doneDir = join(run, 'agent/done');
+    const before = new Set(readdirSync(doneDir));
+    writeFileSync(join(ov.merged, 'etc/watched'), 'w\n');
+    const child = spawn(join(kit, 'bin/busybox'), ['sh', join(kit, 'bin/strata-agent'), 'watch', '--quiet', '2'], {
+      stdio: 'ignore',
+      env: {
+        PATH: '/nonexistent',
+        STRATA_AGENT_RUN: run,
+        STRATA_AGENT_UPPER: ov.upper,
+        STRATA_AGENT_CMDLINE: join(run, 'cmdline'),
+        STRATA_AGENT_SSH_HOST: '127.0.0.1',
+        STRATA_AGENT_BOOT_ID: 'test-boot-1',
+        HOME: run,
+      },
+    });
+    try {
+      const file = await until(async () => readdirSync(doneDir).find((f) => !before.has(f)), 90_000);
+      const commit = readFileSync(join(doneDir, file), 'utf8').trim();
+      expect(srv.store.getCommit(commit).message).toMatch(/^auto: changes at /);
+      // The other "machines" above wrote into this same overlay: changes this one has not committed yet.
+      expect(topLayerPaths(commit)).toEqual(['etc/from-lab', 'etc/from-stranger', 'etc/watched']);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+});
+
 describe('enroll CIDR matching', () => {
   it('matches IPv4 and IPv4-mapped addresses inside the prefix only', () => {
     expect(ipInCidr('10.0.0.7', '10.0.0.0/24')).toBe(true);
