@@ -171,7 +171,7 @@ describe('the kit agent commits from a booted overlay with nothing but the kit',
   });
 
   it('nothing changed: nothing to commit (exit 3)', async () => {
-    const c = await agent(['commit', '-m', 'empty', '--wait']);
+    const c = await agent(['commit', '-m', 'empty', '--wait', '--timeout', '60']);
     expect(c.code, c.stderr).toBe(3);
     expect(srv.store.getProfile('lab').head).toBe(first);
   });
@@ -292,6 +292,22 @@ describe('watch', () => {
     } finally {
       child.kill('SIGKILL');
     }
+  });
+});
+
+describe('an unreachable server', () => {
+  it('commit --wait --timeout gives up with exit 1 and keeps the push spooled for the sender', async () => {
+    const away = m.dir('run-away');
+    writeFileSync(join(away, 'commit'), `${baseId}\n`);
+    writeFileSync(join(away, 'cmdline'), 'strata.server=http://127.0.0.1:1 strata.profile=lab strata.ssh=1\n');
+    const savedRun = run;
+    run = away;
+    const c = await agent(['commit', '-m', 'nobody listens', '--wait', '--timeout', '3']).finally(() => {
+      run = savedRun;
+    });
+    expect(c.code).toBe(1);
+    expect(c.stderr).toMatch(/not committed after 3s; it stays spooled/);
+    expect(readdirSync(join(away, 'agent/spool')).filter((f) => f.endsWith('.tar.zst'))).toHaveLength(1);
   });
 });
 
