@@ -47,6 +47,10 @@ describe('POST /v1/heartbeat', () => {
     const c = clients.find((x) => x.mac === '52:54:00:00:00:01');
     expect(c?.heartbeat.uptimeSec).toBe(42);
     expect(c?.heartbeat.inventory).toEqual(inventory);
+    // The lease moved too: the client was seen now, not only at its boot.
+    const lease = store.listClients().find((x) => x.mac === '52:54:00:00:00:01');
+    expect(lease?.lastSeen).toBeGreaterThanOrEqual(c ? Date.now() - 60_000 : 0);
+    expect(lease?.commit).toBe(base);
   });
 
   it('refuses an unknown MAC with a forged commit id, and bad input', async () => {
