@@ -12,6 +12,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { StrataError } from '../store/errors.ts';
 import { installBootdiskFiles } from './bootloader-images.ts';
+import { addClientKit } from './client-kit.ts';
 
 export interface BuildInitrdOptions {
   output: string;
@@ -234,6 +235,7 @@ export async function buildInitrd(opts: BuildInitrdOptions): Promise<BuildInitrd
     await copyFile(join(HOOKS_DIR, 'lib/udhcpc.script'), join(stage, 'lib/strata/udhcpc.script'));
     await chmod(join(stage, 'lib/strata/udhcpc.script'), 0o755);
     await installBootdiskFiles(HOOKS_DIR, join(stage, 'lib/strata'), opts.withBootloader);
+    await addClientKit(stage, { busybox: join(stage, 'bin/busybox') });
     // Load order: the wanted names in order; modprobe pulls in the rest.
     const load = [...REQUIRED_MODULES, ...OPTIONAL_MODULES].filter((n) => names.includes(n));
     await writeFile(join(stage, 'lib/strata/modules'), `${load.join('\n')}\n`);
