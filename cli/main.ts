@@ -12,7 +12,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { StrataError, wrapIoError } from '../store/errors.ts';
 import type { Store } from '../store/store.ts';
-import type { Commit, Compressor } from '../store/types.ts';
+import type { Compressor } from '../store/types.ts';
 import { exitCodeFor } from './exit-codes.ts';
 import { formatLog, formatCommit, formatDiff, shortId, formatTime } from './format.ts';
 import type { ServeFlags } from './serve-command.ts';
@@ -70,8 +70,6 @@ function act<A extends unknown[]>(fn: (store: Store, g: GlobalOpts, ...args: A) 
   };
 }
 
-const commitJson = (c: Commit) => c;
-
 /** Every command and option of `strata`, without running anything (the docs are generated from it). */
 export function buildProgram(): Command {
   const program = new Command();
@@ -124,7 +122,7 @@ export function buildProgram(): Command {
             compressor: o.compressor,
             level: o.level === undefined ? null : Number(o.level),
           });
-          out(g, commitJson(c), () => `imported ${name}: commit ${c.id}\n${formatCommit(c)}`);
+          out(g, c, () => `imported ${name}: commit ${c.id}\n${formatCommit(c)}`);
         },
         { create: true },
       ),
@@ -613,9 +611,9 @@ export async function main(argv: string[]): Promise<void> {
     const g = program.opts() as GlobalOpts;
     if (g.json)
       process.stdout.write(
-        JSON.stringify(
+        `${JSON.stringify(
           err instanceof StrataError ? err.toJSON() : { error: { code: 'E_INTERNAL', message: String(err?.message ?? err) } },
-        ) + '\n',
+        )}\n`,
       );
     process.stderr.write(`strata: ${err?.message ?? String(e)}\n`);
     if (!(err instanceof StrataError) && process.env.STRATA_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);

@@ -85,13 +85,6 @@ function applyStatus(rec: PushRecord, st: PushStatus): void {
   if (st.state === 'rejected') rec.why = st.why;
 }
 
-/** Refreshes the recorded status of the given pushes (callers hold the send lock, or accept a lost update). */
-export async function refreshStatuses(_cfg: AgentConfig, target: SshTarget, pushIds: string[]): Promise<Map<string, PushStatus>> {
-  const out = new Map<string, PushStatus>();
-  for (const id of pushIds) out.set(id, await queryStatus(target, id));
-  return out;
-}
-
 async function waitForEarlier(cfg: AgentConfig, target: SshTarget, entry: SpoolMeta, o: SendOptions): Promise<void> {
   const deadline = Date.now() + (o.statusWaitMs ?? 600_000);
   let failures = 0;

@@ -9,7 +9,7 @@
  * and stored in its metadata, so every resend of the entry, even by an agent
  * started after a crash, asks the server for the same push.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fsyncPathSync as fsyncDir, writeFileDurableSync as writeFileDurable } from '../protocol/durable.ts';
@@ -135,13 +135,5 @@ export function cleanTemps(dir: string): void {
   if (!existsSync(dir)) return;
   for (const name of readdirSync(dir)) {
     if (name.startsWith('.tmp-')) rmSync(join(dir, name), { force: true });
-  }
-}
-
-export function spoolBytes(dir: string, id: string): number {
-  try {
-    return statSync(archivePath(dir, id)).size;
-  } catch {
-    return 0;
   }
 }

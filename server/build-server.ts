@@ -39,7 +39,6 @@ export function buildServer(deps: BuildServerDeps): FastifyInstance {
     // IP and CIDR need it. Only a proxy on loopback is believed.
     trustProxy: ['127.0.0.1', '::1'],
   });
-  app.decorate('strataEvents', events);
   installErrorHandlers(app);
   // An empty body with Content-Type: application/json (curl -X POST -H ...) means {}.
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
@@ -60,10 +59,4 @@ export function buildServer(deps: BuildServerDeps): FastifyInstance {
   registerHeartbeatRoutes(app, { store: deps.store, events });
   if (deps.webDir) registerWebRoutes(app, deps.webDir);
   return app;
-}
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    strataEvents: EventHub;
-  }
 }

@@ -23,7 +23,7 @@ import { ALLOW_ALL, TarCheckStream, type TarPolicy } from './tar-check.ts';
 import type { Compressor, Digest, LayerEntry } from './types.ts';
 
 export type { TarPolicy } from './tar-check.ts';
-export { ALLOW_ALL, STRICT_POLICY } from './tar-check.ts';
+export { ALLOW_ALL } from './tar-check.ts';
 
 export interface BakeOptions {
   /** Directory on the same filesystem as the object store (the caller renames the result). */
@@ -97,13 +97,7 @@ const SQUASHFS_COMPRESSION: Record<Compressor, string> = { zstd: 'zstd', gzip: '
  * SOURCE_DATE_EPOCH / --defaults, which we pin to 0 so that a server's
  * environment cannot change digests. File mtimes are kept (no -k).
  */
-export function tar2sqfsArgs(
-  compressor: Compressor,
-  level: number | null,
-  jobs: number,
-  out: string,
-): { args: string[]; warnings: string[] } {
-  const warnings: string[] = [];
+export function tar2sqfsArgs(compressor: Compressor, level: number | null, jobs: number, out: string): { args: string[] } {
   // -c always: Debian's tar2sqfs defaults to xz. -s: fail on any record it
   // would otherwise skip. -q: no progress output.
   const args = ['-q', '-s', '-c', compressor];
@@ -121,7 +115,7 @@ export function tar2sqfsArgs(
     }
   }
   args.push('-j', String(Math.max(1, Math.floor(jobs))), '--defaults', 'uid=0,gid=0,mode=0755,mtime=0', out);
-  return { args, warnings };
+  return { args };
 }
 
 function openInput(input: NodeJS.ReadableStream | string): NodeJS.ReadableStream {
@@ -188,7 +182,7 @@ async function finishImage(path: string, compressor: Compressor): Promise<{ dige
 }
 
 export async function bakeTar(input: NodeJS.ReadableStream | string, opts: BakeOptions): Promise<BakedImage> {
-  const { args, warnings } = tar2sqfsArgs(opts.compressor, opts.level, opts.jobs ?? availableParallelism(), '');
+  const { args } = tar2sqfsArgs(opts.compressor, opts.level, opts.jobs ?? availableParallelism(), '');
   opts.signal?.throwIfAborted();
   const tmpPath = join(opts.tmpDir, `.bake-${process.pid}-${randomBytes(8).toString('hex')}.sqfs.tmp`);
   args[args.length - 1] = tmpPath;
@@ -287,7 +281,7 @@ export async function bakeTar(input: NodeJS.ReadableStream | string, opts: BakeO
       size: fin.size,
       entries: listing.entries,
       uncompressedBytes: tarBytes(),
-      warnings: [...warnings, ...listing.warnings],
+      warnings: listing.warnings,
     };
   } catch (e) {
     kill();

@@ -3,7 +3,6 @@
  * landed (baked, committed) by the baker exactly once.
  */
 import { existsSync, promises as fsp } from 'node:fs';
-import { join } from 'node:path';
 import { bakeTar, type BakedImage, type TarPolicy } from './bake.ts';
 import { bakeOptions, commitAgainstHead, layerOf, registerBaked } from './commit-write.ts';
 import type { StoreCore } from './core.ts';

@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
 import { StrataError } from './errors.ts';
 import { ALLOW_ALL, TarChecker } from './tar-check.ts';
-import type { Compressor, LayerEntry } from './types.ts';
+import type { LayerEntry } from './types.ts';
 
 const SUPERBLOCK_SIZE = 96;
 /** squashfs compression ids (superblock offset 20). */
@@ -68,11 +68,6 @@ export async function readSuperblock(path: string): Promise<SquashfsSuperblock> 
 
 export async function assertSquashfs(path: string): Promise<void> {
   await readSuperblock(path);
-}
-
-/** The compressor of an image, as strata names it (lzma/lzo images are readable but never written by strata). */
-export async function squashfsCompressor(path: string): Promise<Compressor | string> {
-  return (await readSuperblock(path)).compression;
 }
 
 /**

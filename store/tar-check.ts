@@ -57,7 +57,6 @@ export interface TarPolicy {
 /** Admin imports: everything a root filesystem may contain. */
 export const ALLOW_ALL: TarPolicy = { allowDevices: true, allowSetuid: true, allowCapabilities: true };
 /** Pushes from users who are not admins. */
-export const STRICT_POLICY: TarPolicy = { allowDevices: false, allowSetuid: false, allowCapabilities: false };
 
 export interface TarCheckOptions {
   maxEntries: number;

@@ -10,7 +10,7 @@ import { basename, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bakeTar, isBakeTempName, STRICT_POLICY, type BakeOptions } from '../store/bake.ts';
+import { bakeTar, isBakeTempName, type BakeOptions } from '../store/bake.ts';
 import { isStrataError } from '../store/errors.ts';
 import { listSquashfs } from '../store/squashfs.ts';
 import { packTar, paxEntry, rawEntry, rawTar, sh, snapshotTree, tempDir, withSquashfsMount } from './helpers/bake-util.ts';
@@ -382,7 +382,8 @@ describe('bakeTar refuses bad input', () => {
   });
 
   it('device nodes, setuid files and capabilities under a strict policy; whiteouts pass', async () => {
-    const strict = { policy: STRICT_POLICY };
+    // A policy a profile could choose: no device nodes, setuid files or capabilities.
+    const strict = { policy: { allowDevices: false, allowSetuid: false, allowCapabilities: false } };
     await expectRefused(
       await packTar([{ name: 'dev/mem', type: 'character-device', devmajor: 1, devminor: 1 }]),
       'E_FORBIDDEN',
