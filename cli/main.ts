@@ -10,6 +10,7 @@ import { StrataError, wrapIoError } from '../store/errors.ts';
 import type { Commit, Compressor } from '../store/types.ts';
 import { exitCodeFor } from './exit-codes.ts';
 import { formatLog, formatCommit, formatDiff, shortId, formatTime } from './format.ts';
+import { bootLine, bootOf, initrdFromCommit, kernelPinOf, pinKernel } from './kernel-commands.ts';
 
 interface GlobalOpts {
   data: string;
@@ -135,7 +136,11 @@ program
   .action(
     act((s, g, rev: string) => {
       const c = s.getCommit(s.resolve(rev));
-      out(g, { ...c, manifestText: s.manifestText(c.id) }, () => `${formatCommit(c)}\n${s.manifestText(c.id)}`);
+      out(
+        g,
+        { ...c, manifestText: s.manifestText(c.id), boot: bootOf(s, c.id) },
+        () => `${formatCommit(c)}\n${bootLine(s, c.id)}\n${s.manifestText(c.id)}`,
+      );
     }),
   );
 
@@ -310,8 +315,9 @@ program
   .argument('[name]')
   .addOption(new Option('--compressor <c>').choices(['zstd', 'lz4', 'gzip', 'xz']))
   .option('--level <n>', 'compression level; "default" for tar2sqfs default')
+  .option('--kernel-version <v>', 'boot kernel V of each commit\'s tree instead of the newest; "newest" to follow the newest again')
   .action(
-    act((s, g, name: string | undefined, o: { compressor?: Compressor; level?: string }) => {
+    act((s, g, name: string | undefined, o: { compressor?: Compressor; level?: string; kernelVersion?: string }) => {
       if (!name) {
         const all = s.listProfiles();
         out(g, all, () =>
@@ -328,7 +334,9 @@ program
           o.compressor ?? p.compressor,
           o.level === undefined ? p.level : o.level === 'default' ? null : Number(o.level),
         );
-      out(g, p, () =>
+      if (o.kernelVersion !== undefined) pinKernel(s, name, o.kernelVersion === 'newest' ? null : o.kernelVersion);
+      const kernelVersion = kernelPinOf(s, name);
+      out(g, { ...p, kernelVersion }, () =>
         [
           `profile ${p.name}`,
           `head       ${p.head ?? '-'}`,
@@ -336,6 +344,7 @@ program
           `cmdline    ${p.cmdline}`,
           `kernel     ${p.kernel ? p.kernel.digest : '-'}`,
           `initrd     ${p.initrd ? p.initrd.digest : '-'}`,
+          `kernel-version ${kernelVersion ?? 'newest in the tree'}`,
         ].join('\n'),
       );
     }),
@@ -497,10 +506,22 @@ program
 const initrd = program.command('initrd').description('the strata initramfs');
 initrd
   .command('build')
+  .description("the host's kernel modules, or (--from) those in a commit's tree")
   .requiredOption('-o, --output <file>')
   .option('--kernel-version <v>')
-  .action(async (o: { output: string; kernelVersion?: string }, cmd: Command) => {
+  .option('--from <commit>', "build from the commit's own tree (its newest kernel, or --kernel-version)")
+  .action(async (o: { output: string; kernelVersion?: string; from?: string }, cmd: Command) => {
     const g = globals(cmd);
+    if (o.from) {
+      const s = await Store.open(g.data);
+      try {
+        const r = await initrdFromCommit(s, o.from, o.output, o.kernelVersion);
+        out(g, r, () => `wrote ${r.output} for kernel ${r.kernelVersion} from ${o.from}'s tree`);
+      } finally {
+        s.close();
+      }
+      return;
+    }
     const { buildInitrd } = await import('./initrd-build.ts');
     const r = await buildInitrd({ output: o.output, kernelVersion: o.kernelVersion });
     out(g, r, () => `wrote ${r.output} for kernel ${r.kernelVersion}`);

@@ -23,6 +23,10 @@ want busybox busybox-static
 want setfattr attr
 want getfattr attr
 want cpio cpio
+want mmdebstrap mmdebstrap
+want rdsquashfs squashfs-tools-ng
+want depmod kmod
+want dpkg-deb dpkg
 [ -f /usr/lib/ipxe/qemu/efi-virtio.rom ] || [ -f /usr/lib/ipxe/qemu/pxe-virtio.rom ] || need="$need ipxe-qemu"
 [ -f /usr/lib/grub/i386-pc/pxe.mod ] && command -v grub-mknetdir >/dev/null 2>&1 || need="$need grub-pc-bin grub-common"
 ls /boot/vmlinuz-*-amd64 >/dev/null 2>&1 || need="$need linux-image-cloud-amd64"

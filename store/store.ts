@@ -34,6 +34,7 @@ import { assertSquashfs, listSquashfs } from './squashfs.ts';
 import { mergedTree } from './overlay-merge.ts';
 import { flattenToTar } from './flatten-stream.ts';
 import { extractIsoFile, inspectIso, isNestedRootfs } from './iso.ts';
+import { type BootFiles, decideCommitBoot, decideImportBoot, recordBoot } from './commit-boot.ts';
 import {
   DEFAULT_CONFIG,
   type Assignment,
@@ -436,6 +437,33 @@ export class Store {
     };
   }
 
+  // ---------------------------------------------------------------- kernel and initrd of a new commit
+
+  /**
+   * C with the kernel and initramfs its tree decides (store/commit-boot.ts):
+   * the parent's when the tree's kernel did not change or the tree has none,
+   * else the tree's kernel with an initramfs built from its own modules. The
+   * decision is recorded with the commit, in its transaction.
+   */
+  private async withBoot(c: NewCommit, files?: BootFiles): Promise<NewCommit> {
+    // Layers baked for this commit are registered only in its transaction: lend their listings.
+    const fresh = new Map([...(c.newLayer ? [c.newLayer] : []), ...(c.moreLayers ?? [])].map((l) => [l.info.digest, l.entries]));
+    const view = { db: this.db, objects: this.objects, layerEntries: (d: Digest) => fresh.get(d) ?? this.layerEntries(d) };
+    const boot = c.parent
+      ? await decideCommitBoot(view, c.layers, c.profile, this.getCommit(c.parent))
+      : await decideImportBoot(view, c.layers, c.profile, files);
+    const also = c.also;
+    return {
+      ...c,
+      kernel: boot.kernel,
+      initrd: boot.initrd,
+      also: (id) => {
+        recordBoot(this.db, id, boot.record);
+        also?.(id);
+      },
+    };
+  }
+
   // ---------------------------------------------------------------- import
 
   /** Creates profile NAME whose first commit is the base made from SOURCE. */
@@ -462,7 +490,7 @@ export class Store {
     /** Layers above the base when an ISO ships its root as a stack (newer Ubuntu). */
     const upperLayers: { ref: BlobRef; entries: LayerEntry[]; uncompressed: number }[] = [];
     let kernelSrc = opts.kernel;
-    let initrdSrc = opts.initrd;
+    const initrdSrc = opts.initrd;
     const tmpFiles: string[] = [];
     try {
       if (kind === 'dir') {
@@ -508,11 +536,7 @@ export class Store {
             tmpFiles.push(kernelSrc);
             await extractIsoFile(source, iso.kernel, kernelSrc);
           }
-          if (!initrdSrc) {
-            initrdSrc = this.objects.tempPath('iso-initrd');
-            tmpFiles.push(initrdSrc);
-            await extractIsoFile(source, iso.initrd, initrdSrc);
-          }
+          // The ISO's own initrd ignores strata's boot arguments: the initramfs is built from the root image's modules.
           for (const inner of (iso.layers ?? []).slice(1)) {
             const f = this.objects.tempPath('iso-layer');
             tmpFiles.push(f);
@@ -531,8 +555,46 @@ export class Store {
         uncompressed = entries.reduce((a, e) => a + (e.type === 'file' ? e.size : 0), 0);
         layer = await this.objects.putFile(sqfs);
       }
-      const kernel = kernelSrc ? await this.objects.putFile(kernelSrc) : null;
-      const initrd = initrdSrc ? await this.objects.putFile(initrdSrc) : null;
+      const first = await this.withBoot(
+        {
+          profile: name,
+          ref: name,
+          expectedHead: null,
+          parent: null,
+          layers: [layer, ...upperLayers.map((u) => u.ref)],
+          kernel: null,
+          initrd: null,
+          moreLayers: upperLayers.map((u) => ({
+            info: {
+              digest: u.ref.digest,
+              size: u.ref.size,
+              kind: 'base' as const,
+              entryCount: u.entries.length,
+              uncompressedBytes: u.uncompressed,
+              compressor,
+            },
+            entries: u.entries,
+          })),
+          message: opts.message ?? `import ${source.split('/').pop()}`,
+          author: opts.author ?? 'admin',
+          kind: 'import',
+          addedLayer: layer.digest,
+          newLayer: {
+            info: {
+              digest: layer.digest,
+              size: layer.size,
+              kind: 'base',
+              entryCount: entries.length,
+              uncompressedBytes: uncompressed,
+              compressor,
+            },
+            entries,
+          },
+          action: 'import',
+        },
+        { kernel: kernelSrc, initrd: initrdSrc, kernelFrom: opts.kernel ? 'override' : 'iso' },
+      );
+      const { kernel, initrd } = first;
       const now = Date.now();
       const { commit } = (() => {
         // Profile row and first commit in one transaction: a crash leaves
@@ -543,42 +605,7 @@ export class Store {
             .prepare(`INSERT INTO profiles (name, cmdline, compressor, level, kernel_digest, kernel_size, initrd_digest, initrd_size, created_at)
             VALUES (?, '', ?, ?, ?, ?, ?, ?, ?)`)
             .run(name, compressor, level, kernel?.digest ?? null, kernel?.size ?? null, initrd?.digest ?? null, initrd?.size ?? null, now);
-          result = this.createCommit({
-            profile: name,
-            ref: name,
-            expectedHead: null,
-            parent: null,
-            layers: [layer, ...upperLayers.map((u) => u.ref)],
-            kernel,
-            initrd,
-            moreLayers: upperLayers.map((u) => ({
-              info: {
-                digest: u.ref.digest,
-                size: u.ref.size,
-                kind: 'base' as const,
-                entryCount: u.entries.length,
-                uncompressedBytes: u.uncompressed,
-                compressor,
-              },
-              entries: u.entries,
-            })),
-            message: opts.message ?? `import ${source.split('/').pop()}`,
-            author: opts.author ?? 'admin',
-            kind: 'import',
-            addedLayer: layer.digest,
-            newLayer: {
-              info: {
-                digest: layer.digest,
-                size: layer.size,
-                kind: 'base',
-                entryCount: entries.length,
-                uncompressedBytes: uncompressed,
-                compressor,
-              },
-              entries,
-            },
-            action: 'import',
-          });
+          result = this.createCommit(first);
         })();
         return result;
       })();
@@ -607,7 +634,7 @@ export class Store {
     const parent = opts.parent ? this.resolve(opts.parent) : startHead;
     const baked = await bakeTar(input, this.bakeOptions(profile, opts.policy));
     const layer = await this.registerBaked(baked);
-    const r = this.commitAgainstHead(
+    const r = await this.commitAgainstHead(
       () => this.branchInfo(profileName).head,
       parent,
       baked.entries,
@@ -660,15 +687,15 @@ export class Store {
    * transaction refuses with E_STALE_PARENT and nothing was written: decide
    * again against the new head, up to 5 more times, then give up with that error.
    */
-  private commitAgainstHead(
+  private async commitAgainstHead(
     readHead: () => CommitId,
     parent: CommitId,
     entries: LayerEntry[],
     prepare: (head: CommitId, decision: ParentDecision) => NewCommit,
-  ): { commit: Commit; warnings: string[] } {
+  ): Promise<{ commit: Commit; warnings: string[] }> {
     for (let attempt = 0; ; attempt++) {
       const head = readHead();
-      const c = prepare(head, this.decideParent(parent, head, entries));
+      const c = await this.withBoot(prepare(head, this.decideParent(parent, head, entries)));
       try {
         return this.createCommit(c);
       } catch (e) {
@@ -736,20 +763,22 @@ export class Store {
       warnings.push(
         `later layers also change ${overlap.length} of the reverted paths (${overlap.slice(0, 5).join(', ')}${overlap.length > 5 ? ', ...' : ''}); their version stays`,
       );
-    const r = this.createCommit({
-      profile: b.profile.name,
-      ref: profile,
-      expectedHead: head.id,
-      parent: head.id,
-      layers: head.manifest.layers.filter((l) => l.digest !== layer),
-      kernel: head.manifest.kernel,
-      initrd: head.manifest.initrd,
-      message: `revert ${target.id.slice(0, 12)}: ${target.message}`,
-      author: opts.author ?? 'admin',
-      kind: 'revert',
-      addedLayer: null,
-      action: 'revert',
-    });
+    const r = this.createCommit(
+      await this.withBoot({
+        profile: b.profile.name,
+        ref: profile,
+        expectedHead: head.id,
+        parent: head.id,
+        layers: head.manifest.layers.filter((l) => l.digest !== layer),
+        kernel: head.manifest.kernel,
+        initrd: head.manifest.initrd,
+        message: `revert ${target.id.slice(0, 12)}: ${target.message}`,
+        author: opts.author ?? 'admin',
+        kind: 'revert',
+        addedLayer: null,
+        action: 'revert',
+      }),
+    );
     return { commit: r.commit, warnings: [...warnings, ...r.warnings] };
   }
 
@@ -793,20 +822,22 @@ export class Store {
     if (conflicts.length) warnings.push(`forced over ${conflicts.length} conflicting path(s); the picked layer's version wins`);
     const layer = picked.manifest.layers.find((l) => l.digest === picked.addedLayer)!;
     // The picked layer is reused as is: same digest, no re-bake.
-    const r = this.createCommit({
-      profile: b.profile.name,
-      ref: profile,
-      expectedHead: head.id,
-      parent: head.id,
-      layers: [...head.manifest.layers, layer],
-      kernel: head.manifest.kernel,
-      initrd: head.manifest.initrd,
-      message: `cherry-pick ${picked.id.slice(0, 12)}: ${picked.message}`,
-      author: opts.author ?? 'admin',
-      kind: 'cherry-pick',
-      addedLayer: layer.digest,
-      action: 'cherry-pick',
-    });
+    const r = this.createCommit(
+      await this.withBoot({
+        profile: b.profile.name,
+        ref: profile,
+        expectedHead: head.id,
+        parent: head.id,
+        layers: [...head.manifest.layers, layer],
+        kernel: head.manifest.kernel,
+        initrd: head.manifest.initrd,
+        message: `cherry-pick ${picked.id.slice(0, 12)}: ${picked.message}`,
+        author: opts.author ?? 'admin',
+        kind: 'cherry-pick',
+        addedLayer: layer.digest,
+        action: 'cherry-pick',
+      }),
+    );
     return { commit: r.commit, warnings: [...warnings, ...r.warnings] };
   }
 
@@ -858,31 +889,33 @@ export class Store {
     }
     onProgress?.(tar.progress());
     const layer = await this.registerBaked(baked);
-    const r = this.createCommit({
-      profile: profile.name,
-      ref: profileName,
-      expectedHead: head.id,
-      parent: head.id,
-      layers: [...chain.slice(0, keep), layer],
-      kernel: head.manifest.kernel,
-      initrd: head.manifest.initrd,
-      message: `flatten ${part.length} layers${keep ? ` above ${chain[keep - 1]!.digest.slice(0, 12)}` : ''}`,
-      author: opts.author ?? 'admin',
-      kind: 'flatten',
-      addedLayer: layer.digest,
-      action: 'flatten',
-      newLayer: {
-        info: {
-          digest: layer.digest,
-          size: layer.size,
-          kind: 'flat',
-          entryCount: baked.entries.length,
-          uncompressedBytes: baked.uncompressedBytes,
-          compressor: profile.compressor,
+    const r = this.createCommit(
+      await this.withBoot({
+        profile: profile.name,
+        ref: profileName,
+        expectedHead: head.id,
+        parent: head.id,
+        layers: [...chain.slice(0, keep), layer],
+        kernel: head.manifest.kernel,
+        initrd: head.manifest.initrd,
+        message: `flatten ${part.length} layers${keep ? ` above ${chain[keep - 1]!.digest.slice(0, 12)}` : ''}`,
+        author: opts.author ?? 'admin',
+        kind: 'flatten',
+        addedLayer: layer.digest,
+        action: 'flatten',
+        newLayer: {
+          info: {
+            digest: layer.digest,
+            size: layer.size,
+            kind: 'flat',
+            entryCount: baked.entries.length,
+            uncompressedBytes: baked.uncompressedBytes,
+            compressor: profile.compressor,
+          },
+          entries: baked.entries,
         },
-        entries: baked.entries,
-      },
-    });
+      }),
+    );
     return { commit: r.commit, warnings: [...baked.warnings, ...r.warnings] };
   }
 
@@ -1312,7 +1345,7 @@ export class Store {
       entries: baked.entries,
     };
     try {
-      this.commitAgainstHead(
+      await this.commitAgainstHead(
         () => this.getProfile(push.profile).head!,
         push.parent,
         baked.entries,
