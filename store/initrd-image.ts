@@ -20,6 +20,7 @@ import { StrataError } from './errors.ts';
 import {
   loadOrder,
   missingModulesMessage,
+  moduleName,
   OPTIONAL_MODULES,
   parseBuiltin,
   parseModulesDep,
@@ -36,6 +37,8 @@ export interface ModuleSource {
   readText(rel: string): Promise<string | null>;
   /** Copies one file to DEST. */
   copy(rel: string, dest: string): Promise<void>;
+  /** Every module file (relative paths), for kernels whose modules.dep is absent (unpacked by dpkg-deb -x, not installed). */
+  listModules?(): Promise<string[]>;
 }
 
 export interface AssembleOptions {
@@ -136,23 +139,75 @@ async function decompressModule(path: string): Promise<string> {
   return plain;
 }
 
-/** Which modules a kernel's initramfs carries; refuses a kernel without loop, squashfs or overlay. */
-export async function selectModules(src: ModuleSource): Promise<{ files: string[]; names: string[] }> {
-  const depText = await src.readText('modules.dep');
-  if (depText === null) {
-    throw new StrataError(
-      'E_NOT_FOUND',
-      `kernel ${src.kernelVersion} has no modules.dep in ${src.where}; install that kernel's modules or pick another with --kernel-version`,
-    );
+/** The names in a module's `depends=` field (its .modinfo section). */
+export function modinfoDepends(ko: Buffer): string[] {
+  const text = ko.toString('latin1');
+  const m = /\0depends=([\w,-]*)\0/.exec(text) ?? /depends=([\w,-]*)\0/.exec(text);
+  return (m?.[1] ?? '')
+    .split(',')
+    .filter(Boolean)
+    .map((n) => n.replace(/-/g, '_'));
+}
+
+/**
+ * Copies the wanted modules and their dependencies into KSTAGE, found by
+ * name in the list of module files and followed through each module's own
+ * `depends=`: what depmod would have written to modules.dep.
+ */
+async function copyByModinfo(src: ModuleSource, builtin: Set<string>, kstage: string): Promise<string[]> {
+  const byName = new Map<string, string>();
+  for (const p of (await src.listModules?.()) ?? []) if (/\.ko(\.(xz|zst|gz))?$/.test(p)) byName.set(moduleName(p), p);
+  const missing = REQUIRED_MODULES.filter((n) => !byName.has(n) && !builtin.has(n));
+  if (missing.length) throw new StrataError('E_BAD_SOURCE', missingModulesMessage(src.kernelVersion, missing));
+  const queue = [...REQUIRED_MODULES, ...OPTIONAL_MODULES].filter((n) => byName.has(n)) as string[];
+  const done = new Set<string>();
+  const files: string[] = [];
+  while (queue.length) {
+    const name = queue.shift()!;
+    const rel = byName.get(name);
+    if (done.has(name) || !rel) continue;
+    done.add(name);
+    await mkdir(dirname(join(kstage, rel)), { recursive: true });
+    await src.copy(rel, join(kstage, rel));
+    const plain = await decompressModule(join(kstage, rel));
+    files.push(rel);
+    for (const d of modinfoDepends(await readFile(plain))) if (!done.has(d)) queue.push(d);
   }
+  return files.sort();
+}
+
+/**
+ * Puts the modules a kernel's initramfs needs into KSTAGE (lib/modules/V of
+ * the staging tree); refuses a kernel without loop, squashfs or overlay.
+ * Dependencies come from modules.dep, or from the modules themselves when
+ * the kernel was unpacked without running depmod.
+ */
+export async function stageModules(src: ModuleSource, kstage: string): Promise<string[]> {
   const builtin = parseBuiltin((await src.readText('modules.builtin')) ?? '');
-  const r = resolveModules(parseModulesDep(depText), builtin, REQUIRED_MODULES, OPTIONAL_MODULES);
-  if (r.missing.length) throw new StrataError('E_BAD_SOURCE', missingModulesMessage(src.kernelVersion, r.missing));
-  return { files: r.files, names: r.names };
+  const depText = await src.readText('modules.dep');
+  let files: string[];
+  if (depText === null) {
+    if (!src.listModules) {
+      throw new StrataError(
+        'E_NOT_FOUND',
+        `kernel ${src.kernelVersion} has no modules.dep in ${src.where}; install that kernel's modules or pick another with --kernel-version`,
+      );
+    }
+    files = await copyByModinfo(src, builtin, kstage);
+  } else {
+    const r = resolveModules(parseModulesDep(depText), builtin, REQUIRED_MODULES, OPTIONAL_MODULES);
+    if (r.missing.length) throw new StrataError('E_BAD_SOURCE', missingModulesMessage(src.kernelVersion, r.missing));
+    files = r.files;
+    for (const f of files) {
+      await mkdir(dirname(join(kstage, f)), { recursive: true });
+      await src.copy(f, join(kstage, f));
+      await decompressModule(join(kstage, f));
+    }
+  }
+  return files.map(moduleName);
 }
 
 export async function assembleInitrd(src: ModuleSource, opts: AssembleOptions): Promise<AssembleResult> {
-  const { files, names } = await selectModules(src);
   const busybox = await findBusybox(opts.busybox);
   const kernelVersion = src.kernelVersion;
   const stage = await mkdtemp(join(tmpdir(), 'strata-initrd-'));
@@ -168,11 +223,7 @@ export async function assembleInitrd(src: ModuleSource, opts: AssembleOptions): 
 
     // Modules, then depmod on the staging tree so busybox modprobe finds dependencies.
     const kstage = join(stage, 'lib/modules', kernelVersion);
-    for (const f of files) {
-      await mkdir(dirname(join(kstage, f)), { recursive: true });
-      await src.copy(f, join(kstage, f));
-      await decompressModule(join(kstage, f));
-    }
+    const names = await stageModules(src, kstage);
     for (const meta of ['modules.order', 'modules.builtin', 'modules.builtin.modinfo']) {
       const text = await src.readText(meta);
       if (text !== null) await writeFile(join(kstage, meta), text);

@@ -61,5 +61,11 @@ export function treeModules(
     where,
     readText: (rel) => readTreeText(t, `${modulesDir}/${rel}`, imageOf),
     copy: (rel, dest) => extractTreeFile(t, `${modulesDir}/${rel}`, imageOf, dest),
+    listModules: async () => {
+      const prefix = `${modulesDir}/`;
+      return [...t.entries.keys()]
+        .filter((p) => p.startsWith(prefix) && /\.ko(\.(xz|zst|gz))?$/.test(p))
+        .map((p) => p.slice(prefix.length));
+    },
   };
 }
