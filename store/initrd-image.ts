@@ -5,7 +5,8 @@
  * or a commit's tree read out of its layers (store/commit-boot.ts). No
  * dracut or initramfs-tools involved.
  *
- * The output is reproducible: sorted names, owner root, every mtime 0 and
+ * The output is reproducible: sorted names, owner root, every mtime 0, inode
+ * numbers renumbered (cpio --reproducible) and
  * gzip without a timestamp, so the same kernel modules and hook give the
  * same bytes (and the same blob digest) on every build.
  */
@@ -259,7 +260,7 @@ export async function assembleInitrd(src: ModuleSource, opts: AssembleOptions): 
       'sh',
       [
         '-c',
-        'cd "$1" && find . -mindepth 1 -exec touch -h -d @0 {} + && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -9n > "$2"',
+        'cd "$1" && find . -mindepth 1 -exec touch -h -d @0 {} + && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet | gzip -9n > "$2"',
         'sh',
         stage,
         tmpOut,
