@@ -1390,7 +1390,9 @@ export class Store {
       );
     } catch (e) {
       const code = (e as StrataError).code;
-      if (code === 'E_CHAIN_TOO_LONG' || code === 'E_REF_EXISTS') push = this.rejectPush(id, (e as Error).message);
+      // E_BAD_SOURCE: the pushed tree's kernel cannot run the hook (store/commit-boot.ts).
+      if (code === 'E_CHAIN_TOO_LONG' || code === 'E_REF_EXISTS' || code === 'E_BAD_SOURCE')
+        push = this.rejectPush(id, (e as Error).message);
       else if (code !== 'E_NOTHING_TO_DO') throw e;
     }
     await fsp.rm(archive, { force: true });
