@@ -17,6 +17,7 @@ import { modinfoDepends } from '../store/initrd-image.ts';
 import { bzImageVersion, chooseKernel, kernelFingerprint, kernelTree } from '../store/kernel-choice.ts';
 import { Store } from '../store/store.ts';
 import type { LayerEntry } from '../store/types.ts';
+import { runStrata } from './helpers/cli.ts';
 import { findKernel } from './helpers/qemu.ts';
 
 const f = (path: string, size = 10, extra: Partial<LayerEntry> = {}): LayerEntry => ({
@@ -193,5 +194,22 @@ describe('kernels in small trees made of the host kernel', () => {
     expect(bootRecord(store.db, c4.id)?.version).toBe('6.1.0-1-test');
     // The same modules give the same initramfs: found again by digest, not rebuilt differently.
     expect(c4.manifest.initrd).toEqual(c1.manifest.initrd);
+  });
+
+  it("the CLI shows where a commit's kernel came from, pins a version and builds an initramfs --from a commit", async () => {
+    const data = join(dir, 'data');
+    const show = await runStrata(['show', 'k~2'], { data });
+    expect(show.stdout).toMatch(/^boot {7}parent 6\.1\.0-1-test: kernel 6\.1\.0-1-test unchanged in the tree/m);
+    const pin = await runStrata(['profile', 'k', '--kernel-version', 'newest'], { data });
+    expect(pin.stdout).toMatch(/^kernel-version newest in the tree$/m);
+    const bad = await runStrata(['profile', 'k', '--kernel-version', 'not a version'], { data });
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/not a kernel version/);
+    const out = join(dir, 'from.img');
+    const built = await runStrata(['initrd', 'build', '-o', out, '--from', 'k', '--kernel-version', '6.1.0-2-test'], { data });
+    expect(built.stderr).toBe('');
+    expect(built.stdout).toMatch(/for kernel 6\.1\.0-2-test from k's tree/);
+    const listing = execFileSync('sh', ['-c', 'zcat "$1" | cpio -it --quiet', 'sh', out], { encoding: 'utf8' });
+    expect(listing).toContain(`lib/modules/6.1.0-2-test/${depPath('overlay')}`);
   });
 });
