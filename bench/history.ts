@@ -32,6 +32,38 @@ function cpuSince(a: { self: number; children: number }): { self: number; childr
   return { self: b.self - a.self, children: b.children - a.children };
 }
 
+/**
+ * Grows PROFILE to N commits through the store's own commit transaction
+ * (each one drops or re-adds the top layer: real manifests, real parents).
+ * Returns the number of commits.
+ */
+export function growHistory(store: Store, profile: string, target: number): number {
+  type Maker = { createCommit(c: Record<string, unknown>): { commit: { id: string } } };
+  const maker = store as unknown as Maker;
+  let n = store.log(profile).length;
+  const full = store.getCommit(store.getProfile(profile).head!).manifest;
+  let parent = store.getProfile(profile).head!;
+  while (n < target) {
+    const layers = n % 2 ? full.layers : full.layers.slice(0, -1);
+    parent = maker.createCommit({
+      profile,
+      ref: profile,
+      expectedHead: parent,
+      parent,
+      layers,
+      kernel: null,
+      initrd: null,
+      message: `commit ${n}`,
+      author: 'bench',
+      kind: 'revert',
+      addedLayer: null,
+      action: 'bench',
+    }).commit.id;
+    n++;
+  }
+  return n;
+}
+
 /** Real system files, spread over 10 layers, each layer also deleting and rewriting some. */
 function makeLayerTars(work: string): string[] {
   const sources = [
@@ -135,31 +167,9 @@ export async function main(): Promise<{ flattenRatio: number; flattenRatioLevel3
 
     // 10,000 commits through the store's own commit transaction (each one
     // drops or re-adds the top layer: real manifests, real parents).
-    type Maker = { createCommit(c: Record<string, unknown>): { commit: { id: string } } };
-    const maker = store as unknown as Maker;
     store.db.pragma('synchronous = OFF'); // setting up the history only; the timed part is the read
     let t = now();
-    let n = store.log('bench').length;
-    const full = store.getCommit(store.getProfile('bench').head!).manifest;
-    let parent = store.getProfile('bench').head!;
-    while (n < 10_000) {
-      const layers = n % 2 ? full.layers : full.layers.slice(0, -1);
-      parent = maker.createCommit({
-        profile: 'bench',
-        ref: 'bench',
-        expectedHead: parent,
-        parent,
-        layers,
-        kernel: null,
-        initrd: null,
-        message: `commit ${n}`,
-        author: 'bench',
-        kind: 'revert',
-        addedLayer: null,
-        action: 'bench',
-      }).commit.id;
-      n++;
-    }
+    const n = growHistory(store, 'bench', 10_000);
     store.db.pragma('synchronous = FULL');
     console.log(`log bench: made ${n} commits in ${((now() - t) / 1000).toFixed(1)} s`);
     store.close();

@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { Store } from '../store/store.ts';
 import { makeBusyboxRoot } from './demo-base.ts';
+import { demoHints } from './demo-hints.ts';
 
 export function newestKernel(): { version: string; vmlinuz: string } | null {
   if (!existsSync('/boot')) return null;
@@ -71,19 +72,5 @@ export async function runDemo(opts: { dataDir: string; http?: string; ssh?: stri
   const hport = running.httpPort;
   const sport = running.sshPort;
   const hostPart = http.replace(/:\d+$/, '');
-  process.stdout.write(`
-strata is serving ${dataDir}
-  web UI and API   http://${hostPart}:${hport}/   (admin token: ${token})
-  boot script      http://${hostPart}:${hport}/v1/boot/ipxe
-  SSH pushes       ssh -p ${sport} strata@127.0.0.1
-
-Boot a diskless QEMU VM from it (QEMU's iPXE ROM, user networking, host = 10.0.2.2):
-  mkdir -p /tmp/strata-tftp && printf '#!ipxe\\ndhcp\\nchain http://10.0.2.2:${hport}/v1/boot/ipxe?mac=\${net0/mac}\\n' > /tmp/strata-tftp/boot.ipxe
-  qemu-system-x86_64 -accel tcg -m 512 -nographic -netdev user,id=n0,tftp=/tmp/strata-tftp,bootfile=boot.ipxe -device virtio-net-pci,netdev=n0 -boot n
-
-Push a change (any machine with tar, zstd and ssh; allow its key first with
-"bin/strata keys add NAME KEY.pub --profile demo"):
-  tar --xattrs --xattrs-include='*' --sort=name -C UPPER -cf - . | zstd | ssh -p ${sport} strata@127.0.0.1 push demo --parent $(bin/strata log demo --json | node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0))[0].id)') -m 'my change'
-Then: bin/strata log demo
-`);
+  process.stdout.write(demoHints({ dataDir, hostPart, httpPort: hport, sshPort: sport, token }));
 }

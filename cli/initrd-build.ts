@@ -32,6 +32,8 @@ export interface BuildInitrdOptions {
   busybox?: string;
   /** Copy e2fsprogs' mke2fs (+ its libraries) so strata.backup.format=1 makes ext4. Default true when present. */
   withMkfs?: boolean;
+  /** GRUB images so a backup disk boots by itself (store/bootloader-images.ts). Default true when the tools are present. */
+  withBootloader?: boolean;
 }
 
 export type BuildInitrdResult = AssembleResult;
@@ -76,5 +78,10 @@ export function hostModules(kernelVersion: string, modulesDir = '/lib/modules'):
 export async function buildInitrd(opts: BuildInitrdOptions): Promise<BuildInitrdResult> {
   const modulesDir = resolve(opts.modulesDir ?? '/lib/modules');
   const kernelVersion = opts.kernelVersion ?? (await defaultKernelVersion(modulesDir));
-  return assembleInitrd(hostModules(kernelVersion, modulesDir), { output: opts.output, busybox: opts.busybox, withMkfs: opts.withMkfs });
+  return assembleInitrd(hostModules(kernelVersion, modulesDir), {
+    output: opts.output,
+    busybox: opts.busybox,
+    withMkfs: opts.withMkfs,
+    withBootloader: opts.withBootloader,
+  });
 }

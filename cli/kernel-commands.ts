@@ -3,12 +3,11 @@
  * the line `strata show` prints, the profile's kernel pin, and
  * `strata initrd build --from COMMIT`.
  */
-import { type BootRecord, bootRecord, buildInitrdFromTree, kernelPin, setKernelPin } from '../store/commit-boot.ts';
 import { StrataError } from '../store/errors.ts';
-import type { Store } from '../store/store.ts';
+import type { BootRecord, Store } from '../store/store.ts';
 
 export function bootOf(s: Store, id: string): BootRecord | null {
-  return bootRecord(s.db, id);
+  return s.bootRecord(id);
 }
 
 /** One line: where the commit's kernel came from (commits older than this feature have no record). */
@@ -19,17 +18,16 @@ export function bootLine(s: Store, id: string): string {
 }
 
 export function kernelPinOf(s: Store, profile: string): string | null {
-  return kernelPin(s.db, profile);
+  return s.kernelPin(profile);
 }
 
 export function pinKernel(s: Store, profile: string, version: string | null): void {
   s.getProfile(profile);
   if (version !== null && !/^[0-9][\w.+~-]*$/.test(version))
     throw new StrataError('E_BAD_ARGUMENT', `"${version}" is not a kernel version (e.g. 6.1.0-54-cloud-amd64), or "newest"`);
-  setKernelPin(s.db, profile, version);
+  s.setKernelPin(profile, version);
 }
 
 export async function initrdFromCommit(s: Store, rev: string, output: string, kernelVersion?: string) {
-  const c = s.getCommit(s.resolve(rev));
-  return buildInitrdFromTree(s, c.manifest.layers, { output, kernelVersion, where: `commit ${c.id.slice(0, 12)}` });
+  return s.initrdFromCommit(rev, output, kernelVersion);
 }

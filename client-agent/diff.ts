@@ -10,6 +10,7 @@ import { excluderFor } from './commit.ts';
 import { isWhiteout } from './snapshot.ts';
 import { readTreeXattrs, type Xattrs } from './xattrs.ts';
 import { bootKeyOf, loadPushedPaths } from './state.ts';
+import { isOpaqueMark } from '../protocol/overlay.ts';
 
 export interface DiffResult {
   added: string[];
@@ -52,7 +53,7 @@ function findLower(cfg: AgentConfig): string[] | null {
   }
 }
 
-const hasOpaque = (xs: Xattrs | undefined) => !!xs?.some(([n, v]) => n === 'trusted.overlay.opaque' && v.toString() === 'y');
+const hasOpaque = (xs: Xattrs | undefined) => !!xs?.some(([n, v]) => isOpaqueMark(n, v));
 
 export async function computeDiff(cfg: AgentConfig): Promise<DiffResult> {
   const exclude = excluderFor(cfg);

@@ -1,13 +1,13 @@
 /**
  * strata-agent: commit / send / status / diff / watch (commander).
- * `bin/strata-agent` runs this file through tsx.
+ * `bin/strata-agent` runs this file through tsx, or its build (dist/strata-agent.js).
  */
 import { Command } from 'commander';
 import { spawn } from 'node:child_process';
 import { mkdirSync, openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isStrataError, type StrataError } from '../store/errors.ts';
+import { exitCodeFor, isStrataError } from '../protocol/errors.ts';
 import { loadConfig, type AgentConfig, type ConfigFlags } from './config.ts';
 import { commitToSpool } from './commit.ts';
 import { computeDiff } from './diff.ts';
@@ -204,15 +204,14 @@ export function buildProgram(): Command {
   return program;
 }
 
-const EXIT: Partial<Record<StrataError['code'], number>> = { E_NOTHING_TO_DO: 3, E_LOCKED: 4, E_BAD_SOURCE: 5, E_BAD_ARGUMENT: 2 };
-
 export async function main(argv = process.argv): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (e) {
     if (isStrataError(e)) {
       log(`${e.message} [${e.code}]`);
-      process.exitCode = EXIT[e.code] ?? 1;
+      // The same table as `strata`: one exit code means one thing in both commands.
+      process.exitCode = exitCodeFor(e);
     } else {
       log((e as Error).stack ?? String(e));
       process.exitCode = 1;

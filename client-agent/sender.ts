@@ -19,7 +19,8 @@ import { requireSsh } from './config.ts';
 import { lockOwner, tryLock } from './lock.ts';
 import { backoffDelay, withRetries } from './queue.ts';
 import { archivePath, ensurePushKey, listSpool, moveToFailed, removeSpool, type SpoolMeta } from './spool.ts';
-import { loadPrivateKey, pushArchive, queryStatus, RefusedError, type PushStatus, type SshTarget } from './ssh-push.ts';
+import { loadPrivateKey, pushArchive, queryStatus, RefusedError, type SshTarget } from './ssh-push.ts';
+import type { PushStatus } from '../protocol/ssh-push.ts';
 import { loadState, tipOf, updateState, type PushRecord } from './state.ts';
 import { StrataError } from '../store/errors.ts';
 

@@ -1,5 +1,5 @@
 /**
- * Upper dir -> tar stream (tar-stream pack), keeping everything overlayfs
+ * Upper dir -> tar stream (protocol/tar-encode.ts, the store's encoder), keeping everything overlayfs
  * needs when the tar is baked into a lower layer: whiteouts (char 0:0), opaque
  * and redirect xattrs, other xattrs, hardlinks, symlinks, devices, owners,
  * modes, mtimes.
@@ -32,11 +32,11 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn } from 'node:child_process';
 import type { Writable } from 'node:stream';
-import tar from 'tar-stream';
 import { StrataError } from '../store/errors.ts';
+import { encodeEntryHeader, padding, type HeaderStyle, type TarEntryType } from '../protocol/tar-encode.ts';
+import { tarOut } from './tar-out.ts';
 import type { Excluder } from './excludes.ts';
 import { readTreeXattrs, selectXattrs, type Xattrs } from './xattrs.ts';
-import { paxBlock, paxRecord, placeholderName, ustarNameFits, USTAR_ID_MAX } from './tar-header.ts';
 
 export const BUFFER_LIMIT = 16 * 1024 * 1024;
 const CHUNK = 1024 * 1024;
@@ -185,42 +185,51 @@ export function unstable(abs: string, retries: number): StrataError {
   );
 }
 
+/** The header of one entry, before the encoder's defaults (no link, no device, no xattrs) are filled in. */
 interface EntryHeader {
+  /** './etc/hostname' (as `tar -C upper .` names it); the root is '' (the encoder writes './'). */
   name: string;
-  type: Exclude<Kind, 'socket'> | 'link';
+  type: TarEntryType;
   mode: number;
   uid: number;
   gid: number;
   size: number;
-  mtime: Date;
+  /** Whole seconds. */
+  mtime: number;
   linkname?: string;
   devmajor?: number;
   devminor?: number;
 }
 
+/**
+ * GNU tar's habits (directories as 'dir/', the PAX block's header copying
+ * the entry's). The store re-encodes what it checks, so these bytes never
+ * reach a layer digest; any style tar2sqfs and the checker read would do.
+ */
+const AGENT_STYLE: HeaderStyle = { dirSlash: true, longNameMarker: false, paxHeaderCopiesEntry: true };
+
+const KIND_TYPE: Record<Exclude<Kind, 'socket'>, TarEntryType> = {
+  file: 'file',
+  directory: 'dir',
+  symlink: 'symlink',
+  'character-device': 'char',
+  'block-device': 'block',
+  fifo: 'fifo',
+};
+
 export async function writeSnapshot(opts: SnapshotOptions, out: Writable): Promise<SnapshotResult> {
-  const pack = tar.pack();
-  const piped = new Promise<void>((resolve, reject) => {
-    out.on('error', reject);
-    pack.on('error', reject);
-    out.on('finish', resolve);
-    out.on('close', resolve);
-  });
-  piped.catch(() => {}); // awaited on success; on failure the producer's error is the one to report
-  pack.pipe(out);
+  const tar = tarOut(out);
   try {
-    const result = await produce(opts, pack);
-    pack.finalize();
-    await piped;
+    const result = await produce(opts, tar.write);
+    await tar.finish();
     return result;
   } catch (e) {
-    pack.destroy(e as Error);
-    out.destroy();
+    tar.abort();
     throw e;
   }
 }
 
-async function produce(opts: SnapshotOptions, pack: tar.Pack): Promise<SnapshotResult> {
+async function produce(opts: SnapshotOptions, write: (buf: Buffer) => Promise<void>): Promise<SnapshotResult> {
   const xattrMap = opts.xattrs ? await readTreeXattrs(opts.upper) : new Map<string, Xattrs>();
   const warnings: string[] = [];
   const droppedNames = new Set<string>();
@@ -232,30 +241,33 @@ async function produce(opts: SnapshotOptions, pack: tar.Pack): Promise<SnapshotR
   let entries = 0;
   let fileBytes = 0;
 
-  const emit = (h: EntryHeader, pax: Buffer[], body?: Buffer) =>
-    new Promise<void>((resolve, reject) => {
-      const records = [...pax];
-      const name = h.name;
-      if (!ustarNameFits(name)) {
-        records.unshift(paxRecord('path', Buffer.from(name, 'utf8')));
-        h.name = placeholderName(name, h.type === 'directory');
-      }
-      if (h.linkname !== undefined && (!/^[\x20-\x7e]*$/.test(h.linkname) || h.linkname.length > 100)) {
-        records.push(paxRecord('linkpath', Buffer.from(h.linkname, 'utf8')));
-        h.linkname = 'pax-linkpath';
-      }
-      if (h.uid > USTAR_ID_MAX) records.push(paxRecord('uid', Buffer.from(String(h.uid))));
-      if (h.gid > USTAR_ID_MAX) records.push(paxRecord('gid', Buffer.from(String(h.gid))));
-      // Raw pax block straight into the pack's own stream, between entries
-      // (the previous entry has finished, so this cannot interleave).
-      if (records.length) pack.push(paxBlock(records, Math.floor(h.mtime.getTime() / 1000)));
-      const cb = (err?: Error | null) => (err ? reject(err) : resolve());
-      if (body) pack.entry(h, body, cb);
-      else pack.entry(h, cb);
-      entries++;
-    });
+  /** Writes the header of one entry (the data, if any, follows: see `data`). */
+  const emit = async (h: EntryHeader, xattrs: Xattrs) => {
+    const header = encodeEntryHeader(
+      {
+        path: Buffer.from(h.name, 'utf8'),
+        type: h.type,
+        mode: h.mode,
+        uid: h.uid,
+        gid: h.gid,
+        size: h.size,
+        mtime: h.mtime,
+        linkname: Buffer.from(h.linkname ?? '', 'utf8'),
+        devmajor: h.devmajor ?? 0,
+        devminor: h.devminor ?? 0,
+        xattrs,
+      },
+      AGENT_STYLE,
+    );
+    await write(header);
+    entries++;
+  };
+  const data = async (body: Buffer) => {
+    await write(body);
+    await write(padding(body.length));
+  };
 
-  const xattrPax = (rel: string, abs: string): { pax: Buffer[]; sig: string } => {
+  const xattrPax = (rel: string, abs: string): { pax: Xattrs; sig: string } => {
     const xs = xattrMap.get(rel);
     if (!xs || xs.length === 0) return { pax: [], sig: '' };
     const d = selectXattrs(xs);
@@ -269,7 +281,7 @@ async function produce(opts: SnapshotOptions, pack: tar.Pack): Promise<SnapshotR
     for (const n of d.dropped) droppedNames.add(n);
     d.keep.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     return {
-      pax: d.keep.map(([n, v]) => paxRecord(`SCHILY.xattr.${n}`, v)),
+      pax: d.keep,
       sig: d.keep.map(([n, v]) => `${n}=${v.toString('base64')}`).join(','),
     };
   };
@@ -277,13 +289,13 @@ async function produce(opts: SnapshotOptions, pack: tar.Pack): Promise<SnapshotR
   const baseHeader = (rel: string, st: BigIntStats, type: EntryHeader['type']): EntryHeader => {
     const mtimeSec = Number(st.mtimeNs / 1_000_000_000n);
     return {
-      name: rel === '' ? './' : `./${rel}`,
+      name: rel === '' ? '' : `./${rel}`,
       type,
       mode: Number(st.mode & 0o7777n),
       uid: Number(st.uid),
       gid: Number(st.gid),
       size: 0,
-      mtime: new Date(Math.max(0, mtimeSec) * 1000),
+      mtime: Math.max(0, mtimeSec),
     };
   };
 
@@ -317,7 +329,7 @@ async function produce(opts: SnapshotOptions, pack: tar.Pack): Promise<SnapshotR
         if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
         throw e;
       }
-      await emit(baseHeader(rel, st, 'directory'), pax);
+      await emit(baseHeader(rel, st, 'dir'), pax);
       record(rel, st, sig);
       presentDirs.add(rel);
       names.sort();
@@ -335,7 +347,7 @@ async function produce(opts: SnapshotOptions, pack: tar.Pack): Promise<SnapshotR
     if (linkKey) {
       const first = links.get(linkKey);
       if (first !== undefined) {
-        const h = baseHeader(rel, st, 'link');
+        const h = baseHeader(rel, st, 'hardlink');
         h.linkname = `./${first}`;
         await emit(h, []);
         record(rel, st, `link:${first}`);
@@ -363,12 +375,13 @@ async function produce(opts: SnapshotOptions, pack: tar.Pack): Promise<SnapshotR
       } else {
         const h = baseHeader(rel, got.st, 'file');
         h.size = got.data.length;
-        await emit(h, pax, got.data);
+        await emit(h, pax);
+        await data(got.data);
         fileBytes += got.data.length;
         record(rel, got.st, sig);
       }
     } else {
-      const h = baseHeader(rel, st, kind);
+      const h = baseHeader(rel, st, KIND_TYPE[kind]);
       if (kind !== 'fifo') {
         const { major, minor } = devParts(st.rdev);
         h.devmajor = major;
@@ -380,27 +393,14 @@ async function produce(opts: SnapshotOptions, pack: tar.Pack): Promise<SnapshotR
     if (linkKey) links.set(linkKey, rel);
   };
 
-  const streamLarge = async (abs: string, rel: string, pax: Buffer[], sig: string) => {
+  const streamLarge = async (abs: string, rel: string, pax: Xattrs, sig: string) => {
     const fd = openSync(abs, fsc.O_RDONLY | fsc.O_NOFOLLOW);
     try {
       const before = fstatSync(fd, { bigint: true });
       if (!settled(before)) throw new SnapshotRestart(abs);
       const h = baseHeader(rel, before, 'file');
       h.size = Number(before.size);
-      const records = [...pax];
-      if (!ustarNameFits(h.name)) {
-        records.unshift(paxRecord('path', Buffer.from(h.name, 'utf8')));
-        h.name = placeholderName(h.name, false);
-      }
-      if (records.length) pack.push(paxBlock(records, Math.floor(h.mtime.getTime() / 1000)));
-      let done!: () => void;
-      let failed!: (e: Error) => void;
-      const finished = new Promise<void>((res, rej) => {
-        done = res;
-        failed = rej;
-      });
-      const sink = pack.entry(h, (err) => (err ? failed(err) : done()));
-      entries++;
+      await emit(h, pax);
       let off = 0;
       const size = h.size;
       while (off < size) {
@@ -408,12 +408,9 @@ async function produce(opts: SnapshotOptions, pack: tar.Pack): Promise<SnapshotR
         const n = readSync(fd, buf, 0, buf.length, off);
         if (n === 0) throw new SnapshotRestart(abs);
         off += n;
-        if (!sink.write(n === buf.length ? buf : buf.subarray(0, n))) {
-          await new Promise<void>((res) => sink.once('drain', () => res()));
-        }
+        await write(n === buf.length ? buf : buf.subarray(0, n));
       }
-      (sink as unknown as { end(): void }).end(); // streamx end(): no callback argument (it would be written as data)
-      await finished;
+      await write(padding(size));
       const after = fstatSync(fd, { bigint: true });
       if (!sameContentStat(before, after)) throw new SnapshotRestart(abs);
       fileBytes += size;
@@ -438,9 +435,9 @@ async function produce(opts: SnapshotOptions, pack: tar.Pack): Promise<SnapshotR
       if (!presentDirs.has(parent)) continue;
       synthesized.push(p);
     }
-    const now = new Date(Math.floor(Date.now() / 1000) * 1000);
+    const now = Math.floor(Date.now() / 1000);
     for (const p of synthesized) {
-      await emit({ name: `./${p}`, type: 'character-device', mode: 0, uid: 0, gid: 0, size: 0, mtime: now, devmajor: 0, devminor: 0 }, []);
+      await emit({ name: `./${p}`, type: 'char', mode: 0, uid: 0, gid: 0, size: 0, mtime: now, devmajor: 0, devminor: 0 }, []);
       paths.push(p);
       hash.update(`whiteout\0${p}\n`);
     }

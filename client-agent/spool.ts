@@ -12,7 +12,7 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { fsyncDir, writeFileDurable } from './durable.ts';
+import { fsyncPathSync as fsyncDir, writeFileDurableSync as writeFileDurable } from '../protocol/durable.ts';
 
 export interface SpoolMeta {
   id: string;

@@ -1,5 +1,5 @@
 /**
- * The push protocol over SSH (ssh2 Client), see DESIGN.md "SSH push":
+ * The push protocol over SSH (ssh2 Client); its words live in protocol/ssh-push.ts:
  *   exec `push <profile> --parent <commit> --push-key <key> -m '<message>'`, stdin = zstd tar;
  *   the server prints the push id alone on its last stdout line once the
  *   archive is fsynced, then exits 0; refusals exit non-zero with stderr text.
@@ -9,7 +9,8 @@
  */
 import { createReadStream, readFileSync } from 'node:fs';
 import { Client, type ClientChannel } from 'ssh2';
-import { StrataError } from '../store/errors.ts';
+import { StrataError } from '../protocol/errors.ts';
+import { type PushStatus, parseStatus, pushCommand, shellQuote } from '../protocol/ssh-push.ts';
 
 export interface SshTarget {
   host: string;
@@ -31,41 +32,6 @@ export class RefusedError extends StrataError {
   ) {
     super('E_FORBIDDEN', message, { exitCode });
   }
-}
-
-/** Quotes one word for the server's POSIX-shell-like split: single quotes, ' as '\''. */
-export function shellQuote(word: string): string {
-  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
-  return `'${word.replace(/'/g, `'\\''`)}'`;
-}
-
-/** The server's rule for push keys: 16-64 characters of [A-Za-z0-9_-]. */
-export const PUSH_KEY = /^[A-Za-z0-9_-]{16,64}$/;
-
-export function pushCommand(profile: string, parent: string, message?: string, pushKey?: string): string {
-  const words = ['push', shellQuote(profile), '--parent', shellQuote(parent)];
-  if (pushKey !== undefined) {
-    if (!PUSH_KEY.test(pushKey)) throw new StrataError('E_BAD_ARGUMENT', `not a push key: ${JSON.stringify(pushKey)}`);
-    words.push('--push-key', pushKey);
-  }
-  if (message !== undefined && message !== '') words.push('-m', shellQuote(message));
-  return words.join(' ');
-}
-
-export type PushStatus =
-  | { state: 'queued' | 'baking' }
-  | { state: 'committed'; commit: string; branch?: string }
-  | { state: 'rejected'; why: string }
-  | { state: 'unknown'; text: string };
-
-/** Parses the one-line answer to `status <id>` (pure). */
-export function parseStatus(line: string): PushStatus {
-  const t = line.trim();
-  if (t === 'queued' || t === 'baking') return { state: t };
-  const c = /^committed\s+([0-9a-f]{7,64})(?:\s+branch\s+(\S+))?/.exec(t);
-  if (c) return c[2] ? { state: 'committed', commit: c[1]!, branch: c[2] } : { state: 'committed', commit: c[1]! };
-  if (t.startsWith('rejected')) return { state: 'rejected', why: t.slice('rejected'.length).trim() };
-  return { state: 'unknown', text: t };
 }
 
 export function loadPrivateKey(path: string): Buffer {

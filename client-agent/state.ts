@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileDurable } from './durable.ts';
+import { writeFileDurableSync as writeFileDurable } from '../protocol/durable.ts';
 
 export interface PushRecord {
   spoolId: string;

@@ -10,6 +10,7 @@
  */
 import { spawn } from 'node:child_process';
 import { StrataError } from '../store/errors.ts';
+import { METACOPY_XATTR, MOUNT_BOOKKEEPING_XATTRS } from '../protocol/overlay.ts';
 
 export type Xattrs = Array<[name: string, value: Buffer]>;
 
@@ -94,13 +95,7 @@ export async function readTreeXattrs(dir: string): Promise<Map<string, Xattrs>> 
 }
 
 /** overlayfs bookkeeping that refers to this mount's inodes/file handles and means nothing in a layer. */
-const DROPPED_OVERLAY = new Set([
-  'trusted.overlay.origin',
-  'trusted.overlay.impure',
-  'trusted.overlay.nlink',
-  'trusted.overlay.upper',
-  'trusted.overlay.uuid',
-]);
+const DROPPED_OVERLAY = new Set(MOUNT_BOOKKEEPING_XATTRS);
 
 export interface XattrDecision {
   keep: Xattrs;
@@ -119,7 +114,7 @@ export function selectXattrs(xs: Xattrs): XattrDecision {
   const dropped: string[] = [];
   let metacopy = false;
   for (const [name, value] of xs) {
-    if (name === 'trusted.overlay.metacopy') metacopy = true;
+    if (name === METACOPY_XATTR) metacopy = true;
     else if (DROPPED_OVERLAY.has(name)) continue;
     else if (name.startsWith('user.') || name.startsWith('trusted.') || name.startsWith('security.')) keep.push([name, value]);
     else dropped.push(name);

@@ -1,6 +1,6 @@
 # shellcheck shell=sh
 # strata-root.sh: assemble the root file system of a network-booted machine
-# from a strata commit (DESIGN.md "Boot manifest", "Kernel command line").
+# from a strata commit (docs/design.md "Boot manifest", "Kernel command line").
 #
 # POSIX sh; runs under busybox ash (standalone initramfs), dash
 # (initramfs-tools) and bash (dracut). It is sourced, not executed: the
@@ -33,6 +33,17 @@ STRATA_BACKUP_MNT=$STRATA_RUN/backup
 STRATA_BACKUP_DIR=''
 STRATA_OBJECTS=''
 STRATA_HTTP_TIMEOUT=${STRATA_HTTP_TIMEOUT:-600}
+
+# The backup disk's boot partition (lib/bootdisk.sh). A packaging without
+# that file still boots; its backup disks are caches only.
+if [ -f "$STRATA_LIB_DIR/bootdisk.sh" ]; then
+	# shellcheck source=lib/bootdisk.sh
+	. "$STRATA_LIB_DIR/bootdisk.sh"
+else
+	strata_bootdisk_resolve() { STRATA_BACKUP_DEV=$1; }
+	strata_bootdisk_partition() { STRATA_BACKUP_DEV=$1; }
+	strata_bootdisk_update() { :; }
+fi
 
 strata_log() { echo "strata: $*"; }
 strata_warn() { echo "strata: warning: $*"; }
@@ -221,12 +232,18 @@ strata_backup_setup() {
 		strata_warn "backup disk strata.backup=$STRATA_BACKUP not found; booting without a local cache (check the disk and its label)"
 		return 0
 	fi
+	# A disk strata partitioned keeps its cache on partition 3.
+	strata_bootdisk_resolve "$_bs_dev"
+	_bs_dev=$STRATA_BACKUP_DEV
 	mkdir -p "$STRATA_BACKUP_MNT"
 	if ! mount -t ext4 "$_bs_dev" "$STRATA_BACKUP_MNT" 2>/dev/null; then
 		if [ "$STRATA_BACKUP_FORMAT" != 1 ]; then
 			strata_warn "backup disk $_bs_dev has no ext4 file system; booting without a local cache (add strata.backup.format=1 to format it)"
 			return 0
 		fi
+		# A whole disk gets a boot partition too, when it is big enough.
+		strata_bootdisk_partition "$_bs_dev"
+		_bs_dev=$STRATA_BACKUP_DEV
 		strata_log "formatting backup disk $_bs_dev as ext4 (strata.backup.format=1)"
 		strata_mkfs "$_bs_dev"
 		case $? in
@@ -443,8 +460,11 @@ strata_boot() {
 	strata_get_layers "$STRATA_RUN/layers.list" "$_sb_mode"
 	strata_mount_layers "$STRATA_RUN/layers.list" "$_sb_root"
 	echo "$STRATA_COMMIT" > "$STRATA_RUN/commit"
-	strata_save_last_good "$STRATA_COMMIT" "$_sb_manifest" &&
+	if strata_save_last_good "$STRATA_COMMIT" "$_sb_manifest"; then
 		strata_prune_backup "$STRATA_RUN/layers.list"
+		# Offline, the disk's entry already is the last good commit's.
+		[ "$_sb_mode" = online ] && strata_bootdisk_update "$STRATA_COMMIT" "$_sb_manifest"
+	fi
 	# Keep the backup disk's files consistent before the system takes over.
 	sync
 }

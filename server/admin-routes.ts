@@ -5,6 +5,7 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Store } from '../store/store.ts';
+import { gcReasonText } from '../store/gc.ts';
 import { requireToken } from './auth.ts';
 import { asObject, optBool, optLimit, optString, reqString } from './body.ts';
 import { sseFrame, type EventHub } from './events.ts';
@@ -146,9 +147,13 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     });
     // Read-only: what gc keeps and why (refs, young reflog entries, pins, client
     // leases, pending pushes). The web UI draws the kept commits no ref reaches.
-    // `reasons` names every one; `reason` (its first) stays for older clients.
+    // `reasons` names every one as data ({kind, ...}) with its words in `text`;
+    // `reason` (the first one's words) stays for older clients.
     a.get('/v1/gc/roots', async () => ({
-      roots: [...store.gcRoots()].map(([commit, reasons]) => ({ commit, reason: reasons[0]!, reasons })),
+      roots: [...store.gcRoots()].map(([commit, reasons]) => {
+        const withText = reasons.map((r) => ({ ...r, text: gcReasonText(r) }));
+        return { commit, reason: withText[0]!.text, reasons: withText };
+      }),
     }));
   });
 }

@@ -13,6 +13,7 @@ import type { Store } from '../store/store.ts';
 import type { Push } from '../store/types.ts';
 import { isStrataError } from '../store/errors.ts';
 import type { EventHub } from './events.ts';
+import { pushIdOfArchive } from '../protocol/push-incoming.ts';
 
 export interface BakerDeps {
   store: Store;
@@ -23,8 +24,6 @@ export interface BakerDeps {
   /** Wait before retrying a push whose bake failed for a reason that may pass (disk full). */
   retryMs?: number;
 }
-
-const ARCHIVE = /^(p[0-9a-z]+|[A-Za-z0-9_-]{1,64})\.tar\.zst$/;
 
 export class Baker {
   private readonly queue = new PQueue({ concurrency: 1 });
@@ -43,8 +42,8 @@ export class Baker {
     if (this.deps.watch !== false) {
       this.watcher = chokidar.watch(this.deps.store.incomingDir, { ignoreInitial: true, depth: 0 });
       this.watcher.on('add', (file: string) => {
-        const m = ARCHIVE.exec(path.basename(file));
-        if (m) this.enqueue(m[1]);
+        const id = pushIdOfArchive(path.basename(file));
+        if (id) this.enqueue(id);
       });
       this.watcher.on('error', (e: unknown) => this.log(`baker: watch error: ${String(e)}`));
       await new Promise<void>((resolve) => this.watcher!.once('ready', () => resolve()));

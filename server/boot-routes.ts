@@ -7,16 +7,9 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ServerResponse } from 'node:http';
 import type { Store } from '../store/store.ts';
 import { StrataError } from '../store/errors.ts';
+import { normalizeMac } from '../protocol/ids.ts';
 import { renderGrub, renderGrubRetry, renderIpxe, renderIpxeRetry, type BootScriptInput } from './boot-scripts.ts';
 import type { EventHub } from './events.ts';
-
-/** aa:bb:cc:dd:ee:ff from any common spelling (dashes, dots, no separators, upper case); null if not a MAC. */
-export function normalizeMac(raw: string | undefined | null): string | null {
-  if (!raw) return null;
-  const hex = raw.trim().toLowerCase().replace(/[-:.]/g, '');
-  if (!/^[0-9a-f]{12}$/.test(hex)) return null;
-  return hex.match(/../g)!.join(':');
-}
 
 /** An IPv4-mapped IPv6 address is the IPv4 client it stands for. */
 export function normalizeIp(raw: string | undefined | null): string | null {
@@ -68,25 +61,8 @@ function headerPort(v: string | string[] | undefined): number | null {
   return n >= 1 && n <= 65535 ? n : null;
 }
 
-export function splitArgs(s: string | null | undefined): string[] {
-  return (s ?? '').split(/\s+/).filter((w) => w.length > 0);
-}
-
-export function bootArgs(p: {
-  serverUrl: string;
-  commit: string;
-  profile: string;
-  profileCmdline: string;
-  assignmentCmdline: string;
-}): string[] {
-  return [
-    `strata.server=${p.serverUrl}`,
-    `strata.commit=${p.commit}`,
-    `strata.profile=${p.profile}`,
-    ...splitArgs(p.profileCmdline),
-    ...splitArgs(p.assignmentCmdline),
-  ];
-}
+// The kernel command line is part of the boot decision (store/boot-plan.ts).
+export { bootArgs, splitArgs } from '../store/boot-plan.ts';
 
 /**
  * GRUB 2.06's HTTP client (net/http.c) matches `Content-Length: ` case
@@ -137,44 +113,19 @@ export function registerBootRoutes(app: FastifyInstance, deps: BootRouteDeps): v
     if (ip) q.set('ip', ip);
     const selfUrl = `${serverUrl}/v1/boot/${flavour}${q.size ? `?${q}` : ''}`;
     const retry = (why: string) => (flavour === 'ipxe' ? renderIpxeRetry(why, selfUrl) : renderGrubRetry(why, selfUrl));
-    const who = `${mac ?? 'no MAC'} ${ip ?? 'no IP'}`;
-
-    const hit = store.matchClient(mac, ip);
-    if (!hit)
-      return retry(
-        `no assignment matches this client (${who}) and there is no default; run: strata assign ${mac ?? ip ?? 'default'} PROFILE`,
-      );
-    const commit = store.getCommit(hit.commit);
-    const kernel = commit.manifest.kernel ?? hit.profile.kernel;
-    const initrd = commit.manifest.initrd ?? hit.profile.initrd;
-    if (!kernel)
-      return retry(
-        `profile ${hit.profile.name} has no kernel; import one with strata import ${hit.profile.name} SOURCE --kernel F --initrd F`,
-      );
+    const plan = store.planBoot(mac, ip, serverUrl);
+    if (plan.kind === 'retry') return retry(plan.why);
     const input: BootScriptInput = {
       serverUrl,
-      kernel: kernel.digest,
-      initrd: initrd?.digest ?? null,
-      args: bootArgs({
-        serverUrl,
-        commit: hit.commit,
-        profile: hit.profile.name,
-        profileCmdline: hit.profile.cmdline,
-        assignmentCmdline: hit.assignment.cmdline,
-      }),
-      banner: `booting ${hit.profile.name} at ${hit.commit.slice(0, 12)} (${who})`,
+      kernel: plan.kernel,
+      initrd: plan.initrd,
+      args: plan.args,
+      banner: plan.banner,
       selfUrl,
     };
-    if (mac) {
-      store.recordClient({
-        mac,
-        ip: ip ?? '',
-        commit: hit.commit,
-        profile: hit.profile.name,
-        boot: true,
-        assignment: hit.assignment.match,
-      });
-      events.emit('client', { mac, ip, commit: hit.commit, profile: hit.profile.name, boot: true });
+    if (plan.lease) {
+      store.recordClient(plan.lease);
+      events.emit('client', { mac: plan.lease.mac, ip, commit: plan.commit, profile: plan.profile, boot: true });
     }
     return flavour === 'ipxe' ? renderIpxe(input) : renderGrub(input);
   };

@@ -14,6 +14,12 @@ export interface BootScriptInput {
   banner: string;
   /** The URL of this script, for the retry after a failed download. */
   selfUrl: string;
+  /**
+   * GRUB only: load kernel and initrd over TFTP from this directory of the
+   * TFTP server GRUB came from, not over HTTP (Debian's signed network GRUB
+   * has no http module; cli/secure-boot-tftp.ts).
+   */
+  tftpObjectsDir?: string;
 }
 
 export const RETRY_SECONDS = 30;
@@ -35,18 +41,24 @@ export function objectUrl(serverUrl: string, digest: string): string {
   return `${serverUrl}/objects/sha256/${digest}`;
 }
 
+export const IPXE_INITRD_NAME = 'initrd.img';
+
 export function renderIpxe(b: BootScriptInput): string {
   const args = b.args
     .map(ipxeText)
     .filter((a) => a.length > 0)
     .join(' ');
+  // UEFI iPXE hands an initrd to the kernel's EFI stub only when the command
+  // line names it (initrd=NAME, matching `initrd --name NAME`); without it a
+  // UEFI machine's kernel finds no initramfs. BIOS kernels ignore the word.
+  const initrdWord = b.initrd ? `initrd=${IPXE_INITRD_NAME} ` : '';
   const lines = [
     '#!ipxe',
     `echo strata: ${ipxeText(b.banner)}`,
     'imgfree',
-    `kernel ${objectUrl(b.serverUrl, b.kernel)} ${args} || goto failed`,
+    `kernel ${objectUrl(b.serverUrl, b.kernel)} ${initrdWord}${args} || goto failed`,
   ];
-  if (b.initrd) lines.push(`initrd ${objectUrl(b.serverUrl, b.initrd)} || goto failed`);
+  if (b.initrd) lines.push(`initrd --name ${IPXE_INITRD_NAME} ${objectUrl(b.serverUrl, b.initrd)} || goto failed`);
   lines.push(
     'boot || goto failed',
     ':failed',
@@ -97,15 +109,16 @@ export function renderGrub(b: BootScriptInput): string {
     .filter((a) => a.length > 0)
     .map(grubQuote)
     .join(' ');
+  const path = (digest: string) => (b.tftpObjectsDir ? `/${b.tftpObjectsDir}/${digest}` : grubPath(objectUrl(b.serverUrl, digest)));
   const lines = [
     'set timeout=0',
     'set default=0',
     'set fallback=1',
     `menuentry ${grubQuote(`strata: ${b.banner}`)} {`,
     `  echo ${grubQuote(`strata: ${b.banner}`)}`,
-    `  linux ${grubQuote(grubPath(objectUrl(b.serverUrl, b.kernel)))} ${args}`,
+    `  linux ${grubQuote(path(b.kernel))} ${args}`,
   ];
-  if (b.initrd) lines.push(`  initrd ${grubQuote(grubPath(objectUrl(b.serverUrl, b.initrd)))}`);
+  if (b.initrd) lines.push(`  initrd ${grubQuote(path(b.initrd))}`);
   lines.push(
     '}',
     `menuentry ${grubQuote('strata: the kernel or initrd did not load')} {`,

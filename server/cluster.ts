@@ -36,7 +36,9 @@ export interface HttpWorkerConfig {
 }
 
 const CONFIG_ENV = 'STRATA_HTTP_WORKER_CONFIG';
-const WORKER_MAIN = fileURLToPath(new URL('./http-worker-main.ts', import.meta.url));
+/** Built (dist/, bundled by scripts/build.mjs) the worker is http-worker.js beside this code; from the sources it is the .ts file. */
+const BUILT = import.meta.url.endsWith('.js');
+const WORKER_MAIN = fileURLToPath(new URL(BUILT ? './http-worker.js' : './http-worker-main.ts', import.meta.url));
 const TSX_LOADER = fileURLToPath(new URL('../node_modules/tsx/dist/esm/index.mjs', import.meta.url));
 
 type ControlMessage = { kind: 'strata-ready'; port: number } | { kind: 'strata-failed'; message: string } | { kind: 'strata-stop' };
@@ -76,10 +78,11 @@ const YOUNG_MS = 10_000;
 
 /**
  * The worker processes run TypeScript like their primary: through tsx's
- * loader. Inherit the primary's node flags when they already load tsx
+ * loader (built JavaScript needs none). Inherit the primary's node flags when they already load tsx
  * (bin/strata, `node --import tsx`), else (vitest) name the loader.
  */
 function workerExecArgv(): string[] {
+  if (BUILT) return process.execArgv;
   if (process.execArgv.some((a) => a.includes('tsx'))) return process.execArgv;
   return ['--import', TSX_LOADER];
 }

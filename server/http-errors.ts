@@ -1,34 +1,15 @@
 /**
- * The one place where StrataError codes become HTTP statuses. Routes throw
- * StrataError; this module answers `{"error":{"code","message",...details}}`.
+ * Where StrataError codes become HTTP answers, by the error table in
+ * protocol/errors.ts. Routes throw StrataError; this module answers
+ * `{"error":{"code","message",...details}}`. Only 5xx answers are logged as
+ * server errors.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { StrataError, isStrataError, wrapIoError, type ErrorCode } from '../store/errors.ts';
+import { StrataError, isStrataError, meaningOf, wrapIoError, type ErrorCode } from '../protocol/errors.ts';
 
+/** The HTTP status of an error code: the table's (protocol/errors.ts), 500 for codes not in it. */
 export function statusForCode(code: string): number {
-  if (code.endsWith('_NOT_FOUND')) return 404;
-  switch (code) {
-    case 'E_AMBIGUOUS_REF':
-    case 'E_UNSAFE_PATH':
-      return 400;
-    case 'E_CONFLICT':
-    case 'E_STALE_PARENT':
-    case 'E_REF_EXISTS':
-    case 'E_PROFILE_EXISTS':
-      return 409;
-    case 'E_TOO_LARGE':
-      return 413;
-    case 'E_UNAUTHORIZED':
-      return 401;
-    case 'E_FORBIDDEN':
-      return 403;
-    case 'E_NO_SPACE':
-      return 507;
-    case 'E_LOCKED':
-      return 423;
-  }
-  if (code.startsWith('E_BAD_')) return 400;
-  return 500;
+  return meaningOf(code).http;
 }
 
 export interface ErrorBody {
@@ -60,6 +41,7 @@ export function sendError(reply: FastifyReply, e: unknown): FastifyReply {
 
 export function installErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
+    // The table's status decides: E_NOTHING_TO_DO, E_NOT_SQUASHFS... are 4xx, the caller's to fix, not the server's.
     const { status } = toHttpError(err);
     if (status >= 500) req.log.error({ err }, 'request failed');
     return sendError(reply, err);

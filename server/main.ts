@@ -15,6 +15,10 @@ import { buildServer } from './build-server.ts';
 import { EventHub } from './events.ts';
 import { createSshServer, loadOrCreateHostKey } from './ssh-server.ts';
 import { HttpWorkerPool } from './cluster.ts';
+import { parseHostPort } from './listen-address.ts';
+
+export { parseHostPort };
+import { PxeService, type PxeOptions } from './pxe/pxe-service.ts';
 
 export interface StartServerOptions {
   dataDir: string;
@@ -41,6 +45,8 @@ export interface StartServerOptions {
    * workers that serve HTTP on the same port (server/cluster.ts).
    */
   httpWorkers?: number;
+  /** Answer PXE clients on this interface with a supervised dnsmasq (server/pxe/). */
+  pxe?: PxeOptions;
 }
 
 export interface RunningServer {
@@ -53,16 +59,9 @@ export interface RunningServer {
   sshHost: string;
   /** Pids of the HTTP worker processes (empty with httpWorkers = 1). */
   httpWorkerPids(): number[];
+  /** The PXE service (dnsmasq) when started with `pxe`. */
+  pxe: PxeService | null;
   close(): Promise<void>;
-}
-
-export function parseHostPort(s: string, what: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s.trim());
-  if (!m) throw new StrataError('E_BAD_ARGUMENT', `${what} must be HOST:PORT (e.g. 127.0.0.1:8080), not "${s}"`);
-  const host = m[1] ?? (m[2] || '0.0.0.0');
-  const port = Number(m[3]);
-  if (port > 65535) throw new StrataError('E_BAD_ARGUMENT', `${what}: port ${port} is out of range`);
-  return { host, port };
 }
 
 const DEFAULT_WEB_DIR = fileURLToPath(new URL('../web/', import.meta.url));
@@ -75,7 +74,15 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
     throw new StrataError('E_BAD_ARGUMENT', `httpWorkers must be a whole number from 1 to 256, not ${workers}`);
   }
-  const store = await Store.open(opts.dataDir, { create: true, config: opts.storeConfig });
+  // Claimed before anything listens: a second server on the interface is refused by name.
+  const pxe = opts.pxe ? await PxeService.claim({ ...opts.pxe, dataDir: opts.dataDir, log }) : null;
+  let store: Store;
+  try {
+    store = await Store.open(opts.dataDir, { create: true, config: opts.storeConfig });
+  } catch (e) {
+    await pxe?.close();
+    throw e;
+  }
   const events = new EventHub();
   const webDir = opts.webDir ?? (fs.existsSync(`${DEFAULT_WEB_DIR}index.html`) ? DEFAULT_WEB_DIR : undefined);
   // One process: HTTP is served here. Several: only the workers serve HTTP (they relay events through `events`).
@@ -107,7 +114,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     store,
     events,
     hostKey,
-    maxPushBytes: opts.maxPushBytes ?? store.config.maxPushBytes,
+    maxPushBytes: opts.maxPushBytes,
     onPush: (id) => baker.enqueue(id),
     log,
   });
@@ -118,6 +125,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     closed = true;
     // Started first: from here on a worker that exits (^C reaches the whole process group) is not restarted.
     const workersStopped = pool?.close();
+    await pxe?.close();
     await new Promise<void>((resolve) => ssh.close(() => resolve()));
     await app?.close();
     await workersStopped;
@@ -136,6 +144,12 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
       });
     });
     await baker.start();
+    if (pxe) {
+      const port = app ? (app.server.address() as AddressInfo).port : pool!.port;
+      if (!opts.publicUrl && !['0.0.0.0', '::', pxe.address].includes(httpAddr.host))
+        log(`warning: HTTP listens on ${httpAddr.host}, which PXE clients on ${pxe.iface} cannot reach; use --http 0.0.0.0:${port}`);
+      await pxe.start(opts.publicUrl?.replace(/\/+$/, '') ?? `http://${pxe.address}:${port}`);
+    }
   } catch (e) {
     await close().catch(() => {});
     throw e;
@@ -165,5 +179,5 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   }
 
   const httpWorkerPids = (): number[] => pool?.pids() ?? [];
-  return { store, baker, events, httpUrl, httpPort, sshPort, sshHost: sshAddr.host, httpWorkerPids, close };
+  return { store, baker, events, httpUrl, httpPort, sshPort, sshHost: sshAddr.host, httpWorkerPids, pxe, close };
 }

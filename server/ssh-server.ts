@@ -19,23 +19,15 @@ import type { Push, SshKey } from '../store/types.ts';
 import { StrataError, isStrataError, wrapIoError } from '../store/errors.ts';
 import { DEFAULT_MAX_BUFFERED, guardChannel, type GuardedChannel } from './channel-guard.ts';
 import type { EventHub } from './events.ts';
-import { newPushId } from './push-id.ts';
-import { parseSshCommand, splitShellWords, USAGE, type SshCommand } from './shell-words.ts';
+import { newPushId } from '../protocol/ids.ts';
+import { incomingArchive, incomingTemp } from '../protocol/push-incoming.ts';
+import { formatLogLine, formatPushStatus, parseSshCommand, splitShellWords, USAGE, type SshCommand } from '../protocol/ssh-push.ts';
+import { fsyncDir } from '../protocol/durable.ts';
 
 const { Server, utils } = ssh2;
 
 export const HOST_KEY_FILE = 'ssh_host_ed25519';
 export const DEFAULT_MAX_PUSH_BYTES = 4 * 1024 ** 3;
-
-/** fsync a directory so a rename or create in it survives power loss. */
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await fs.promises.open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
 
 /**
  * The endpoint's host key, generated once: clients pin it in known_hosts, so
@@ -142,44 +134,6 @@ class PushMeter extends Transform {
   }
 }
 
-/** A client-chosen idempotency key: 16-64 characters, safe in a shell word and a log line. */
-export const PUSH_KEY = /^[A-Za-z0-9_-]{16,64}$/;
-
-/**
- * Takes `--push-key KEY` / `--push-key=KEY` out of the words of a `push`
- * (pure). The rest goes to the DESIGN.md parser unchanged, so old clients
- * and every other command parse exactly as before. Values of -m/--parent are
- * skipped, so a message that reads "--push-key" stays a message.
- */
-export function extractPushKey(words: string[]): { words: string[]; pushKey: string | null } {
-  if (words[0] !== 'push') return { words, pushKey: null };
-  const rest: string[] = [words[0]];
-  let pushKey: string | null = null;
-  const take = (value: string | undefined): void => {
-    if (pushKey !== null) throw new StrataError('E_BAD_ARGUMENT', `push: --push-key given twice\n${USAGE_PUSH_KEY}`);
-    if (value === undefined) throw new StrataError('E_BAD_ARGUMENT', `push: --push-key needs a key\n${USAGE_PUSH_KEY}`);
-    if (!PUSH_KEY.test(value)) {
-      throw new StrataError(
-        'E_BAD_ARGUMENT',
-        `push: bad --push-key ${JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}...` : value)}: a push key is 16 to 64 characters of A-Z a-z 0-9 _ - (e.g. 16 random bytes in base64url)\n${USAGE_PUSH_KEY}`,
-      );
-    }
-    pushKey = value;
-  };
-  for (let i = 1; i < words.length; i++) {
-    const w = words[i]!;
-    if (w === '--push-key') take(words[++i]);
-    else if (w.startsWith('--push-key=')) take(w.slice('--push-key='.length));
-    else {
-      rest.push(w);
-      if ((w === '-m' || w === '--message' || w === '--parent' || w === '-p') && i + 1 < words.length) rest.push(words[++i]!);
-    }
-  }
-  return { words: rest, pushKey };
-}
-
-const USAGE_PUSH_KEY = `${USAGE}\n  --push-key <key>: optional idempotency key; a retry with the same key answers the stored push's id`;
-
 /** Reads and discards a channel's stdin up to EOF, or until `max` bytes (then stops waiting). */
 function drain(ch: ServerChannel, max: number): Promise<void> {
   return new Promise((resolve) => {
@@ -206,27 +160,11 @@ function mayUse(key: SshKey, profile: string): boolean {
   return key.admin || key.profiles.includes(profile);
 }
 
-function formatPushStatus(p: { state: string; commit: string | null; branch: string | null; reason: string | null }): string {
-  switch (p.state) {
-    case 'committed':
-      return `committed ${p.commit}${p.branch ? ` branch ${p.branch}` : ''}`;
-    case 'rejected':
-      return `rejected ${(p.reason ?? 'no reason recorded').replace(/\s*\n\s*/g, ' ')}`;
-    default:
-      return p.state;
-  }
-}
-
-function isoTime(t: number): string {
-  // Store times are milliseconds; tolerate seconds.
-  const ms = t < 1e11 ? t * 1000 : t;
-  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
-}
-
 export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server> {
   const { store } = deps;
   const log = deps.log ?? (() => {});
-  const maxPush = deps.maxPushBytes ?? DEFAULT_MAX_PUSH_BYTES;
+  // Read per push: `systemctl reload` may change the store's limit while serving.
+  const maxPush = (): number => deps.maxPushBytes ?? store.config.maxPushBytes ?? DEFAULT_MAX_PUSH_BYTES;
 
   const connections = new Set<Connection>();
   const server = new Server({ hostKeys: [deps.hostKey], ident: 'strata' }, (client: Connection) => {
@@ -298,17 +236,14 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
 
   async function runExec(ch: ServerChannel, guard: GuardedChannel, command: string, key: SshKey): Promise<void> {
     let cmd: SshCommand;
-    let pushKey: string | null;
     try {
-      const split = extractPushKey(splitShellWords(command));
-      pushKey = split.pushKey;
-      cmd = parseSshCommand(split.words);
+      cmd = parseSshCommand(splitShellWords(command));
     } catch (e) {
       ch.resume(); // nothing will read stdin: do not let it pile up
       return finish(ch, 2, undefined, `strata: ${(e as Error).message}\n`);
     }
     try {
-      if (cmd.cmd === 'push') return await runPush(ch, guard, cmd, key, pushKey);
+      if (cmd.cmd === 'push') return await runPush(ch, guard, cmd, key);
       ch.resume();
       if (cmd.cmd === 'status') {
         const p = store.getPush(cmd.id);
@@ -316,7 +251,7 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
         return finish(ch, 0, `${formatPushStatus(p)}\n`);
       }
       if (!mayUse(key, cmd.profile)) throw new StrataError('E_FORBIDDEN', `key ${key.name} may not read profile ${cmd.profile}`);
-      const lines = store.log(cmd.profile).map((c) => `${c.id} ${isoTime(c.createdAt)} ${c.message.replace(/\s*\n\s*/g, ' ')}\n`);
+      const lines = store.log(cmd.profile).map((c) => `${formatLogLine(c)}\n`);
       return finish(ch, 0, lines.join(''));
     } catch (err) {
       // A full disk (the upload's file, its fsync, SQLite) is the admin's to fix, and the client's to hear about.
@@ -327,13 +262,8 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
     }
   }
 
-  async function runPush(
-    ch: ServerChannel,
-    guard: GuardedChannel,
-    cmd: Extract<SshCommand, { cmd: 'push' }>,
-    key: SshKey,
-    pushKey: string | null,
-  ): Promise<void> {
+  async function runPush(ch: ServerChannel, guard: GuardedChannel, cmd: Extract<SshCommand, { cmd: 'push' }>, key: SshKey): Promise<void> {
+    const { pushKey } = cmd;
     if (!mayUse(key, cmd.profile))
       throw new StrataError(
         'E_FORBIDDEN',
@@ -346,7 +276,7 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
       // channel vanish) and answer the stored id exactly like a fresh push.
       const existing = store.findPushByKey(key.name, cmd.profile, pushKey);
       if (existing) {
-        await drain(ch, maxPush);
+        await drain(ch, maxPush());
         log(`ssh: push key ${pushKey} of ${key.name} already stored as ${existing.id}; answered it again`);
         return finish(ch, 0, `${existing.id}\n`);
       }
@@ -354,10 +284,10 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
     const parent = store.resolve(cmd.parent);
     const id = newPushId();
     const dir = store.incomingDir;
-    const tmp = path.join(dir, `${id}.tar.zst.tmp`);
-    const final = path.join(dir, `${id}.tar.zst`);
+    const tmp = incomingTemp(dir, id);
+    const final = incomingArchive(dir, id);
     const fh = await fs.promises.open(tmp, 'wx', 0o600);
-    const meter = new PushMeter(maxPush);
+    const meter = new PushMeter(maxPush());
     // A numeric fd, not the FileHandle: a stream holding a FileHandle makes fh.close() wait for the stream forever.
     const out = fs.createWriteStream('', { fd: fh.fd, autoClose: false, highWaterMark: 4 * 1024 * 1024 });
     try {

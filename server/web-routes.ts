@@ -1,10 +1,12 @@
 /**
  * The web UI: a handful of static files from web/ at `/` (and from its fixed
- * sub-folders, e.g. web/views/ at /views/), plus dagre from node_modules at
- * /vendor/dagre.min.js. Deliberately tiny: no directory walking, one name per
+ * sub-folders, e.g. web/views/ at /views/), the .js files of protocol/ at
+ * /protocol/ (the assignment matcher the server runs), plus dagre from
+ * node_modules at /vendor/dagre.min.js. Deliberately tiny: no directory walking, one name per
  * path segment, each checked against a strict pattern (so no `..`, no `/`).
  */
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -27,7 +29,14 @@ const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]*$/;
 /** Sub-folders of web/ served one level deep, like web/ itself (the page's ES modules import from them). */
 const SUBDIRS = ['views'];
 
-export const DAGRE_PATH = fileURLToPath(new URL('../node_modules/@dagrejs/dagre/dist/dagre.min.js', import.meta.url));
+/** protocol/ of this checkout: served at /protocol/, only its .js files (plain, import-free browser modules). */
+export const PROTOCOL_DIR = fileURLToPath(new URL('../protocol/', import.meta.url));
+
+// Resolved like an import (a checkout, dist/ and an npm install lay node_modules out differently).
+export const DAGRE_PATH = path.join(
+  path.dirname(createRequire(import.meta.url).resolve('@dagrejs/dagre/package.json')),
+  'dist/dagre.min.js',
+);
 
 async function sendFile(reply: FastifyReply, file: string): Promise<FastifyReply> {
   const body = await fs.promises.readFile(file).catch(() => {
@@ -51,4 +60,10 @@ export function registerWebRoutes(app: FastifyInstance, webDir: string): void {
     };
   app.get('/:file', serveFrom(webDir));
   for (const sub of SUBDIRS) app.get(`/${sub}/:file`, serveFrom(path.join(webDir, sub)));
+  // protocol/'s browser-safe modules (the assignment matcher): the page imports the very file the server runs.
+  app.get('/protocol/:file', async (req, reply) => {
+    const { file } = req.params as { file: string };
+    if (!SAFE_NAME.test(file) || path.extname(file) !== '.js') throw new StrataError('E_NOT_FOUND', `no such file: ${file.slice(0, 80)}`);
+    return sendFile(reply, path.join(PROTOCOL_DIR, file));
+  });
 }

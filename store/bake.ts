@@ -239,7 +239,14 @@ export async function bakeTar(input: NodeJS.ReadableStream | string, opts: BakeO
     const killedByUs = weKilled && res.signal === 'SIGKILL';
     if (res.failed && !killedByUs) {
       if (res.exitCode === undefined && !res.signal) {
-        throw new StrataError('E_BAKE_FAILED', `cannot run tar2sqfs (${res.shortMessage}); install squashfs-tools-ng`);
+        // The machine's fault, not the archive's (tool missing, no processes
+        // left): `transient` tells a push's baker to keep it and retry.
+        throw new StrataError(
+          'E_BAKE_FAILED',
+          `cannot run tar2sqfs (${res.shortMessage}); install squashfs-tools-ng`,
+          { transient: true },
+          { cause: res.cause },
+        );
       }
       throw mapToolFailure(
         String(res.stderr ?? ''),
@@ -253,7 +260,11 @@ export async function bakeTar(input: NodeJS.ReadableStream | string, opts: BakeO
         throw new StrataError('E_BAD_SOURCE', `cannot read the archive: ${(pipeErr as Error).message}`, {}, { cause: pipeErr });
       }
       if (code === 'ENOSPC' || code === 'EDQUOT') throw mapToolFailure('No space left on device', '');
-      throw new StrataError('E_BAKE_FAILED', `baking failed: ${(pipeErr as Error).message}`, {}, { cause: pipeErr });
+      // An errno (EIO, EMFILE, ...) is the machine's, worth retrying; anything else is about the input.
+      const io = typeof code === 'string' && /^E[A-Z]+$/.test(code);
+      throw new StrataError('E_BAKE_FAILED', `baking failed: ${(pipeErr as Error).message}`, io ? { transient: true } : {}, {
+        cause: pipeErr,
+      });
     }
     if (res.failed) throw new StrataError('E_BAKE_FAILED', 'tar2sqfs was stopped before it finished');
     const listing = check ? { entries: check.checker.entries, warnings: check.checker.warnings } : trusted!();

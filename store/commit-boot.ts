@@ -11,7 +11,8 @@
  */
 import { createHash } from 'node:crypto';
 import { open, rm, utimes } from 'node:fs/promises';
-import type { DB } from './db.ts';
+import type { NewCommit } from './commit-write.ts';
+import type { StoreCore } from './core.ts';
 import { StrataError } from './errors.ts';
 import { assembleInitrd, initrdHookVersion } from './initrd-image.ts';
 import {
@@ -25,21 +26,12 @@ import {
   type TreeKernel,
 } from './kernel-choice.ts';
 import type { ObjectStore } from './objects.ts';
+import { getCommit, layerEntries } from './revisions.ts';
+import type { BootRecord, BootTable } from './tables/boot.ts';
 import { extractTreeFile, treeModules } from './tree-files.ts';
 import type { BlobRef, CommitId, Digest, LayerEntry, Manifest } from './types.ts';
 
-/** Where a commit's kernel came from. */
-export type BootSource = 'tree' | 'parent' | 'override' | 'iso' | 'none';
-
-export interface BootRecord {
-  source: BootSource;
-  /** The kernel version booted, when known. */
-  version: string | null;
-  /** kernelFingerprint of the commit's tree (null: the tree has no kernel). */
-  treeKey: string | null;
-  /** One line for `strata show`. */
-  note: string;
-}
+export type { BootRecord, BootSource } from './tables/boot.ts';
 
 export interface BootDecision {
   kernel: BlobRef | null;
@@ -49,7 +41,7 @@ export interface BootDecision {
 
 /** What the store lends this module. */
 export interface BootStoreView {
-  db: DB;
+  boot: BootTable;
   objects: ObjectStore;
   layerEntries(digest: Digest): LayerEntry[];
 }
@@ -62,40 +54,37 @@ export interface BootFiles {
   kernelFrom?: 'override' | 'iso';
 }
 
+export function viewOf(core: StoreCore, fresh: Map<Digest, LayerEntry[]> = new Map()): BootStoreView {
+  return { boot: core.t.boot, objects: core.objects, layerEntries: (d) => fresh.get(d) ?? layerEntries(core, d) };
+}
+
+/**
+ * C with the kernel and initramfs its tree decides: the parent's when the
+ * tree's kernel did not change or the tree has none, else the tree's kernel
+ * with an initramfs built from its own modules. The decision is recorded
+ * with the commit, in its transaction (C's `also`).
+ */
+export async function withBoot(core: StoreCore, c: NewCommit, files?: BootFiles): Promise<NewCommit> {
+  // Layers baked for this commit are registered only in its transaction: lend their listings.
+  const fresh = new Map([...(c.newLayer ? [c.newLayer] : []), ...(c.moreLayers ?? [])].map((l) => [l.info.digest, l.entries]));
+  const view = viewOf(core, fresh);
+  const boot = c.parent
+    ? await decideCommitBoot(view, c.layers, c.profile, getCommit(core, c.parent))
+    : await decideImportBoot(view, c.layers, c.profile, files);
+  const also = c.also;
+  return {
+    ...c,
+    kernel: boot.kernel,
+    initrd: boot.initrd,
+    also: (id) => {
+      core.t.boot.insertRecord(id, boot.record);
+      also?.(id);
+    },
+  };
+}
+
 export function treeOf(view: BootStoreView, layers: BlobRef[]): KernelTree {
   return kernelTree(layers.map((l) => ({ digest: l.digest, entries: view.layerEntries(l.digest) })));
-}
-
-export function kernelPin(db: DB, profile: string): string | null {
-  const r = db.prepare('SELECT version FROM kernel_pins WHERE profile = ?').get(profile) as { version: string } | undefined;
-  return r?.version ?? null;
-}
-
-/** Pins PROFILE to kernel VERSION (null: follow the newest kernel in the tree). */
-export function setKernelPin(db: DB, profile: string, version: string | null): void {
-  if (version === null) db.prepare('DELETE FROM kernel_pins WHERE profile = ?').run(profile);
-  else
-    db.prepare(
-      'INSERT INTO kernel_pins (profile, version) VALUES (?, ?) ON CONFLICT(profile) DO UPDATE SET version = excluded.version',
-    ).run(profile, version);
-}
-
-export function bootRecord(db: DB, commit: CommitId): BootRecord | null {
-  const r = db.prepare('SELECT source, version, tree_key, note FROM commit_boot WHERE commit_id = ?').get(commit) as
-    | { source: BootSource; version: string | null; tree_key: string | null; note: string }
-    | undefined;
-  return r ? { source: r.source, version: r.version, treeKey: r.tree_key, note: r.note } : null;
-}
-
-/** Must run inside the transaction that creates the commit; the first record of a commit id stays. */
-export function recordBoot(db: DB, commit: CommitId, r: BootRecord): void {
-  db.prepare('INSERT OR IGNORE INTO commit_boot (commit_id, source, version, tree_key, note) VALUES (?, ?, ?, ?, ?)').run(
-    commit,
-    r.source,
-    r.version,
-    r.treeKey,
-    r.note,
-  );
 }
 
 async function fileVersion(path: string): Promise<string | null> {
@@ -115,14 +104,12 @@ async function initrdFor(view: BootStoreView, t: KernelTree, version: string, mo
   const cacheKey = createHash('sha256')
     .update(`${modules}\n${await initrdHookVersion()}`)
     .digest('hex');
-  const hit = view.db.prepare('SELECT initrd_digest, initrd_size FROM initrd_builds WHERE key = ?').get(cacheKey) as
-    | { initrd_digest: string; initrd_size: number }
-    | undefined;
-  if (hit && view.objects.has(hit.initrd_digest)) {
+  const hit = view.boot.initrdBuild(cacheKey);
+  if (hit && view.objects.has(hit.digest)) {
     // About to be referenced again: keep gc's grace period from removing it meanwhile.
     const now = new Date();
-    await utimes(view.objects.pathOf(hit.initrd_digest), now, now).catch(() => {});
-    return { digest: hit.initrd_digest, size: hit.initrd_size };
+    await utimes(view.objects.pathOf(hit.digest), now, now).catch(() => {});
+    return hit;
   }
   const out = view.objects.tempPath('initrd');
   try {
@@ -131,9 +118,7 @@ async function initrdFor(view: BootStoreView, t: KernelTree, version: string, mo
       { output: out },
     );
     const ref = await view.objects.putFile(out);
-    view.db
-      .prepare('INSERT OR REPLACE INTO initrd_builds (key, kernel_version, initrd_digest, initrd_size, created_at) VALUES (?, ?, ?, ?, ?)')
-      .run(cacheKey, version, ref.digest, ref.size, Date.now());
+    view.boot.putInitrdBuild(cacheKey, version, ref, Date.now());
     return ref;
   } finally {
     await rm(out, { force: true });
@@ -179,7 +164,7 @@ export async function decideImportBoot(
   files: BootFiles = {},
 ): Promise<BootDecision> {
   const t = treeOf(view, layers);
-  const choice = chooseKernel(t.entries, kernelPin(view.db, profile));
+  const choice = chooseKernel(t.entries, view.boot.pin(profile));
   const treeKey = choice.kernel ? kernelFingerprint(t, choice.kernel) : null;
   if (!files.kernel) {
     if (!choice.kernel) {
@@ -258,11 +243,11 @@ export async function decideCommitBoot(
   profile: string,
   parent: { id: CommitId; manifest: Manifest },
 ): Promise<BootDecision> {
-  const pin = kernelPin(view.db, profile);
+  const pin = view.boot.pin(profile);
   const t = treeOf(view, layers);
   const choice = chooseKernel(t.entries, pin);
   const treeKey = choice.kernel ? kernelFingerprint(t, choice.kernel) : null;
-  const prev = bootRecord(view.db, parent.id);
+  const prev = view.boot.record(parent.id);
   // Commits made before kernels followed the tree have no record: look at their tree the same way.
   const parentKey =
     prev?.treeKey !== undefined && prev !== null

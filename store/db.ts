@@ -5,7 +5,7 @@
  *
  * synchronous=FULL: in WAL mode better-sqlite3's bundled SQLite defaults to
  * NORMAL, where a committed transaction can vanish on power loss
- * (SECURITY-FACTS). A ref move that a client may already have booted must
+ * (docs/design.md, facts). A ref move that a client may already have booted must
  * not be forgotten, so every commit is fsynced.
  */
 import Database from 'better-sqlite3';
@@ -181,3 +181,9 @@ export function migrate(db: DB): void {
 }
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Whether a write failed because a UNIQUE index or primary key already holds the value (not any other database error). */
+export function isUniqueViolation(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+}

@@ -10,8 +10,8 @@
  * tar2sqfs carry them raw in PAX `SCHILY.xattr.*` records. tar-stream 3
  * decodes and encodes PAX values as UTF-8 strings, which corrupts any value
  * that is not valid UTF-8 (its pack() also cannot emit a raw PAX block). The
- * byte-level format is tar-format.ts (shared with the checker of pushed
- * tars); here is the push parser of sqfs2tar's stream and the merge.
+ * byte-level format is tar-format.ts and protocol/tar-encode.ts (shared
+ * with the checker of pushed tars); here is the push parser of sqfs2tar's stream and the merge.
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
@@ -20,24 +20,28 @@ import { StrataError } from './errors.ts';
 import { planMerge, type MergePlan } from './overlay-merge.ts';
 import { squashfsStoresXattr, xattrValueToString } from './tar-check.ts';
 import {
-  BLOCK,
   BlockCollector,
   cField,
   checksumMatches,
   decodeHeader,
-  encodeEntryHeader,
   entryType,
   isMetaFlag,
   isZeroBlock,
   normalizeTarPath,
   parsePax,
-  roundUp,
-  type HeaderStyle,
   type RawHeader,
 } from './tar-format.ts';
+import { BLOCK, encodeEntryHeader, roundUp, type HeaderStyle } from '../protocol/tar-encode.ts';
 import type { LayerEntry } from './types.ts';
-
-const OPAQUE_XATTR = 'trusted.overlay.opaque';
+import {
+  isOpaqueMark,
+  isWhiteoutDevice,
+  METACOPY_XATTR,
+  MOUNT_BOOKKEEPING_XATTRS,
+  OPAQUE_VALUE,
+  OPAQUE_XATTR,
+  REDIRECT_XATTR,
+} from '../protocol/overlay.ts';
 
 export interface TarHeader {
   /** Normalised like LayerEntry.path: no leading './' or '/', no trailing '/', root = ''. */
@@ -247,7 +251,7 @@ export class TarParser {
 
 /**
  * Flatten's headers, byte for byte what it has always written (see
- * HeaderStyle in tar-format.ts): the merged tar becomes the flat layer, and
+ * HeaderStyle in protocol/tar-encode.ts): the merged tar becomes the flat layer, and
  * its digest must stay the same for the same chain.
  */
 const FLATTEN_STYLE: HeaderStyle = { dirSlash: true, longNameMarker: false, paxHeaderCopiesEntry: true };
@@ -464,9 +468,9 @@ class TarOut {
  * mark of dirs holding such entries, the upper's uuid and hardlink counts.
  * The opaque mark is re-decided by the plan.
  */
-const DROPPED_OVERLAY_XATTRS = new Set(['opaque', 'origin', 'impure', 'uuid', 'nlink', 'upper'].map((k) => `trusted.overlay.${k}`));
+const DROPPED_OVERLAY_XATTRS = new Set([OPAQUE_XATTR, ...MOUNT_BOOKKEEPING_XATTRS]);
 /** Features whose meaning depends on the lower layers in a way the merge plan does not model. */
-const UNSUPPORTED_OVERLAY_XATTRS = new Set(['redirect', 'metacopy'].map((k) => `trusted.overlay.${k}`));
+const UNSUPPORTED_OVERLAY_XATTRS = new Set([REDIRECT_XATTR, METACOPY_XATTR]);
 
 function outputHeader(h: TarHeader, path: string, plan: MergePlan): TarHeader {
   const xattrs = new Map<string, Buffer>();
@@ -480,7 +484,7 @@ function outputHeader(h: TarHeader, path: string, plan: MergePlan): TarHeader {
     }
     if (!DROPPED_OVERLAY_XATTRS.has(k)) xattrs.set(k, v);
   }
-  if (h.type === 'dir' && plan.opaque.has(path)) xattrs.set(OPAQUE_XATTR, Buffer.from('y'));
+  if (h.type === 'dir' && plan.opaque.has(path)) xattrs.set(OPAQUE_XATTR, Buffer.from(OPAQUE_VALUE));
   return { ...h, path, xattrs };
 }
 
@@ -537,11 +541,11 @@ class Listing {
       e.devmajor = h.devmajor;
       e.devminor = h.devminor;
     }
-    if (h.type === 'char' && h.devmajor === 0 && h.devminor === 0) e.whiteout = true;
+    if (isWhiteoutDevice(h.type, h.devmajor, h.devminor)) e.whiteout = true;
     const kept = [...h.xattrs.keys()].filter(squashfsStoresXattr).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     if (kept.length) {
       e.xattrs = Object.fromEntries(kept.map((n) => [n, xattrValueToString(h.xattrs.get(n)!)]));
-      if (h.type === 'dir' && e.xattrs['trusted.overlay.opaque'] === 'y') e.opaque = true;
+      if (h.type === 'dir' && isOpaqueMark(OPAQUE_XATTR, e.xattrs[OPAQUE_XATTR] ?? '')) e.opaque = true;
     }
     if (h.path.includes('\uFFFD')) this.nonUtf8++;
     this.entries.push(e);

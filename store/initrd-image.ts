@@ -17,6 +17,7 @@ import { access, chmod, copyFile, mkdir, mkdtemp, readFile, rename, rm, stat, sy
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { installBootdiskFiles, missingBootloaderTools } from './bootloader-images.ts';
 import { StrataError } from './errors.ts';
 import {
   loadOrder,
@@ -48,6 +49,8 @@ export interface AssembleOptions {
   busybox?: string;
   /** Copy e2fsprogs' mke2fs (+ its libraries) so strata.backup.format=1 makes ext4. Default true when present. */
   withMkfs?: boolean;
+  /** GRUB images so a backup disk boots by itself (store/bootloader-images.ts). Default true when the tools are present. */
+  withBootloader?: boolean;
 }
 
 export interface AssembleResult {
@@ -59,7 +62,14 @@ export interface AssembleResult {
 
 const HOOKS_DIR = fileURLToPath(new URL('../initrd-hooks/', import.meta.url));
 /** Host files copied into every image besides busybox and the modules. */
-const HOOK_FILES = ['busybox/init', 'strata-root.sh', 'lib/parse-cmdline.sh', 'lib/udhcpc.script'];
+const HOOK_FILES = [
+  'busybox/init',
+  'strata-root.sh',
+  'lib/parse-cmdline.sh',
+  'lib/udhcpc.script',
+  'lib/bootdisk.sh',
+  'lib/bootdisk-parse.sh',
+];
 /** Bump when the image's layout changes in a way the hook files do not show. */
 const LAYOUT_VERSION = 'strata-initrd 2';
 const MKE2FS = '/sbin/mke2fs';
@@ -103,6 +113,8 @@ export function initrdHookVersion(): Promise<string> {
     for (const f of HOOK_FILES) h.update(f).update(await readFile(join(HOOKS_DIR, f)));
     h.update(await readFile(await findBusybox()));
     if (await exists(MKE2FS)) h.update(await readFile(MKE2FS));
+    // With or without the backup disk's boot loader (store/bootloader-images.ts): the tools decide.
+    h.update(`bootloader ${(await missingBootloaderTools()) ?? 'yes'}`);
     return h.digest('hex');
   })();
   hookVersionMemo.catch(() => {
@@ -249,6 +261,7 @@ export async function assembleInitrd(src: ModuleSource, opts: AssembleOptions): 
     await copyFile(join(HOOKS_DIR, 'lib/parse-cmdline.sh'), join(stage, 'lib/strata/parse-cmdline.sh'));
     await copyFile(join(HOOKS_DIR, 'lib/udhcpc.script'), join(stage, 'lib/strata/udhcpc.script'));
     await chmod(join(stage, 'lib/strata/udhcpc.script'), 0o755);
+    await installBootdiskFiles(HOOKS_DIR, join(stage, 'lib/strata'), opts.withBootloader);
     await writeFile(join(stage, 'lib/strata/modules'), `${loadOrder(names).join('\n')}\n`);
 
     const output = resolve(opts.output);

@@ -20,12 +20,13 @@
  * - alt:           syslinux/alt0/vmlinuz + syslinux/alt0/full.cz (or boot/vmlinuz +
  *                  boot/full.cz), root squashfs in the top-level file `live` or `altinst`
  */
-import { open, rename, rm, lstat, stat, mkdtemp, readFile, chmod, access, statfs } from 'node:fs/promises';
+import { open, rm, lstat, stat, mkdtemp, readFile, chmod, access, statfs } from 'node:fs/promises';
 import { dirname, basename, join, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
 import { StrataError, wrapIoError } from './errors.ts';
+import { fsyncPath, renameDurable } from '../protocol/durable.ts';
 
 export type IsoLayout = 'debian-live' | 'ubuntu-casper' | 'fedora-liveos' | 'alt';
 
@@ -545,19 +546,8 @@ export async function extractIsoFile(isoPath: string, inner: string, dest: strin
     if (!st.isFile()) throw badIso(`${innerPath} in ${abs} is not a regular file`);
     // xorriso restores the ISO's modes (often read-only 0444/0555); our copy is ours.
     await chmod(tmp, 0o644);
-    const fh = await open(tmp, 'r+');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, destAbs);
-    const dh = await open(dirname(destAbs), 'r');
-    try {
-      await dh.sync();
-    } finally {
-      await dh.close();
-    }
+    await fsyncPath(tmp);
+    await renameDurable(tmp, destAbs);
   } catch (e) {
     await rm(tmp, { recursive: true, force: true });
     throw wrapIoError(e, `extracting ${innerPath} from ${abs}`);

@@ -1,5 +1,5 @@
 /**
- * The boot manifest (DESIGN.md): a shell-friendly text whose sha256 is the
+ * The boot manifest (docs/design.md): a shell-friendly text whose sha256 is the
  * commit id. Rendering is canonical — one way to write a given manifest — so
  * the same chain and parent always give the same id, on any machine.
  */

@@ -3,16 +3,17 @@
  * initrd) lives once under objects/sha256/<2 hex>/<62 hex> and is never
  * rewritten.
  *
- * Durability order (SECURITY-FACTS: SQLite durability): a blob is written to a
+ * Durability order (docs/design.md, facts: SQLite durability): a blob is written to a
  * temp file, fsynced, renamed into place and its directory fsynced BEFORE any
  * database row names it. A crash can therefore leave an unreferenced blob
  * (gc removes it) but never a row naming a missing or half-written blob.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, existsSync, promises as fsp, constants as fsc } from 'node:fs';
+import { createReadStream, existsSync, promises as fsp } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { StrataError, wrapIoError } from './errors.ts';
+import { fsyncPath } from '../protocol/durable.ts';
 import type { Digest } from './types.ts';
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -21,15 +22,6 @@ export function assertDigest(d: string): Digest {
   if (!HEX64.test(d))
     throw new StrataError('E_BAD_ARGUMENT', `not a sha256 digest: ${JSON.stringify(d).slice(0, 80)} (expected 64 lowercase hex digits)`);
   return d;
-}
-
-export async function fsyncPath(path: string): Promise<void> {
-  const fh = await fsp.open(path, fsc.O_RDONLY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 export async function sha256File(path: string): Promise<{ digest: Digest; size: number }> {

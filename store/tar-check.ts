@@ -5,7 +5,7 @@
  * Why our own reader instead of tar-stream, and why re-encode:
  * tar2sqfs 1.2 (squashfs-tools-ng lib/tar) parses tar differently from every
  * other reader, and a parser differential lets a crafted tar show one tree to
- * the checker and another to the C code (see SECURITY-FACTS.md):
+ * the checker and another to the C code (see docs/design.md, facts):
  *  - it does NOT skip the data of non-regular entries: a directory, link or
  *    device header with size > 0 makes it read that "data" as the next headers,
  *    while tar-stream skips it as data;
@@ -20,29 +20,28 @@
  * generated, and what we checked is exactly what it packs.
  *
  * The same reader lists the tar that sqfs2tar produces (squashfs.ts).
- * The byte-level format (numbers, checksum, PAX records, paths, the header
- * encoder) is tar-format.ts, shared with flatten.
+ * The byte-level format (numbers, checksum, PAX records, paths) is
+ * tar-format.ts, shared with flatten; the header encoder is
+ * protocol/tar-encode.ts, shared with flatten and the agent.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { StrataError } from './errors.ts';
 import {
-  BLOCK,
   BlockCollector,
   checksumMatches,
   decodeHeader,
-  encodeEntryHeader,
   entryType,
   headerFormat,
   isZeroBlock,
   normalizeTarPath,
   parsePax,
   printable,
-  roundUp,
-  type HeaderStyle,
   type RawHeader,
 } from './tar-format.ts';
+import { BLOCK, encodeEntryHeader, roundUp, type HeaderStyle } from '../protocol/tar-encode.ts';
 import type { LayerEntry } from './types.ts';
 import { createHash, type Hash } from 'node:crypto';
+import { isOpaqueMark, isWhiteoutDevice, OPAQUE_XATTR } from '../protocol/overlay.ts';
 
 const EMPTY_SHA256 = createHash('sha256').digest('hex');
 
@@ -408,7 +407,7 @@ export class TarChecker {
     if (hadAcl) this.aclEntries++;
 
     const mode = type === 'symlink' ? 0o777 : h.mode & 0o7777;
-    const whiteout = type === 'char' && h.devmajor === 0 && h.devminor === 0;
+    const whiteout = isWhiteoutDevice(type, h.devmajor, h.devminor);
     const { policy } = this.opts;
     if ((type === 'char' || type === 'block') && !whiteout && !policy.allowDevices) {
       throw forbidden(
@@ -448,7 +447,7 @@ export class TarChecker {
     if (whiteout) entry.whiteout = true;
     if (kept.length) {
       entry.xattrs = Object.fromEntries(kept.map(([n, v]) => [n, xattrValueToString(v)]));
-      if (type === 'dir' && entry.xattrs['trusted.overlay.opaque'] === 'y') entry.opaque = true;
+      if (type === 'dir' && isOpaqueMark(OPAQUE_XATTR, entry.xattrs[OPAQUE_XATTR] ?? '')) entry.opaque = true;
     }
     this.entries.push(entry);
 

@@ -9,6 +9,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runAgent } from './helpers/agent-overlay.ts';
+import { ERRORS } from '../protocol/errors.ts';
 
 let dir: string;
 const writers: ChildProcess[] = [];
@@ -89,7 +90,7 @@ async function commitsWhileWriting(mode: 'truncate' | 'inplace', size: number, r
       expect([...v.versions], `round ${i}: torn file in the archive`).toHaveLength(1);
       outcomes.push('one version');
     } else {
-      expect(r.code, r.stderr).toBe(5);
+      expect(r.code, r.stderr).toBe(ERRORS.E_BAD_SOURCE.exit);
       expect(r.stderr).toMatch(/var\/hot kept changing while it was being read.*refused/);
       outcomes.push('refused');
     }

@@ -15,7 +15,7 @@
  *      commit from the disk.
  *   3. A new commit on the profile, the server back: the next PXE boot gets
  *      the new head (the iPXE script resolves the profile's ref at boot
- *      time, DESIGN.md), downloads only the new layer and the disk follows.
+ *      time, docs/design.md), downloads only the new layer and the disk follows.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';

@@ -11,7 +11,6 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { bootRecord, setKernelPin } from '../store/commit-boot.ts';
 import type { StrataError } from '../store/errors.ts';
 import { modinfoDepends } from '../store/initrd-image.ts';
 import { bzImageVersion, chooseKernel, kernelFingerprint, kernelTree } from '../store/kernel-choice.ts';
@@ -166,7 +165,7 @@ describe('kernels in small trees made of the host kernel', () => {
     symlinkSync('usr/lib', join(root, 'lib'));
     const c1 = await store.importBase('k', root, { level: 3 });
     expect(c1.manifest.kernel?.size).toBe(readFileSync(host.path).length);
-    expect(bootRecord(store.db, c1.id)).toMatchObject({ source: 'tree', version: '6.1.0-1-test' });
+    expect(store.bootRecord(c1.id)).toMatchObject({ source: 'tree', version: '6.1.0-1-test' });
     const listing = execFileSync('sh', ['-c', 'zcat "$1" | cpio -it --quiet', 'sh', store.objectPath(c1.manifest.initrd!.digest)], {
       encoding: 'utf8',
     });
@@ -180,18 +179,18 @@ describe('kernels in small trees made of the host kernel', () => {
     const c2 = (await store.commitTar('k', tarOf(etc, 'etc'))).commit;
     expect(c2.manifest.kernel).toEqual(c1.manifest.kernel);
     expect(c2.manifest.initrd).toEqual(c1.manifest.initrd);
-    expect(bootRecord(store.db, c2.id)?.note).toMatch(/unchanged.*kept from the parent/);
+    expect(store.bootRecord(c2.id)?.note).toMatch(/unchanged.*kept from the parent/);
 
     // A newer kernel in a layer wins; pinned back, the next commit boots the old one again.
     const up = join(dir, 'up');
     kernelDir(up, '6.1.0-2-test', [depPath('loop'), depPath('squashfs'), depPath('overlay')]);
     const c3 = (await store.commitTar('k', tarOf(up, 'up'))).commit;
-    expect(bootRecord(store.db, c3.id)).toMatchObject({ source: 'tree', version: '6.1.0-2-test' });
+    expect(store.bootRecord(c3.id)).toMatchObject({ source: 'tree', version: '6.1.0-2-test' });
     expect(c3.manifest.initrd?.digest).not.toBe(c1.manifest.initrd?.digest);
-    setKernelPin(store.db, 'k', '6.1.0-1-test');
+    store.setKernelPin('k', '6.1.0-1-test');
     writeFileSync(join(etc, 'etc/motd'), 'pinned\n');
     const c4 = (await store.commitTar('k', tarOf(etc, 'etc2'))).commit;
-    expect(bootRecord(store.db, c4.id)?.version).toBe('6.1.0-1-test');
+    expect(store.bootRecord(c4.id)?.version).toBe('6.1.0-1-test');
     // The same modules give the same initramfs: found again by digest, not rebuilt differently.
     expect(c4.manifest.initrd).toEqual(c1.manifest.initrd);
   });

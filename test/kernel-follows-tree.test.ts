@@ -32,7 +32,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildServer } from '../server/build-server.ts';
-import { bootRecord } from '../store/commit-boot.ts';
 import { Store } from '../store/store.ts';
 import type { Commit } from '../store/types.ts';
 import { debianKernelTree, NEW_KERNEL, OLD_KERNEL, unpackKernelPackage } from './helpers/debian-tree.ts';
@@ -133,11 +132,11 @@ describe('the kernel and initramfs follow the tree', () => {
     const c = commits.imported!;
     expect(c.manifest.kernel?.digest).toBe(sha(fromTarball(`boot/vmlinuz-${OLD_KERNEL}`)));
     expect(c.manifest.initrd).not.toBeNull();
-    expect(bootRecord(store.db, c.id)).toMatchObject({ source: 'tree', version: OLD_KERNEL });
+    expect(store.bootRecord(c.id)).toMatchObject({ source: 'tree', version: OLD_KERNEL });
     const p = commits.proof!;
     expect(p.manifest.kernel).toEqual(c.manifest.kernel);
     expect(p.manifest.initrd).toEqual(c.manifest.initrd);
-    expect(bootRecord(store.db, p.id)?.note).toMatch(/unchanged in the tree; kernel and initramfs kept from the parent/);
+    expect(store.bootRecord(p.id)?.note).toMatch(/unchanged in the tree; kernel and initramfs kept from the parent/);
   });
 
   it('PXE-boots the imported tree through systemd on its own (older) kernel', async () => {
@@ -159,7 +158,7 @@ describe('the kernel and initramfs follow the tree', () => {
     const u = commits.upgrade;
     expect(u.manifest.kernel?.digest).toBe(sha(kernelBytes));
     expect(u.manifest.initrd?.digest).not.toBe(commits.proof!.manifest.initrd?.digest);
-    expect(bootRecord(store.db, u.id)).toMatchObject({ source: 'tree', version: NEW_KERNEL });
+    expect(store.bootRecord(u.id)).toMatchObject({ source: 'tree', version: NEW_KERNEL });
     const listing = execFileSync('sh', ['-c', 'zcat "$1" | cpio -it --quiet', 'sh', store.objectPath(u.manifest.initrd!.digest)], {
       encoding: 'utf8',
     });
@@ -216,7 +215,7 @@ describe('the kernel and initramfs follow the tree', () => {
     expect(live.manifest.kernel?.digest).toBe(sha(fromTarball(`boot/vmlinuz-${OLD_KERNEL}`)));
     // Built from the root image's modules: the same modules as the tree's, so the same initramfs.
     expect(live.manifest.initrd).toEqual(commits.imported!.manifest.initrd);
-    expect(bootRecord(store.db, live.id)).toMatchObject({ source: 'iso', version: OLD_KERNEL });
+    expect(store.bootRecord(live.id)).toMatchObject({ source: 'iso', version: OLD_KERNEL });
     store.setCmdline('live', FAST);
     store.assign('default', 'live');
     const { p, why } = await boot('live ISO');

@@ -16,7 +16,7 @@ describe('boot manifest and commit ids', () => {
     ],
   };
 
-  it('renders the DESIGN.md text, base layer first', () => {
+  it('renders the docs/design.md text, base layer first', () => {
     expect(renderManifest(m)).toBe(
       `strata-manifest 1\ncommit-parent -\nkernel sha256:${d('a')} 10\ninitrd sha256:${d('b')} 20\nlayer sha256:${d('c')} 30\nlayer sha256:${d('e')} 40\n`,
     );

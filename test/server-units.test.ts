@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { grubPath, renderGrub, renderGrubRetry, renderIpxe, renderIpxeRetry } from '../server/boot-scripts.ts';
-import { bootArgs, normalizeIp, normalizeMac } from '../server/boot-routes.ts';
+import { bootArgs, normalizeIp } from '../server/boot-routes.ts';
+import { newPushId, normalizeMac, PUSH_ID } from '../protocol/ids.ts';
 import { statusForCode, toHttpError } from '../server/http-errors.ts';
 import { etagMatches, ifRangeAllows, parseRange } from '../server/object-routes.ts';
-import { newPushId, PUSH_ID } from '../server/push-id.ts';
-import { parseSshCommand, splitShellWords } from '../server/shell-words.ts';
+import { parseSshCommand, splitShellWords } from '../protocol/ssh-push.ts';
 import { looksLikeZstd } from '../server/ssh-server.ts';
 import { parseHostPort } from '../server/main.ts';
 import { StrataError } from '../store/errors.ts';
@@ -32,9 +32,10 @@ describe('boot scripts', () => {
     const s = renderIpxe(input);
     expect(s.startsWith('#!ipxe\n')).toBe(true);
     expect(s).toContain(
-      `kernel http://10.0.2.2:8080/objects/sha256/${K} strata.server=http://10.0.2.2:8080 strata.commit=${C} strata.profile=lab console=ttyS0 quiet panic=-1 || goto failed`,
+      `kernel http://10.0.2.2:8080/objects/sha256/${K} initrd=initrd.img strata.server=http://10.0.2.2:8080 strata.commit=${C} strata.profile=lab console=ttyS0 quiet panic=-1 || goto failed`,
     );
-    expect(s).toContain(`initrd http://10.0.2.2:8080/objects/sha256/${I} || goto failed`);
+    // --name + initrd=: what UEFI iPXE needs to hand the initrd to the kernel's EFI stub.
+    expect(s).toContain(`initrd --name initrd.img http://10.0.2.2:8080/objects/sha256/${I} || goto failed`);
     expect(s).toMatch(/boot \|\| goto failed\n:failed\n/);
     expect(s).toContain('sleep 30\nchain http://10.0.2.2:8080/v1/boot/ipxe?mac=52:54:00:12:34:56');
   });
@@ -178,8 +179,17 @@ describe('ssh command words', () => {
       profile: 'lab',
       parent: 'abc',
       message: 'hi',
+      pushKey: null,
     });
-    expect(parseSshCommand(['push', '--parent=abc', 'lab'])).toEqual({ cmd: 'push', profile: 'lab', parent: 'abc', message: '' });
+    expect(parseSshCommand(['push', '--parent=abc', 'lab'])).toEqual({
+      cmd: 'push',
+      profile: 'lab',
+      parent: 'abc',
+      message: '',
+      pushKey: null,
+    });
+    expect(() => parseSshCommand(['push', 'lab', '--parent', 'abc', '-m', 'my', 'change'])).toThrow(/unexpected argument change.*quote/);
+    expect(() => parseSshCommand(['push', 'lab', '--parent', 'abc', '--force'])).toThrow(/Unknown option '--force'/);
     expect(parseSshCommand(['status', 'p1'])).toEqual({ cmd: 'status', id: 'p1' });
     expect(parseSshCommand(['log', 'lab'])).toEqual({ cmd: 'log', profile: 'lab' });
     expect(() => parseSshCommand(['push', 'lab'])).toThrow(/--parent/);

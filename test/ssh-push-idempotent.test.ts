@@ -13,7 +13,8 @@ import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { startServer, type RunningServer } from '../server/main.ts';
-import { createSshServer, extractPushKey, loadOrCreateHostKey } from '../server/ssh-server.ts';
+import { createSshServer, loadOrCreateHostKey } from '../server/ssh-server.ts';
+import { parseSshCommand } from '../protocol/ssh-push.ts';
 import { openDb, SCHEMA_VERSION } from '../store/db.ts';
 import { runAgent } from './helpers/agent-overlay.ts';
 import { importProfile, tempDir, waitForPushSettled } from './helpers/server-fixture.ts';
@@ -276,15 +277,24 @@ describe('push --push-key', () => {
   });
 
   it('the key is found by word, not by text: a message "--push-key" stays a message', () => {
-    expect(extractPushKey(['push', 'lab', '--parent', 'abc', '-m', '--push-key'])).toEqual({
-      words: ['push', 'lab', '--parent', 'abc', '-m', '--push-key'],
+    expect(parseSshCommand(['push', 'lab', '--parent', 'abc', '-m', '--push-key'])).toEqual({
+      cmd: 'push',
+      profile: 'lab',
+      parent: 'abc',
+      message: '--push-key',
       pushKey: null,
     });
-    expect(extractPushKey(['push', 'lab', '--push-key', 'A'.repeat(16), '--parent', 'abc'])).toEqual({
-      words: ['push', 'lab', '--parent', 'abc'],
+    expect(parseSshCommand(['push', 'lab', '--push-key', 'A'.repeat(16), '--parent', 'abc'])).toEqual({
+      cmd: 'push',
+      profile: 'lab',
+      parent: 'abc',
+      message: '',
       pushKey: 'A'.repeat(16),
     });
-    expect(extractPushKey(['status', '--push-key'])).toEqual({ words: ['status', '--push-key'], pushKey: null });
+    expect(() => parseSshCommand(['push', 'lab', '--parent', 'abc', '--push-key', 'A'.repeat(16), '--push-key', 'B'.repeat(16)])).toThrow(
+      /given twice/,
+    );
+    expect(parseSshCommand(['status', '--push-key'])).toEqual({ cmd: 'status', id: '--push-key' });
   });
 });
 

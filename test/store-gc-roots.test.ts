@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { Store } from '../store/store.ts';
+import { gcReasonText } from '../store/gc.ts';
 import { buildServer } from '../server/build-server.ts';
 import { collectHeld, heldReasons, rootMayBelong, type GcRoot, type Known } from '../web/held.js';
 import { commitFiles, importProfile, tempDir } from './helpers/server-fixture.ts';
@@ -44,6 +45,15 @@ describe('gc roots keep every reason', () => {
     store.createPush({ id: 'pgcroots0000001', profile: 'lab', parent: ids.l1!, message: 'x', author: 'k', bytes: 1 });
     const roots = store.gcRoots();
     expect(roots.get(ids.l1!)).toEqual([
+      { kind: 'ref', refType: 'branch', ref: 'lab' },
+      { kind: 'ref', refType: 'tag', ref: 'v1' },
+      { kind: 'reflog', ref: 'lab' },
+      { kind: 'reflog', ref: 'v1' },
+      { kind: 'assignment', match: MAC },
+      { kind: 'lease', mac: MAC },
+      { kind: 'push', push: 'pgcroots0000001' },
+    ]);
+    expect(roots.get(ids.l1!)!.map(gcReasonText)).toEqual([
       'branch lab',
       'tag v1',
       'reflog of lab',
@@ -53,17 +63,23 @@ describe('gc roots keep every reason', () => {
       'parent of pending push pgcroots0000001',
     ]);
     // Two reflog entries of lab name the base (its import and the commit on it): one reason.
-    expect(roots.get(ids.base!)).toEqual(['reflog of lab']);
+    expect(roots.get(ids.base!)).toEqual([{ kind: 'reflog', ref: 'lab' }]);
   });
 
-  it('GET /v1/gc/roots sends every reason in `reasons` and the first as `reason`', async () => {
+  it("GET /v1/gc/roots sends every reason as data with its words, and the first one's words as `reason`", async () => {
     const r = await fetch(`${url}/v1/gc/roots`, { headers: { authorization: `Bearer ${token}` } });
     expect(r.status).toBe(200);
-    const { roots } = (await r.json()) as { roots: { commit: string; reason: string; reasons: string[] }[] };
+    const { roots } = (await r.json()) as { roots: GcRoot[] };
     const l1 = roots.find((x) => x.commit === ids.l1);
     expect(l1?.reason).toBe('branch lab');
-    expect(l1?.reasons).toEqual(store.gcRoots().get(ids.l1!));
-    for (const x of roots) expect(x.reason).toBe(x.reasons[0]);
+    expect(l1?.reasons).toEqual(
+      store
+        .gcRoots()
+        .get(ids.l1!)!
+        .map((x) => ({ ...x, text: gcReasonText(x) })),
+    );
+    expect(l1?.reasons[5]).toEqual({ kind: 'lease', mac: MAC, text: `booted by client ${MAC}` });
+    for (const x of roots) expect(x.reason).toBe(x.reasons[0]!.text);
   });
 
   it('gc keeps a commit whose only reasons outlive the reflog (a client lease and a pin)', async () => {
@@ -75,7 +91,7 @@ describe('gc roots keep every reason', () => {
     const lab2 = '52:54:00:aa:00:02';
     store.recordClient({ mac: lab2, ip: '10.0.0.6', commit: leased, profile: 'lab', boot: true });
     store.db.prepare('UPDATE clients SET last_seen = ? WHERE mac = ?').run(now - 1000, lab2);
-    expect(store.gcRoots(now).get(leased)).toEqual([`booted by client ${lab2}`]);
+    expect(store.gcRoots(now).get(leased)).toEqual([{ kind: 'lease', mac: lab2 }]);
     const dry = await store.gc({ dryRun: true, now });
     expect(dry.commits).not.toContain(leased);
     expect(dry.commits).not.toContain(gone); // the leased commit's parent
@@ -150,41 +166,48 @@ describe('the page reads every reason (web/held.js)', () => {
     return c;
   };
 
-  it("an older server's single `reason` still works", async () => {
+  const R = {
+    reflog: (ref: string) => ({ kind: 'reflog' as const, ref, text: `reflog of ${ref}` }),
+    lease: (mac: string) => ({ kind: 'lease' as const, mac, text: `booted by client ${mac}` }),
+    push: (push: string) => ({ kind: 'push' as const, push, text: `parent of pending push ${push}` }),
+    branch: (ref: string) => ({ kind: 'ref' as const, refType: 'branch' as const, ref, text: `branch ${ref}` }),
+  };
+
+  it("only this profile's reflog makes a commit held here", async () => {
     const roots: GcRoot[] = [
-      { commit: 'c1', reason: 'reflog of lab' },
-      { commit: 'o1', reason: 'reflog of other' },
+      { commit: 'c1', reasons: [R.reflog('lab')] },
+      { commit: 'o1', reasons: [R.reflog('other')] },
     ];
     const held = await collectHeld(roots, new Set(['drawn']), 'lab', known, get);
     expect(held.commits.map((c) => c.id)).toEqual(['c1']);
     expect(heldReasons('c1', held.why.get('c1')!, known, new Set())).toEqual(['reflog']);
   });
 
+  it('a reason of a kind the page does not know is shown in the words the server sent', async () => {
+    const odd = { kind: 'snapshot', text: 'kept by snapshot s1' } as unknown as GcRoot['reasons'][number];
+    const held = await collectHeld([{ commit: 'c1', reasons: [odd] }], new Set(['drawn']), 'lab', known, get);
+    expect(heldReasons('c1', held.why.get('c1')!, known, new Set())).toEqual(['kept by snapshot s1']);
+  });
+
   it('every reason of a root counts: a pending push behind a client lease is named too', async () => {
-    const roots: GcRoot[] = [
-      { commit: 'c3', reason: 'booted by client m-lab', reasons: ['booted by client m-lab', 'parent of pending push p-lab'] },
-    ];
+    const roots: GcRoot[] = [{ commit: 'c3', reasons: [R.lease('m-lab'), R.push('p-lab')] }];
     const held = await collectHeld(roots, new Set(['drawn']), 'lab', known, get);
     expect(held.commits.map((c) => c.id)).toEqual(['c3']);
     expect(heldReasons('c3', held.why.get('c3')!, known, new Set())).toEqual(['pinned by 1 client', 'pending push']);
   });
 
   it('a root on a branch or tag is not held, whatever else keeps it', () => {
-    expect(rootMayBelong({ commit: 'c1', reason: 'branch other', reasons: ['branch other', 'reflog of lab'] }, 'lab', known)).toBe(false);
-    expect(rootMayBelong({ commit: 'c1', reason: 'reflog of other', reasons: ['reflog of other', 'reflog of lab'] }, 'lab', known)).toBe(
-      true,
-    );
-    expect(
-      rootMayBelong({ commit: 'c1', reason: 'reflog of other', reasons: ['reflog of other', 'booted by client m-other'] }, 'lab', known),
-    ).toBe(false);
+    expect(rootMayBelong({ commit: 'c1', reasons: [R.branch('other'), R.reflog('lab')] }, 'lab', known)).toBe(false);
+    expect(rootMayBelong({ commit: 'c1', reasons: [R.reflog('other'), R.reflog('lab')] }, 'lab', known)).toBe(true);
+    expect(rootMayBelong({ commit: 'c1', reasons: [R.reflog('other'), R.lease('m-other')] }, 'lab', known)).toBe(false);
   });
 
   it("another profile's commit is held only when this profile's own reflog or pin names it", async () => {
     const roots: GcRoot[] = [
       // Another profile's reflog and a lab client: the commit is other's, and lab's reflog does not name it.
-      { commit: 'o1', reason: 'reflog of other', reasons: ['reflog of other', 'booted by client m-lab'] },
+      { commit: 'o1', reasons: [R.reflog('other'), R.lease('m-lab')] },
       // lab's reflog names it: lab's graph shows it.
-      { commit: 'o2', reason: 'reflog of other', reasons: ['reflog of other', 'reflog of lab/x'] },
+      { commit: 'o2', reasons: [R.reflog('other'), R.reflog('lab/x')] },
     ];
     const held = await collectHeld(roots, new Set(['drawn']), 'lab', known, get);
     expect(held.commits.map((c) => c.id)).toEqual(['o2']);

@@ -8,19 +8,8 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TarParser, type TarHeader } from '../store/flatten-stream.ts';
 import { ALLOW_ALL, TarChecker } from '../store/tar-check.ts';
-import {
-  BlockCollector,
-  checksumMatches,
-  decodeHeader,
-  encodeEntryHeader,
-  normalizeTarPath,
-  parseNumberField,
-  parsePax,
-  paxRecord,
-  ustarBlock,
-  type EntryFields,
-  type HeaderStyle,
-} from '../store/tar-format.ts';
+import { BlockCollector, checksumMatches, decodeHeader, normalizeTarPath, parseNumberField, parsePax } from '../store/tar-format.ts';
+import { encodeEntryHeader, paxRecord, ustarBlock, type EntryFields, type HeaderStyle } from '../protocol/tar-encode.ts';
 
 const CHECKER: HeaderStyle = { dirSlash: false, longNameMarker: true, paxHeaderCopiesEntry: false };
 const FLATTEN: HeaderStyle = { dirSlash: true, longNameMarker: false, paxHeaderCopiesEntry: true };

@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * Talking to the admin API. The token lives in sessionStorage (gone when the
  * tab closes) and travels only in the Authorization header — never in a URL,
@@ -9,11 +10,16 @@ const KEY = 'strata.token';
 
 export const session = {
   get: () => sessionStorage.getItem(KEY),
+  /** @param {string} t */
   set: (t) => sessionStorage.setItem(KEY, t),
   clear: () => sessionStorage.removeItem(KEY),
 };
 
 export class ApiError extends Error {
+  /**
+   * @param {number} status
+   * @param {import('./api-types.js').ApiErrorBody} error
+   */
   constructor(status, error) {
     super(error.message || `HTTP ${status}`);
     this.status = status;
@@ -22,8 +28,17 @@ export class ApiError extends Error {
   }
 }
 
-/** One JSON call; throws ApiError with the server's code, message and details. */
+/**
+ * One JSON call; throws ApiError with the server's code, message and details.
+ * The caller names the answer's type (an api-types.js envelope).
+ * @param {string} method
+ * @param {string} path
+ * @param {unknown} [body]
+ * @param {string | null} [token]
+ * @returns {Promise<any>}
+ */
 export async function api(method, path, body, token = session.get()) {
+  /** @type {Record<string, string>} */
   const headers = { Accept: 'application/json' };
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
@@ -31,7 +46,7 @@ export async function api(method, path, body, token = session.get()) {
   try {
     res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store' });
   } catch (e) {
-    throw new ApiError(0, { code: 'E_NETWORK', message: `cannot reach the server (${e.message})` });
+    throw new ApiError(0, { code: 'E_NETWORK', message: `cannot reach the server (${e instanceof Error ? e.message : e})` });
   }
   const text = await res.text();
   let data = null;
@@ -44,7 +59,11 @@ export async function api(method, path, body, token = session.get()) {
   return data;
 }
 
-/** Splits a text/event-stream into { type, data } events; returns what is left unparsed. */
+/**
+ * Splits a text/event-stream into { type, data } events; returns what is left unparsed.
+ * @param {string} buffer
+ * @param {(e: import('./api-types.js').ServerEvent) => void} onEvent
+ */
 export function parseSse(buffer, onEvent) {
   let rest = buffer;
   for (let i = rest.indexOf('\n\n'); i >= 0; i = rest.indexOf('\n\n')) {
@@ -77,10 +96,17 @@ export function parseSse(buffer, onEvent) {
  * Streams /v1/events with the token in a header; reconnects with backoff.
  * onState('live' | 'reconnecting' | 'unauthorized'). Returns stop().
  */
+/**
+ * @param {(e: import('./api-types.js').ServerEvent) => void} onEvent
+ * @param {(state: 'live' | 'reconnecting' | 'unauthorized') => void} onState
+ * @returns {() => void}
+ */
 export function streamEvents(onEvent, onState) {
   let stopped = false;
+  /** @type {AbortController | null} */
   let ctrl = null;
   let delay = 1000;
+  /** @param {number} ms */
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   (async () => {
     while (!stopped) {

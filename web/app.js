@@ -1,10 +1,12 @@
+// @ts-check
 /**
  * strata's admin page: the entry point. Plain DOM, no framework: state in one
  * object (state.js), each part of the page re-rendered from it when its data
  * is reloaded (loaders.js). Data comes only from the admin API (/v1/...);
  * live updates from /v1/events (live.js). Everything user-supplied (commit
  * messages, names) goes in via textContent (dom.js). This file only wires
- * the page's controls to the views and starts the session.
+ * the page's controls to the views, the views to the loaders (wiring.js),
+ * and starts the session.
  */
 import { session } from './api.js';
 import { $ } from './dom.js';
@@ -12,14 +14,30 @@ import { reload } from './loaders.js';
 import { followHash } from './router.js';
 import { enter, login, logout } from './session.js';
 import { ONLINE_MS, S } from './state.js';
-import { renderPreview, resetAssignForm, submitAssignment } from './views/assignments.js';
+import { renderAssignForm, renderAssignments, renderPreview, resetAssignForm, submitAssignment } from './views/assignments.js';
 import { renderClients } from './views/clients.js';
-import { createProfile, fillBaseChoices, saveCmdline } from './views/profiles.js';
+import { drawGraph, renderCommit } from './views/history.js';
+import { createProfile, fillBaseChoices, renderProfiles, saveCmdline } from './views/profiles.js';
 import { renderPushes } from './views/pushes.js';
-import { chooseReflogBranch } from './views/reflog.js';
+import { chooseReflogBranch, renderReflog } from './views/reflog.js';
 import { gcCheck, renderGc } from './views/storage.js';
+import { wire } from './wiring.js';
 
 function start() {
+  // What the loaders, the session and live updates call without importing the views.
+  wire({
+    renderProfiles,
+    renderAssignForm,
+    renderAssignments,
+    renderPreview,
+    renderClients,
+    drawGraph,
+    renderCommit,
+    renderPushes,
+    renderReflog,
+    renderGc,
+    logout,
+  });
   window.addEventListener('hashchange', followHash);
   $('#login-form').addEventListener('submit', login);
   $('#logout').addEventListener('click', () => logout('Logged out.'));

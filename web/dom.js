@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * What every part of the page builds with: a tiny element builder, a table
  * that becomes cards on narrow screens, and the formatters for ids, sizes and
@@ -5,15 +6,32 @@
  * names and messages cannot inject markup.
  */
 
+/**
+ * The element index.html has for `sel`. Typed loosely: the page's elements
+ * are of many kinds (inputs, dialogs, selects) and index.html, not the
+ * selector, says which.
+ * @param {string} sel
+ * @returns {any}
+ */
 export const $ = (sel) => document.querySelector(sel);
 
-/** h('p', { class: 'x', onclick: fn }, 'text', node, ...) */
+/** @typedef {Node | string | number | null | undefined | false} Child */
+/** @typedef {(Child | Children)[]} Children */
+
+/**
+ * h('p', { class: 'x', onclick: fn }, 'text', node, ...)
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {Record<string, unknown> | null} [attrs]
+ * @param {Children} children
+ * @returns {HTMLElementTagNameMap[K]}
+ */
 export function h(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs ?? {})) {
     if (v === undefined || v === null || v === false) continue;
-    if (k.startsWith('on') && typeof v === 'function') e.addEventListener(k.slice(2), v);
-    else if (k === 'class') e.className = v;
+    if (k.startsWith('on') && typeof v === 'function') e.addEventListener(k.slice(2), /** @type {EventListener} */ (v));
+    else if (k === 'class') e.className = String(v);
     else if (v === true) e.setAttribute(k, '');
     else e.setAttribute(k, String(v));
   }
@@ -21,12 +39,21 @@ export function h(tag, attrs = {}, ...children) {
   return e;
 }
 
+/** @param {string | number} s */
 export const code = (s) => h('code', {}, s);
 
 /** Greyed-out words standing in for a missing value: '(none)', 'never', ... */
+/** @param {string} text */
 export const muted = (text) => h('span', { class: 'muted' }, text);
 
-/** A table that turns into labelled cards on narrow screens (CSS uses data-label). */
+/**
+ * A table that turns into labelled cards on narrow screens (CSS uses data-label).
+ * @template R
+ * @param {string} caption
+ * @param {{ label: string, cell: (row: R) => Child | Children }[]} columns
+ * @param {R[]} rows
+ * @param {(row: R) => string | undefined} [rowClass]
+ */
 export function table(caption, columns, rows, rowClass) {
   return h(
     'table',
@@ -49,10 +76,17 @@ export function table(caption, columns, rows, rowClass) {
 
 // ------------------------------------------------------------------ formatters
 
+/** @param {string | null | undefined} id */
 export const short = (id) => (id ? id.slice(0, 12) : '—');
 export const enc = encodeURIComponent;
+/**
+ * @param {number} n
+ * @param {string} one
+ * @param {string} [many]
+ */
 export const plural = (n, one, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
+/** @param {number | null | undefined} n */
 export function bytes(n) {
   if (n === null || n === undefined) return '—';
   const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -65,6 +99,7 @@ export function bytes(n) {
   return `${i ? v.toFixed(v < 10 ? 1 : 0) : v} ${u[i]}`;
 }
 
+/** @param {number} ms */
 function ago(ms) {
   const s = Math.round((Date.now() - ms) / 1000);
   if (s < 45) return 'just now';
@@ -73,6 +108,7 @@ function ago(ms) {
   return `${Math.round(s / 86400)} d ago`;
 }
 
+/** @param {number | null | undefined} ms */
 export function time(ms) {
   if (!ms) return muted('never');
   const d = new Date(ms);

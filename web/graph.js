@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * The history graph: dagre (served at /vendor/dagre.min.js, a global) lays
  * out the commits, this module draws them as SVG. Newest on top; an edge goes
@@ -8,12 +9,33 @@
  * and a "kept: ..." badge saying why.
  */
 
+/**
+ * What the graph shows of a commit.
+ * @typedef {Pick<import('./api-types.js').Commit, 'id' | 'parent' | 'mergeParent' | 'message' | 'author' | 'createdAt' | 'kind'>} GraphCommit
+ */
+/**
+ * What the graph marks: refs, pins (id -> matches), clients (id -> count), held commits (id -> reasons).
+ * @typedef {object} GraphInfo
+ * @property {import('./api-types.js').Ref[]} refs
+ * @property {Map<string, string[]>} pins
+ * @property {Map<string, number>} clients
+ * @property {Map<string, string[]>} [held]
+ * @property {string | null} head
+ * @property {string | null} selected
+ * @property {string} profile
+ */
+
 const SVG = 'http://www.w3.org/2000/svg';
 const NODE_W = 260;
 const NODE_H = 66;
 const CHAR_W = 6.7; // 11px monospace badge text
 const MSG_CHARS = 34;
 
+/**
+ * @param {string} tag
+ * @param {Record<string, unknown>} [attrs]
+ * @param {string} [text]
+ */
 function el(tag, attrs = {}, text) {
   const e = document.createElementNS(SVG, tag);
   for (const [k, v] of Object.entries(attrs)) if (v !== undefined && v !== null && v !== false) e.setAttribute(k, String(v));
@@ -21,14 +43,23 @@ function el(tag, attrs = {}, text) {
   return e;
 }
 
+/** @param {string} id */
 const short = (id) => id.slice(0, 10);
+/**
+ * @param {string} s
+ * @param {number} n
+ */
 const clip = (s, n) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
 
 /**
  * Badges of one commit: branches (heads), tags, pins (assignments fixed to
  * it) and clients running it now.
+ * @param {string} id
+ * @param {GraphInfo} info
+ * @returns {{ cls: string, text: string }[]}
  */
 export function badgesFor(id, info) {
+  /** @type {{ cls: string, text: string }[]} */
   const b = [];
   const held = info.held?.get(id);
   // A held commit's pins and clients are part of its "kept" reasons.
@@ -42,8 +73,13 @@ export function badgesFor(id, info) {
 }
 
 /** Runs dagre; returns { width, height, nodes: Map(id -> {x,y,w,h}), edges: [{from,to,merge,points}] }. */
+/**
+ * @param {GraphCommit[]} commits
+ * @param {GraphInfo} info
+ */
 export function layout(commits, info) {
-  const dagre = globalThis.dagre;
+  // dagre is a classic script (index.html), untyped here.
+  const dagre = /** @type {any} */ (globalThis).dagre;
   const g = new dagre.graphlib.Graph({ multigraph: true });
   g.setGraph({ rankdir: 'TB', nodesep: 24, ranksep: 34, marginx: 12, marginy: 12 });
   g.setDefaultEdgeLabel(() => ({}));
@@ -58,21 +94,29 @@ export function layout(commits, info) {
     if (c.mergeParent && ids.has(c.mergeParent)) g.setEdge(c.id, c.mergeParent, { weight: 1, minlen: 1 }, 'merge');
   }
   dagre.layout(g);
+  /** @type {Map<string, { x: number, y: number, w: number, h: number }>} */
   const nodes = new Map();
   for (const id of g.nodes()) {
     const n = g.node(id);
     nodes.set(id, { x: n.x, y: n.y, w: n.width, h: n.height });
   }
-  const edges = g
-    .edges()
-    .map((e) => ({ from: e.v, to: e.w, merge: e.name === 'merge', held: Boolean(info.held?.has(e.v)), points: g.edge(e).points }));
+  const edges = g.edges().map((/** @type {{ v: string, w: string, name?: string }} */ e) => ({
+    from: e.v,
+    to: e.w,
+    merge: e.name === 'merge',
+    held: Boolean(info.held?.has(e.v)),
+    points: g.edge(e).points,
+  }));
   const gg = g.graph();
   return { width: Math.ceil(gg.width ?? NODE_W), height: Math.ceil(gg.height ?? NODE_H), nodes, edges };
 }
 
 /**
  * Draws the graph into `container` (replacing what was there).
- * info: { refs, pins: Map(id -> [match]), clients: Map(id -> count), held: Map(id -> [reason]), head, selected, profile }
+ * @param {HTMLElement} container
+ * @param {GraphCommit[]} commits
+ * @param {GraphInfo} info
+ * @param {(id: string) => void} onSelect
  */
 export function renderGraph(container, commits, info, onSelect) {
   container.replaceChildren();
@@ -103,7 +147,9 @@ export function renderGraph(container, commits, info, onSelect) {
 
   const edgeLayer = el('g', { class: 'edges', 'aria-hidden': 'true' });
   for (const e of L.edges) {
-    const d = e.points.map((p, i) => `${i ? 'L' : 'M'} ${p.x.toFixed(1)} ${p.y.toFixed(1)}`).join(' ');
+    const d = e.points
+      .map((/** @type {{ x: number, y: number }} */ p, /** @type {number} */ i) => `${i ? 'L' : 'M'} ${p.x.toFixed(1)} ${p.y.toFixed(1)}`)
+      .join(' ');
     edgeLayer.append(el('path', { d, class: `edge${e.merge ? ' merge' : ''}${e.held ? ' held' : ''}`, 'marker-end': 'url(#arrow)' }));
   }
   svg.append(edgeLayer);

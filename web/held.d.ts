@@ -1,11 +1,15 @@
 /** Types for web/held.js (what the page shows gc keeps and removes), for the tests. */
+import type { GcReason } from '../store/gc.ts';
 import type { Assignment, ClientLease, Commit, Push } from '../store/types.ts';
 
-/** One entry of GET /v1/gc/roots; servers before `reasons` sent only `reason`. */
+/** One reason of GET /v1/gc/roots: the store's GcReason and its words. */
+export type GcRootReason = GcReason & { text: string };
+
+/** One entry of GET /v1/gc/roots (`reason` is the first reason's words, for older clients). */
 export interface GcRoot {
   commit: string;
-  reason: string;
-  reasons?: string[];
+  reason?: string;
+  reasons: GcRootReason[];
 }
 export interface Known {
   assignments: Pick<Assignment, 'match' | 'profile' | 'pin'>[];
@@ -14,14 +18,13 @@ export interface Known {
 }
 export interface HeldWhy {
   kinds: string[];
-  reasons: string[];
+  reasons: GcRootReason[];
   via: string | null;
   root: boolean;
   named?: boolean;
 }
 
-export function rootReasons(root: GcRoot): string[];
-export function rootKind(reason: string): 'ref' | 'reflog' | 'pin' | 'client' | 'push' | 'other';
+export function rootReasons(root: GcRoot): GcRootReason[];
 export function rootMayBelong(root: GcRoot, profile: string, known: Known): boolean;
 export function collectHeld<C extends Pick<Commit, 'id' | 'profile' | 'parent' | 'mergeParent'>>(
   roots: GcRoot[],

@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * What garbage collection keeps and removes, as the page shows it. Pure
  * functions (the fetching is injected) so the decisions are easy to read:
@@ -8,24 +9,19 @@
  * - a gc dry run's object list, labelled with what each blob was (a layer of
  *   which commit, a kernel, an initrd, or nothing any commit names).
  *
- * The reasons come from GET /v1/gc/roots, whose words are store.gcRoots()'s:
- * every reason in `reasons`; servers before that field sent one `reason`.
+ * The reasons come from GET /v1/gc/roots as data, store.gcRoots()'s
+ * GcReason with its words in `text`: { kind: 'ref', refType, ref } |
+ * { kind: 'reflog', ref } | { kind: 'assignment', match } | { kind: 'lease', mac }
+ * | { kind: 'push', push }. The page decides on the fields and shows `text`.
  */
 
-/** Every reason gc gives for a root, from `reasons` or, from an older server, `reason`. */
+/** Every reason gc gives for a root. */
 export function rootReasons(root) {
-  return Array.isArray(root.reasons) && root.reasons.length ? root.reasons : [root.reason];
+  return Array.isArray(root.reasons) ? root.reasons : [];
 }
 
-/** What kind of thing keeps a gc root ('ref' roots are drawn anyway). */
-export function rootKind(reason) {
-  if (/^(branch|tag) /.test(reason)) return 'ref';
-  if (reason.startsWith('reflog of ')) return 'reflog';
-  if (reason.startsWith('pinned by assignment ')) return 'pin';
-  if (reason.startsWith('booted by client ')) return 'client';
-  if (reason.startsWith('parent of pending push ')) return 'push';
-  return 'other';
-}
+/** The reason kinds this page knows how to read. */
+const REASON_KINDS = ['ref', 'reflog', 'assignment', 'lease', 'push'];
 
 const ownsRef = (profile, ref) => ref === profile || ref.startsWith(`${profile}/`);
 
@@ -38,26 +34,26 @@ const ownsRef = (profile, ref) => ref === profile || ref.startsWith(`${profile}/
  */
 export function rootMayBelong(root, profile, known) {
   const reasons = rootReasons(root);
-  if (reasons.some((r) => rootKind(r) === 'ref')) return false;
+  if (reasons.some((r) => r.kind === 'ref')) return false;
   return reasons.some((r) => reasonMayBelong(r, profile, known));
 }
 
 function reasonMayBelong(r, profile, known) {
-  switch (rootKind(r)) {
+  switch (r.kind) {
     case 'ref':
       return false;
     case 'reflog':
-      return ownsRef(profile, r.slice('reflog of '.length));
-    case 'pin': {
-      const a = known.assignments.find((x) => x.match === r.slice('pinned by assignment '.length));
+      return ownsRef(profile, r.ref);
+    case 'assignment': {
+      const a = known.assignments.find((x) => x.match === r.match);
       return !a || a.profile === profile;
     }
-    case 'client': {
-      const c = known.clients.find((x) => x.mac === r.slice('booted by client '.length));
+    case 'lease': {
+      const c = known.clients.find((x) => x.mac === r.mac);
       return !c?.profile || c.profile === profile;
     }
     case 'push': {
-      const p = known.pushes.find((x) => x.id === r.slice('parent of pending push '.length));
+      const p = known.pushes.find((x) => x.id === r.push);
       return !p || p.profile === profile;
     }
     default:
@@ -80,11 +76,10 @@ export async function collectHeld(roots, drawn, profile, known, getCommit, max =
     if (drawn.has(root.commit) || !rootMayBelong(root, profile, known)) continue;
     const w = why.get(root.commit) ?? { kinds: [], reasons: [], via: null, root: true, named: false };
     for (const r of rootReasons(root)) {
-      const kind = rootKind(r);
-      w.kinds.push(kind);
+      w.kinds.push(r.kind);
       w.reasons.push(r);
       // This profile's own reflog or one of its pins names the commit.
-      if ((kind === 'reflog' || kind === 'pin') && reasonMayBelong(r, profile, known)) w.named = true;
+      if ((r.kind === 'reflog' || r.kind === 'assignment') && reasonMayBelong(r, profile, known)) w.named = true;
     }
     if (!why.has(root.commit)) queue.push(root.commit);
     why.set(root.commit, w);
@@ -152,7 +147,8 @@ export function heldReasons(id, w, known, reflogIds) {
   if (running) out.push(`pinned by ${plural(running, 'client')}`);
   for (const a of known.assignments) if (a.pin === id) out.push(`pin ${a.match}`);
   if (w.kinds.includes('push')) out.push('pending push');
-  if (w.kinds.includes('other')) out.push(...w.reasons.filter((r) => rootKind(r) === 'other'));
+  // A kind this page does not know yet is shown in the server's words.
+  out.push(...w.reasons.filter((r) => !REASON_KINDS.includes(r.kind)).map((r) => r.text));
   if (!out.length) out.push(w.via ? 'under a kept commit' : 'kept by gc');
   return out;
 }

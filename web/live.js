@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * Live updates: events from /v1/events schedule reloads of the data they
  * touch; the header says whether the stream is up. After a dropped
@@ -7,16 +8,20 @@ import { streamEvents } from './api.js';
 import { toast } from './dialogs.js';
 import { $ } from './dom.js';
 import { KINDS, schedule } from './loaders.js';
-import { logout } from './session.js';
 import { S } from './state.js';
-import { renderGc } from './views/storage.js';
+import { wired } from './wiring.js';
 
+/**
+ * @param {string} text
+ * @param {string} cls
+ */
 function setLive(text, cls) {
   const l = $('#live');
   l.textContent = text === 'live' ? 'Live updates on' : `Live updates ${text}`;
   l.className = `live ${cls}`;
 }
 
+/** @param {import('./api-types.js').ServerEvent} e */
 function onEvent(e) {
   const d = e.data ?? {};
   if (e.type === 'push') {
@@ -33,7 +38,7 @@ function onEvent(e) {
     // What gc would remove may have changed: the last check is no longer the truth.
     if (S.gc.preview && !S.gc.busy) {
       S.gc.stale = true;
-      renderGc();
+      wired.renderGc();
     }
   }
 }
@@ -46,7 +51,7 @@ export function startLive() {
       setLive('live', 'ok');
       // Events may have been missed while disconnected: catch up.
       schedule(...KINDS);
-    } else if (state === 'unauthorized') logout('The server refused the token; log in again.');
+    } else if (state === 'unauthorized') wired.logout('The server refused the token; log in again.');
     else setLive('reconnecting…', 'wait');
   });
 }

@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * Which view is shown: the URL's hash (#profiles, #clients, ...) names it;
  * an unknown hash shows the profiles. Nothing is shown before logging in.
@@ -10,7 +11,7 @@ export function route() {
   const v = location.hash.replace(/^#/, '');
   S.view = VIEWS.includes(v) ? v : 'profiles';
   for (const name of VIEWS) $(`#view-${name}`).hidden = name !== S.view;
-  for (const a of document.querySelectorAll('#nav a')) {
+  for (const a of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll('#nav a'))) {
     if (a.dataset.view === S.view) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }

@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * Logging in and out. The token is checked with one API call before it is
  * kept (api.js keeps it in this tab's sessionStorage only); logging out, or a
@@ -9,8 +10,9 @@ import { startLive } from './live.js';
 import { forgetLoaded, reload } from './loaders.js';
 import { route } from './router.js';
 import { S, VIEWS, noGc } from './state.js';
-import { renderGc } from './views/storage.js';
+import { wired } from './wiring.js';
 
+/** @param {SubmitEvent} ev */
 export async function login(ev) {
   ev.preventDefault();
   const input = $('#token');
@@ -23,7 +25,9 @@ export async function login(ev) {
     err.textContent =
       e instanceof ApiError && e.status === 401
         ? 'That token was refused. Check it, or make a new one with strata token create NAME.'
-        : e.message;
+        : e instanceof Error
+          ? e.message
+          : String(e);
     input.focus();
     return;
   }
@@ -37,7 +41,7 @@ export function logout(message = '') {
   forgetLoaded();
   S.gc = noGc();
   S.commitCache.clear();
-  if ($('#gc-result')) renderGc();
+  if ($('#gc-result')) wired.renderGc();
   S.loggedIn = false;
   if (S.stopEvents) S.stopEvents();
   S.stopEvents = null;

@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * The page's state, in one object: each part of the page is re-rendered from
  * it when its data is reloaded; and the lookups derived from it.
@@ -6,9 +7,15 @@
 export const ONLINE_MS = 5 * 60 * 1000;
 export const VIEWS = ['profiles', 'clients', 'assignments', 'pushes', 'gc'];
 
-/** The storage view before any check: nothing shown, nothing running. */
+/** @typedef {import('./api-types.js').PageState} PageState */
+
+/**
+ * The storage view before any check: nothing shown, nothing running.
+ * @returns {import('./api-types.js').GcView}
+ */
 export const noGc = () => ({ preview: null, commits: [], freed: null, stale: false, busy: false });
 
+/** @type {PageState} */
 export const S = {
   view: 'profiles',
   profiles: [],
@@ -40,11 +47,14 @@ export const S = {
 
 export const currentProfile = () => S.profiles.find((p) => p.name === S.profile) ?? null;
 export const allCommits = () => [...S.graph.commits, ...S.held.commits];
+/** @param {string | null} id */
 export const commitById = (id) => S.graph.commits.find((c) => c.id === id) ?? S.held.commits.find((c) => c.id === id) ?? null;
 export const branches = () =>
   S.graph.refs
     .filter((r) => r.type === 'branch')
     .map((r) => r.name)
     .sort((a, b) => (a === S.profile ? -1 : b === S.profile ? 1 : a.localeCompare(b)));
+/** @param {string | null} branch */
 export const headOf = (branch) => S.graph.refs.find((r) => r.type === 'branch' && r.name === branch)?.commit ?? null;
+/** @param {{ lastSeen: number }} c */
 export const online = (c) => Date.now() - c.lastSeen < ONLINE_MS;

@@ -93,7 +93,7 @@ strata_is_hex64() {
 }
 
 # strata_parse_manifest FILE
-# Checks the manifest format (DESIGN.md "Boot manifest") and prints one
+# Checks the manifest format (docs/design.md "Boot manifest") and prints one
 # line "HEX SIZE" per layer, base first. On a bad manifest prints what is
 # wrong on stdout and returns 1 (the caller turns it into its one-line error).
 strata_parse_manifest() {

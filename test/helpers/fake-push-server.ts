@@ -2,7 +2,7 @@
  * A small but real SSH push endpoint for the agent's unit tests (spool, retry,
  * watch): an ssh2 Server on 127.0.0.1 that authenticates one public key,
  * receives `push` stdin into files (fsynced), answers with a new push id, and
- * answers `status`. It speaks the DESIGN.md protocol; it does not bake.
+ * answers `status`. It speaks the docs/design.md protocol; it does not bake.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';

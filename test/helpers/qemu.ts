@@ -1,5 +1,5 @@
 /**
- * Boots QEMU (TCG; KVM is unusable on these machines, see BOOT-FACTS.md) with
+ * Boots QEMU (TCG; KVM is unusable on these machines, see docs/design.md) with
  * the serial console on stdout, and collects what the guest prints. Every run
  * has a hard timeout that SIGKILLs QEMU, so a hung guest never hangs a test.
  */
@@ -21,6 +21,13 @@ export interface QemuOptions {
   disks?: string[];
   memoryMb?: number;
   timeoutMs?: number;
+  /**
+   * Network boot on a tap device instead of user networking (the test
+   * network of test/helpers/test-net.ts): QEMU runs inside that namespace.
+   */
+  tap?: { netns: string; ifname: string; mac: string /** '' drops the NIC's iPXE ROM (firmware's own PXE) */; romfile?: string };
+  /** Extra machine arguments, e.g. UEFI firmware (test/helpers/test-net.ts ovmfArgs). */
+  machineArgs?: string[];
   /** Called with each console line as it arrives. */
   onLine?: (line: string) => void;
 }
@@ -63,7 +70,18 @@ export function runQemu(opts: QemuOptions): Promise<QemuResult> {
     '-monitor',
     'none',
   ];
-  if (opts.tftpDir) {
+  if (opts.tap) {
+    const t = opts.tap;
+    const rom = t.romfile === undefined ? '' : `,romfile=${t.romfile}`;
+    args.push(
+      '-netdev',
+      `tap,id=n0,ifname=${t.ifname},script=no,downscript=no`,
+      '-device',
+      `virtio-net-pci,netdev=n0,mac=${t.mac}${rom}`,
+      '-boot',
+      'n',
+    );
+  } else if (opts.tftpDir) {
     args.push(
       '-netdev',
       `user,id=n0,tftp=${opts.tftpDir},bootfile=${opts.bootfile ?? 'boot.ipxe'}`,
@@ -78,13 +96,23 @@ export function runQemu(opts: QemuOptions): Promise<QemuResult> {
     if (opts.initrd) args.push('-initrd', opts.initrd);
     args.push('-append', opts.append ?? 'console=ttyS0');
   }
+  args.push(...(opts.machineArgs ?? []));
   for (const d of opts.disks ?? []) args.push('-drive', `file=${d},format=raw,if=virtio`);
   // -nodefaults drops the VGA card too; iPXE still prints to serial.
   args.push('-vga', 'none');
 
+  return spawnQemu(args, opts);
+}
+
+/** Runs qemu-system-x86_64 with these arguments, collecting the console until it exits or times out. */
+export function spawnQemu(
+  args: string[],
+  opts: Pick<QemuOptions, 'timeoutMs' | 'onLine' | 'tap'> & { stopWhen?: (line: string) => boolean } = {},
+): Promise<QemuResult> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
-    const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const cmd = opts.tap ? ['ip', 'netns', 'exec', opts.tap.netns, 'qemu-system-x86_64'] : ['qemu-system-x86_64'];
+    const child = spawn(cmd[0]!, [...cmd.slice(1), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     let partial = '';
     let timedOut = false;
@@ -98,7 +126,11 @@ export function runQemu(opts: QemuOptions): Promise<QemuResult> {
       partial += text;
       const parts = partial.split('\n');
       partial = parts.pop() ?? '';
-      for (const l of parts) opts.onLine?.(l);
+      for (const l of parts) {
+        opts.onLine?.(l);
+        // Seen what the test waits for (a guest that would otherwise hang): stop it shortly after.
+        if (opts.stopWhen?.(l)) setTimeout(() => child.kill('SIGKILL'), 2000);
+      }
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);

@@ -1,5 +1,5 @@
 /**
- * A small boot server for the initramfs tests: the boot routes of DESIGN.md
+ * A small boot server for the initramfs tests: the boot routes of docs/design.md
  * ("HTTP") served from a directory with node:http on 127.0.0.1, plus an
  * access log so tests can prove what a client downloaded. It also builds the
  * squashfs layers those tests boot (a busybox root and small layers on top).

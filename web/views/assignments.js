@@ -1,30 +1,48 @@
+// @ts-check
 /**
  * The assignments view: the rules that give a booting client its profile,
  * a form to add or edit one, and a live preview of the known clients a rule
- * would catch (match.js, the browser's copy of the server's matcher).
+ * would catch (protocol/match.js, the very matcher the server uses).
  */
 import { api } from '../api.js';
 import { ask } from '../dialogs.js';
 import { $, code, enc, h, muted, plural, short, table } from '../dom.js';
 import { change } from '../loaders.js';
-import { matchAssignment, parseMatch, previewChange } from '../match.js';
+import { matchAssignment, parseMatch, previewChange } from '../../protocol/match.js';
 import { S } from '../state.js';
 
 /** A pin as shown: a commit id shortened, a tag as it is. */
+/** @param {string} pin */
 const pinText = (pin) => (pin.length === 64 ? short(pin) : pin);
 
-/** A preview of which known clients a rule would catch, as a list. */
+/**
+ * @typedef {Omit<import('../api-types.js').Assignment, 'createdAt'>} Rule
+ * @typedef {{ client: { mac: string | null, ip: string | null }, before: Rule | null, after: Rule | null, caught: boolean }} PreviewRow
+ */
+
+/**
+ * A preview of which known clients a rule would catch, as a list.
+ * @param {Rule | null} rule
+ * @param {string | null} [remove]
+ */
 export function previewNodes(rule, remove) {
   const rows = previewChange(S.assignments, S.clients, { add: rule, remove });
+  /** @param {Rule | null} a */
   const nameOf = (a) => (a ? `${a.match} → ${a.profile}${a.pin ? `@${pinText(a.pin)}` : ''}` : 'nothing (no boot)');
+  /**
+   * @param {PreviewRow[]} rs
+   * @param {string} when
+   * @param {(r: PreviewRow) => Rule | null} pick
+   */
   const list = (rs, when, pick) =>
     h(
       'ul',
       { class: 'catch' },
-      ...rs.map((r) => h('li', {}, code(r.client.mac), ` ${r.client.ip || 'no IP'} — ${when}: ${nameOf(pick(r))}`)),
+      ...rs.map((r) => h('li', {}, code(r.client.mac ?? 'no MAC'), ` ${r.client.ip || 'no IP'} — ${when}: ${nameOf(pick(r))}`)),
     );
   const caught = rows.filter((r) => r.caught);
   const released = rows.filter((r) => !r.caught);
+  /** @type {HTMLElement[]} */
   const out = [];
   if (rule) {
     out.push(h('p', {}, `Would catch ${caught.length} of ${plural(S.clients.length, 'known client')}${caught.length ? ':' : '.'}`));
@@ -85,6 +103,7 @@ export function renderAssignForm() {
   if (S.profiles.some((p) => p.name === keep)) sel.value = keep;
 }
 
+/** @returns {Rule | null} */
 function formRule() {
   const m = parseMatch($('#as-match').value);
   if (!m) return null;
@@ -106,6 +125,7 @@ export function renderPreview() {
   box.replaceChildren(h('h3', {}, 'Preview'), ...previewNodes(rule, remove));
 }
 
+/** @param {import('../api-types.js').Assignment} a */
 function editAssignment(a) {
   S.editing = a.match;
   $('#as-match').value = a.match;
@@ -128,6 +148,7 @@ export function resetAssignForm() {
   renderPreview();
 }
 
+/** @param {SubmitEvent} ev */
 export async function submitAssignment(ev) {
   ev.preventDefault();
   const rule = formRule();
@@ -168,6 +189,7 @@ export async function submitAssignment(ev) {
   );
 }
 
+/** @param {import('../api-types.js').Assignment} a */
 async function removeAssignment(a) {
   const ok = await ask({
     title: `Remove assignment ${a.match}?`,

@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * The clients view: every machine that booted, whether it is online, what it
  * runs (a link into the history) and which assignment matched it.
@@ -36,12 +37,12 @@ export function renderClients() {
                     {
                       type: 'button',
                       class: 'link',
-                      onclick: () => showCommit(c.profile, c.commit),
+                      onclick: () => c.commit && showCommit(c.profile, c.commit),
                       'aria-label': `show commit ${short(c.commit)} in the history`,
                     },
                     short(c.commit),
                   ),
-                  heads.get(c.profile) === c.commit ? ' (head)' : ' (not the head)',
+                  heads.get(c.profile ?? '') === c.commit ? ' (head)' : ' (not the head)',
                 ]
               : '—',
         },

@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * The actions on the selected commit, against a branch the admin picks:
  * roll back, revert, cherry-pick, flatten, tag, pin clients, new branch.
@@ -8,14 +9,19 @@ import { addedLayerOf, chainBytes, chainOf, diffOf, diffSummary, fetchCommit, fi
 import { ask, hideToast, showError, toast } from '../dialogs.js';
 import { $, bytes, code, enc, h, plural, short } from '../dom.js';
 import { reload } from '../loaders.js';
-import { parseMatch } from '../match.js';
+import { parseMatch } from '../../protocol/match.js';
 import { S, branches, commitById, headOf } from '../state.js';
 import { previewNodes } from './assignments.js';
-import { branchOptions, renderCommit } from './history.js';
+import { branchOptions } from './branch-options.js';
+import { wired } from '../wiring.js';
 
+/** @typedef {import('../api-types.js').Commit} Commit */
+
+/** @param {Commit} c */
 export function renderActions(c) {
   const bs = branches();
-  const branch = bs.includes(S.branch) ? S.branch : S.profile;
+  // A commit is shown only once a profile is chosen, so there is a branch.
+  const branch = /** @type {string} */ (S.branch && bs.includes(S.branch) ? S.branch : S.profile);
   const headId = headOf(branch);
   const head = headId ? commitById(headId) : null;
   const headChain = head ? chainOf(head) : [];
@@ -25,14 +31,20 @@ export function renderActions(c) {
     'select',
     {
       id: 'act-branch',
-      onchange: (ev) => {
+      onchange: (/** @type {Event & { target: HTMLSelectElement }} */ ev) => {
         S.branch = ev.target.value;
-        renderCommit();
+        wired.renderCommit();
         $('#act-branch')?.focus();
       },
     },
     ...branchOptions(bs, branch),
   );
+  /**
+   * @param {string} label
+   * @param {() => unknown} onclick
+   * @param {unknown} enabled
+   * @param {string} [why]
+   */
   const btn = (label, onclick, enabled, why) =>
     h('button', { type: 'button', onclick, disabled: enabled ? undefined : true, title: enabled ? undefined : why }, label);
 
@@ -71,6 +83,11 @@ export function renderActions(c) {
 }
 
 /** Runs an action after its confirmation; reloads and reports. */
+/**
+ * @param {string} what
+ * @param {() => Promise<any>} run
+ * @param {(r: any) => string} done
+ */
 async function perform(what, run, done) {
   toast(`${what}…`);
   try {
@@ -87,17 +104,24 @@ async function perform(what, run, done) {
   }
 }
 
+/** @param {Commit} c */
 function describe(c) {
   return [code(short(c.id)), ` “${c.message || 'no message'}”`];
 }
 
+/**
+ * @param {string} branch
+ * @param {Commit} c
+ */
 async function doRollback(branch, c) {
   const from = headOf(branch);
+  const head = commitById(from);
+  if (!from || !head) return; // the button is disabled without a head
   const back = firstParentDistance(from, c.id);
   const ok = await ask({
     title: `Roll ${branch} back?`,
     body: [
-      h('p', {}, 'Move branch ', code(branch), ' from ', ...describe(commitById(from)), ' to ', ...describe(c), '.'),
+      h('p', {}, 'Move branch ', code(branch), ' from ', ...describe(head), ' to ', ...describe(c), '.'),
       h(
         'ul',
         {},
@@ -126,6 +150,10 @@ async function doRollback(branch, c) {
 }
 
 /** Rolls `branch` back to any commit by id (one in the reflog may be drawn nowhere: fetch it). */
+/**
+ * @param {string} branch
+ * @param {string} id
+ */
 export async function doRollbackTo(branch, id) {
   let c = commitById(id);
   if (!c) {
@@ -139,6 +167,7 @@ export async function doRollbackTo(branch, id) {
   await doRollback(branch, c);
 }
 
+/** @param {Commit} c */
 async function diffLine(c) {
   try {
     return h('li', {}, `This commit’s changes: ${diffSummary(await diffOf(c.id))}.`);
@@ -147,6 +176,10 @@ async function diffLine(c) {
   }
 }
 
+/**
+ * @param {string} branch
+ * @param {Commit} c
+ */
 async function doRevert(branch, c) {
   const layer = addedLayerOf(c);
   const ok = await ask({
@@ -182,6 +215,11 @@ async function doRevert(branch, c) {
   );
 }
 
+/**
+ * @param {string} branch
+ * @param {Commit} c
+ * @param {boolean} force
+ */
 async function doCherryPick(branch, c, force) {
   const layer = addedLayerOf(c);
   if (!force) {
@@ -217,7 +255,7 @@ async function doCherryPick(branch, c, force) {
       (r) => `Cherry-picked: new commit ${short(r.commit.id)} on ${branch}`,
     );
   } catch (e) {
-    const paths = Array.isArray(e.details?.paths) ? e.details.paths : [];
+    const paths = e instanceof ApiError && Array.isArray(e.details?.paths) ? e.details.paths : [];
     const again = await ask({
       title: 'Cherry-pick refused: conflicts',
       body: [
@@ -240,8 +278,13 @@ async function doCherryPick(branch, c, force) {
   }
 }
 
+/**
+ * @param {string} branch
+ * @param {Commit} c
+ */
 async function doFlatten(branch, c) {
   const head = commitById(headOf(branch));
+  if (!head) return; // the button is disabled without a head
   const hc = chainOf(head);
   const cc = chainOf(c);
   const isPrefix = c.id !== head.id && cc.length <= hc.length - 2 && cc.every((d, i) => hc[i] === d);
@@ -283,6 +326,7 @@ async function doFlatten(branch, c) {
   );
 }
 
+/** @param {Commit} c */
 async function doTag(c) {
   const input = h('input', {
     id: 'tag-name',
@@ -309,6 +353,7 @@ async function doTag(c) {
   );
 }
 
+/** @param {Commit} c */
 async function doBranch(c) {
   const input = h('input', { id: 'branch-name', required: true, value: `${S.profile}/`, autocomplete: 'off', spellcheck: 'false' });
   const ok = await ask({
@@ -337,6 +382,7 @@ async function doBranch(c) {
   );
 }
 
+/** @param {Commit} c */
 async function doPin(c) {
   const input = h('input', { id: 'pin-match', required: true, autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'pin-hint' });
   const preview = h('div', { class: 'preview', 'aria-live': 'polite' });
@@ -345,7 +391,7 @@ async function doPin(c) {
     input.setCustomValidity(m || !input.value.trim() ? '' : 'not a MAC, IP, CIDR or default');
     preview.replaceChildren(
       ...(m
-        ? previewNodes({ ...m, profile: S.profile, pin: c.id, cmdline: '' }, null)
+        ? previewNodes({ ...m, profile: S.profile ?? '', pin: c.id, cmdline: '' }, null)
         : [
             h(
               'p',
@@ -361,7 +407,7 @@ async function doPin(c) {
       'p',
       {},
       'Clients that match boot ',
-      code(S.profile),
+      code(S.profile ?? ''),
       ' at ',
       ...describe(c),
       ' and stay there until the pin changes, instead of following the head. An existing rule with the same match is replaced.',

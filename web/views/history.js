@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * The profile's history: the commit graph (drawn by graph.js), with the
  * commits gc keeps on no branch, and the selected commit's details and diff.
@@ -13,7 +14,7 @@ import { renderActions } from './commit-actions.js';
 /** Why each held commit is kept, in short words ('reflog', 'pinned by 2 clients', ...). */
 function heldInfo() {
   const known = { assignments: S.assignments.filter((a) => a.profile === S.profile), clients: S.clients, pushes: S.pushes };
-  const inReflog = new Set(S.reflog.entries.flatMap((e) => [e.old, e.new]).filter(Boolean));
+  const inReflog = new Set(S.reflog.entries.flatMap((e) => [e.old, e.new]).filter((id) => id !== null));
   return new Map([...S.held.why].map(([id, w]) => [id, heldReasons(id, w, known, inReflog)]));
 }
 
@@ -41,7 +42,7 @@ function graphInfo() {
 }
 
 export function drawGraph() {
-  if (!globalThis.dagre) return; // only if /vendor/dagre.min.js failed to load: the page still works, without the drawing
+  if (!(/** @type {any} */ (globalThis).dagre)) return; // only if /vendor/dagre.min.js failed to load: the page still works, without the drawing
   const box = $('#graph');
   const focused = document.activeElement?.closest?.('#graph [data-commit]')?.getAttribute('data-commit');
   const scroll = [box.scrollLeft, box.scrollTop];
@@ -50,6 +51,7 @@ export function drawGraph() {
   if (focused) box.querySelector(`[data-commit="${focused}"]`)?.focus();
 }
 
+/** @param {string} id */
 export function selectCommit(id) {
   S.selected = id;
   for (const n of document.querySelectorAll('#graph [data-commit]')) {
@@ -61,12 +63,17 @@ export function selectCommit(id) {
 }
 
 /** Selects a drawn commit and puts the focus on its node (for links to it). */
+/** @param {string} id */
 export function focusCommit(id) {
   selectCommit(id);
   $(`#graph [data-commit="${id}"]`)?.focus();
 }
 
 /** From another view: open the history of `profile` with commit `id` selected. */
+/**
+ * @param {string | null} profile
+ * @param {string} id
+ */
 export function showCommit(profile, id) {
   location.hash = '#profiles';
   S.selected = id;
@@ -77,13 +84,11 @@ export function showCommit(profile, id) {
   } else selectCommit(id);
 }
 
-/** <option>s for the profile's branches, its own first. */
-export function branchOptions(branchList, selected) {
-  return branchList.map((b) =>
-    h('option', { value: b, selected: b === selected ? true : undefined }, b === S.profile ? `${b} (the profile)` : b),
-  );
-}
-
+/**
+ * @param {string} label
+ * @param {string[]} paths
+ * @param {string} cls
+ */
 function pathList(label, paths, cls) {
   const MAX = 200;
   if (!paths.length) return null;
@@ -113,6 +118,7 @@ export function renderCommit() {
     (a) => a.profile === S.profile && a.pin && (a.pin === c.id || refs.some((r) => r.type === 'tag' && r.name === a.pin)),
   );
   const running = S.clients.filter((x) => x.commit === c.id);
+  /** @param {string} id */
   const jump = (id) => h('button', { type: 'button', class: 'link', onclick: () => focusCommit(id) }, short(id));
   const heldWhy = S.held.why.get(c.id);
 
@@ -179,7 +185,7 @@ export function renderCommit() {
         pathList('Added', d.added, 'added'),
         pathList('Changed', d.changed, 'changed'),
         pathList('Deleted', d.deleted, 'deleted'),
-      ].filter(Boolean);
+      ].filter((l) => l !== null);
       diffBox.replaceChildren(
         h('p', {}, c.parent ? `Against its parent ${short(c.parent)}: ` : 'Against an empty tree: ', diffSummary(d), '.'),
         ...lists,

@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * The profiles view's top: the list of profiles, the selected one's facts,
  * its extra kernel command line, and making a new profile from an imported base.
@@ -52,6 +53,7 @@ export function renderProfiles() {
   }
 }
 
+/** @param {string} name */
 function selectProfile(name) {
   if (name === S.profile) return;
   S.profile = name;
@@ -60,8 +62,10 @@ function selectProfile(name) {
   void reload(['profiles']);
 }
 
+/** @param {string} s */
 const cmdlineOrEmpty = (s) => (s ? code(s) : muted('(empty)'));
 
+/** @param {SubmitEvent} ev */
 export async function saveCmdline(ev) {
   ev.preventDefault();
   const p = currentProfile();
@@ -118,6 +122,7 @@ export async function fillBaseChoices() {
   );
 }
 
+/** @param {SubmitEvent} ev */
 export async function createProfile(ev) {
   ev.preventDefault();
   const name = $('#np-name').value.trim();

@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * The pushes view: pushes that came in over SSH, newest first — waiting,
  * baking, committed (a link to the commit) or rejected with the reason.
@@ -31,7 +32,7 @@ export function renderPushes() {
             if (p.state === 'rejected') return h('span', { class: 'reason' }, p.reason ?? 'rejected');
             if (p.state === 'committed' && p.commit)
               return [
-                h('button', { type: 'button', class: 'link', onclick: () => showCommit(p.profile, p.commit) }, short(p.commit)),
+                h('button', { type: 'button', class: 'link', onclick: () => p.commit && showCommit(p.profile, p.commit) }, short(p.commit)),
                 p.branch ? [' on new branch ', code(p.branch)] : ` on ${p.profile}`,
               ];
             return muted(p.state === 'baking' ? 'baking a layer…' : 'waiting');

@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * The reflog under the graph: every move of one branch, newest first, with
  * buttons to undo the newest move or roll back to any earlier head.
@@ -6,7 +7,8 @@ import { $, h, muted, short, table, time } from '../dom.js';
 import { reload } from '../loaders.js';
 import { S, branches, commitById, headOf } from '../state.js';
 import { doRollbackTo } from './commit-actions.js';
-import { branchOptions, focusCommit } from './history.js';
+import { branchOptions } from './branch-options.js';
+import { focusCommit } from './history.js';
 
 const REFLOG_ROWS = 50;
 
@@ -24,6 +26,7 @@ export function renderReflog() {
     return;
   }
   const head = headOf(branch);
+  /** @param {string | null} id */
   const link = (id) => {
     if (!id) return muted('none');
     if (!commitById(id)) return h('code', { title: id }, short(id));
@@ -33,7 +36,12 @@ export function renderReflog() {
       short(id),
     );
   };
+  /**
+   * @param {import('../api-types.js').ReflogEntry} e
+   * @param {number} i
+   */
   const buttons = (e, i) => {
+    /** @type {HTMLElement[]} */
     const out = [];
     if (e.new === head) out.push(h('span', { class: 'state committed' }, 'current head'));
     // The newest move is the one an admin most likely wants to take back.
@@ -43,7 +51,7 @@ export function renderReflog() {
           'button',
           {
             type: 'button',
-            onclick: () => doRollbackTo(branch, e.old),
+            onclick: () => e.old && doRollbackTo(branch, e.old),
             'aria-label': `Undo this ${e.action}: roll ${branch} back to ${short(e.old)}`,
           },
           `Undo: back to ${short(e.old)}…`,
@@ -56,7 +64,7 @@ export function renderReflog() {
           'button',
           {
             type: 'button',
-            onclick: () => doRollbackTo(branch, e.new),
+            onclick: () => e.new && doRollbackTo(branch, e.new),
             'aria-label': `Roll ${branch} back to ${short(e.new)}, its head after this ${e.action}`,
           },
           `Roll back to ${short(e.new)}…`,
@@ -96,8 +104,9 @@ export function renderReflog() {
   );
 }
 
+/** @param {Event} ev */
 export function chooseReflogBranch(ev) {
-  S.reflogBranch = ev.target.value;
+  S.reflogBranch = /** @type {HTMLSelectElement} */ (ev.target).value;
   S.reflogAll = false;
   void reload(['profiles']);
 }

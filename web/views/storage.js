@@ -1,3 +1,4 @@
+// @ts-check
 /**
  * The storage view: a gc dry run first (what would be removed, commit by
  * commit and object by object), and the real gc only after the admin
@@ -11,15 +12,18 @@ import { describeGcObjects } from '../held.js';
 import { reload } from '../loaders.js';
 import { S, noGc } from '../state.js';
 
+/** @param {import('../api-types.js').GcResponse} r */
 const gcWords = (r) => `${plural(r.commits.length, 'commit')} and ${plural(r.objects.length, 'object')} (${bytes(r.bytes)})`;
 
+/** @param {import('../api-types.js').GcResponse} r */
 async function withCommits(r) {
   // Only the first 200 are named one by one; the counts and bytes cover all.
   const commits = await Promise.all(r.commits.slice(0, 200).map((id) => fetchCommit(id).catch(() => null)));
-  return commits.filter(Boolean);
+  return commits.filter((c) => c !== null);
 }
 
 /** The state after a dry run `r`: its list, with the commits named in it. */
+/** @param {import('../api-types.js').GcResponse} r */
 const checked = async (r) => ({ ...noGc(), preview: r, commits: await withCommits(r) });
 
 export async function gcCheck() {
@@ -36,6 +40,10 @@ export async function gcCheck() {
   renderGc();
 }
 
+/**
+ * @param {string[]} a
+ * @param {string[]} b
+ */
 const sameSet = (a, b) => a.length === b.length && a.every((x) => b.includes(x));
 
 async function gcRun() {
@@ -93,7 +101,12 @@ async function gcRun() {
   }
 }
 
+/**
+ * @param {import('../api-types.js').GcResponse} r
+ * @param {import('../api-types.js').Commit[]} commits
+ */
 function gcTables(r, commits) {
+  /** @type {HTMLElement[]} */
   const out = [];
   const byId = new Map(commits.map((c) => [c.id, c]));
   if (r.commits.length) {
@@ -105,7 +118,13 @@ function gcTables(r, commits) {
           { label: 'Commit', cell: (id) => h('code', { title: id }, short(id)) },
           { label: 'Profile', cell: (id) => byId.get(id)?.profile ?? '—' },
           { label: 'Message', cell: (id) => byId.get(id)?.message || muted('(none)') },
-          { label: 'Made', cell: (id) => (byId.get(id) ? time(byId.get(id).createdAt) : '—') },
+          {
+            label: 'Made',
+            cell: (id) => {
+              const c = byId.get(id);
+              return c ? time(c.createdAt) : '—';
+            },
+          },
         ],
         r.commits.slice(0, 200),
       ),
@@ -135,6 +154,7 @@ function gcTables(r, commits) {
   return out;
 }
 
+/** @param {string} [busyText] */
 export function renderGc(busyText) {
   const box = $('#gc-result');
   $('#gc-check').disabled = S.gc.busy;

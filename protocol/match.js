@@ -1,32 +1,54 @@
+// @ts-check
 /**
- * Which assignment a booting client gets — a browser copy of
- * store/assignments.ts (the page may not import server code). Same order:
- * MAC, exact IP, the smallest CIDR containing the IP, then `default`.
- * test/web-match.test.ts checks that both give the same answers.
- * Used only for previews; the server decides at boot time.
+ * Which assignment a booting client gets. ONE file for the server (through
+ * store/assignments.ts, which decides at boot) and the browser (served as
+ * /protocol/match.js, for previews): plain JavaScript with JSDoc types, no
+ * imports, so node, tsx and the page load the very same code.
+ * Order: MAC, exact IP, the smallest (most specific) CIDR containing the IP,
+ * then `default`.
  */
+
+/** @typedef {'mac' | 'ip' | 'cidr' | 'default'} MatchKind */
+/** @typedef {{ match: string, kind: MatchKind }} Rule */
 
 const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]\d|\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]\d|\d)$/;
 
-/** Same rule as node's net.isIP(s) === 4. */
+/**
+ * Dotted-quad IPv4 without leading zeros (the same rule as node's net.isIP(s) === 4).
+ * @param {string} s
+ * @returns {boolean}
+ */
 export function isIPv4(s) {
   return IPV4.test(s);
 }
 
-/** aa:bb:cc:dd:ee:ff, or null. */
-export function normalizeMac(mac) {
-  const hex = String(mac)
-    .toLowerCase()
-    .replace(/[^0-9a-f]/g, '');
-  if (hex.length !== 12 || !/^[0-9a-f:.-]+$/i.test(mac)) return null;
-  return hex.match(/../g).join(':');
+/**
+ * aa:bb:cc:dd:ee:ff from any common spelling (dashes, dots, colons, none; any case); null if not a MAC.
+ * @param {string | null | undefined} raw
+ * @returns {string | null}
+ */
+export function normalizeMac(raw) {
+  if (!raw) return null;
+  const t = String(raw).trim();
+  if (!/^[0-9a-f:.-]+$/i.test(t)) return null;
+  const hex = t.toLowerCase().replace(/[-:.]/g, '');
+  if (!/^[0-9a-f]{12}$/.test(hex)) return null;
+  return /** @type {string[]} */ (hex.match(/../g)).join(':');
 }
 
+/**
+ * @param {string} ip
+ * @returns {number}
+ */
 function ipv4ToInt(ip) {
   return ip.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
 }
 
-/** { match, kind } in the server's canonical spelling, or null when the text is not a rule. */
+/**
+ * A rule's text in the server's canonical spelling, or null when it is not a rule.
+ * @param {string} text
+ * @returns {Rule | null}
+ */
 export function parseMatch(text) {
   const m = String(text).trim();
   if (m === 'default') return { match: 'default', kind: 'default' };
@@ -44,6 +66,11 @@ export function parseMatch(text) {
   return null;
 }
 
+/**
+ * @param {string} cidr
+ * @param {string} ip
+ * @returns {boolean}
+ */
 function cidrContains(cidr, ip) {
   const [net, bitsS] = cidr.split('/');
   const bits = Number(bitsS);
@@ -51,7 +78,14 @@ function cidrContains(cidr, ip) {
   return (ipv4ToInt(ip) & mask) >>> 0 === (ipv4ToInt(net) & mask) >>> 0;
 }
 
-/** The assignment (from `assignments`) a client with this MAC/IP would get, or null. */
+/**
+ * The assignment a client with this MAC/IP gets, or null.
+ * @template {Rule} A
+ * @param {A[]} assignments
+ * @param {string | null | undefined} mac
+ * @param {string | null | undefined} ip
+ * @returns {A | null}
+ */
 export function matchAssignment(assignments, mac, ip) {
   const m = mac ? normalizeMac(mac) : null;
   if (m) {
@@ -75,10 +109,17 @@ export function matchAssignment(assignments, mac, ip) {
  * being added (it replaces a rule with the same match), `remove` the match of
  * a rule being removed (or the old match of an edited rule). Returns the
  * clients involved, with the rule they get today and after the change.
+ * @template {Rule} A
+ * @template {{ mac: string | null, ip: string | null }} C
+ * @param {A[]} assignments
+ * @param {C[]} clients
+ * @param {{ add?: A | null, remove?: string | null }} [change]
+ * @returns {{ client: C, before: A | null, after: A | null, caught: boolean }[]}
  */
 export function previewChange(assignments, clients, { add = null, remove = null } = {}) {
   const gone = new Set([add?.match, remove].filter(Boolean));
   const next = [...assignments.filter((a) => !gone.has(a.match)), ...(add ? [add] : [])];
+  /** @type {{ client: C, before: A | null, after: A | null, caught: boolean }[]} */
   const rows = [];
   for (const c of clients) {
     const before = matchAssignment(assignments, c.mac, c.ip);
