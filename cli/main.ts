@@ -353,41 +353,60 @@ export function buildProgram(): Command {
     .addOption(new Option('--compressor <c>').choices(['zstd', 'lz4', 'gzip', 'xz']))
     .option('--level <n>', 'compression level; "default" for tar2sqfs default')
     .option('--kernel-version <v>', 'boot kernel V of each commit\'s tree instead of the newest; "newest" to follow the newest again')
+    .option('--enroll-cidr <cidr>', 'approve new client keys pushing from this IPv4 CIDR at once (labs); "none" clears it')
     .action(
-      act(async (s, g, name: string | undefined, o: { compressor?: Compressor; level?: string; kernelVersion?: string }) => {
-        if (!name) {
-          const all = s.listProfiles();
-          out(g, all, () =>
-            all
-              .map((p) => `${p.name}\t${p.head ? shortId(p.head) : '-'}\t${p.compressor}${p.level === null ? '' : `:${p.level}`}`)
-              .join('\n'),
+      act(
+        async (
+          s,
+          g,
+          name: string | undefined,
+          o: { compressor?: Compressor; level?: string; kernelVersion?: string; enrollCidr?: string },
+        ) => {
+          if (name && o.enrollCidr !== undefined) {
+            s.getProfile(name);
+            const { Enrollment } = await import('../store/enrollment.ts');
+            const cidr = new Enrollment(s).setEnrollCidr(name, o.enrollCidr);
+            out(
+              g,
+              { profile: name, enrollCidr: cidr },
+              () => `profile ${name}: ${cidr ? `keys from ${cidr} are approved at once` : 'no enroll CIDR'}`,
+            );
+            return;
+          }
+          if (!name) {
+            const all = s.listProfiles();
+            out(g, all, () =>
+              all
+                .map((p) => `${p.name}\t${p.head ? shortId(p.head) : '-'}\t${p.compressor}${p.level === null ? '' : `:${p.level}`}`)
+                .join('\n'),
+            );
+            return;
+          }
+          let p = s.getProfile(name);
+          if (o.compressor || o.level !== undefined)
+            p = s.setCompression(
+              name,
+              o.compressor ?? p.compressor,
+              o.level === undefined ? p.level : o.level === 'default' ? null : Number(o.level),
+            );
+          if (o.kernelVersion !== undefined) {
+            const { pinKernel } = await import('./kernel-commands.ts');
+            pinKernel(s, name, o.kernelVersion === 'newest' ? null : o.kernelVersion);
+          }
+          const kernelVersion = s.kernelPin(name);
+          out(g, { ...p, kernelVersion }, () =>
+            [
+              `profile ${p.name}`,
+              `head       ${p.head ?? '-'}`,
+              `compressor ${p.compressor} level ${p.level ?? 'default (zstd 15: smallest, slowest; level 3 bakes ~30x faster for ~15% larger layers)'}`,
+              `cmdline    ${p.cmdline}`,
+              `kernel     ${p.kernel ? p.kernel.digest : '-'}`,
+              `initrd     ${p.initrd ? p.initrd.digest : '-'}`,
+              `kernel-version ${kernelVersion ?? 'newest in the tree'}`,
+            ].join('\n'),
           );
-          return;
-        }
-        let p = s.getProfile(name);
-        if (o.compressor || o.level !== undefined)
-          p = s.setCompression(
-            name,
-            o.compressor ?? p.compressor,
-            o.level === undefined ? p.level : o.level === 'default' ? null : Number(o.level),
-          );
-        if (o.kernelVersion !== undefined) {
-          const { pinKernel } = await import('./kernel-commands.ts');
-          pinKernel(s, name, o.kernelVersion === 'newest' ? null : o.kernelVersion);
-        }
-        const kernelVersion = s.kernelPin(name);
-        out(g, { ...p, kernelVersion }, () =>
-          [
-            `profile ${p.name}`,
-            `head       ${p.head ?? '-'}`,
-            `compressor ${p.compressor} level ${p.level ?? 'default (zstd 15: smallest, slowest; level 3 bakes ~30x faster for ~15% larger layers)'}`,
-            `cmdline    ${p.cmdline}`,
-            `kernel     ${p.kernel ? p.kernel.digest : '-'}`,
-            `initrd     ${p.initrd ? p.initrd.digest : '-'}`,
-            `kernel-version ${kernelVersion ?? 'newest in the tree'}`,
-          ].join('\n'),
-        );
-      }),
+        },
+      ),
     );
 
   const keys = program.command('keys').description('SSH keys allowed to push');
@@ -416,6 +435,45 @@ export function buildProgram(): Command {
       act((s, g, name: string) => {
         s.removeKey(name);
         out(g, { removed: name }, () => `removed key ${name}`);
+      }),
+    );
+
+  // Enrollment: keys clients made themselves, held until an admin decides (store/enrollment.ts).
+  keys
+    .command('pending')
+    .description('client keys held for approval, with the MAC and IP they pushed from')
+    .action(
+      act(async (s, g) => {
+        const { Enrollment } = await import('../store/enrollment.ts');
+        const all = new Enrollment(s).list();
+        const line = (k: (typeof all)[number]) =>
+          `${k.id}\t${k.fingerprint}\tmac ${k.mac ?? '-'}\tip ${k.ip ?? '-'}\t${k.hostname ?? '-'}\t${k.heldPushes} held push(es)`;
+        out(g, all, () => (all.length ? all.map(line).join('\n') : 'no pending keys'));
+      }),
+    );
+  keys
+    .command('approve')
+    .description('admit a pending client key; its held pushes are queued')
+    .argument('<id>')
+    .option('--profile <p...>', 'profiles this key may push to')
+    .option('--admin', 'may push anywhere')
+    .option('--name <name>', 'the key name (default client-<id>)')
+    .action(
+      act(async (s, g, id: string, o: { profile?: string[]; admin?: boolean; name?: string }) => {
+        const { Enrollment } = await import('../store/enrollment.ts');
+        const r = new Enrollment(s).approve(id, { admin: !!o.admin, profiles: o.profile ?? [], name: o.name });
+        out(g, r, () => `key ${r.key.name} ${r.key.fingerprint} admitted; ${r.released.length} held push(es) queued`);
+      }),
+    );
+  keys
+    .command('reject')
+    .description('drop a pending client key and delete its held pushes')
+    .argument('<id>')
+    .action(
+      act(async (s, g, id: string) => {
+        const { Enrollment } = await import('../store/enrollment.ts');
+        const r = new Enrollment(s).reject(id);
+        out(g, { rejected: id, ...r }, () => `rejected key ${id}; deleted ${r.deleted.length} held push(es)`);
       }),
     );
 
@@ -449,8 +507,11 @@ export function buildProgram(): Command {
     .command('clients')
     .description('who booted what, and when')
     .action(
-      act((s, g) => {
-        const all = s.listClients();
+      act(async (s, g) => {
+        // With the last heartbeat (commit, uptime, inventory) of each machine that sent one.
+        const { Heartbeats } = await import('../store/heartbeats.ts');
+        const hb = new Heartbeats(s);
+        const all = s.listClients().map((c) => ({ ...c, heartbeat: hb.get(c.mac) }));
         out(
           g,
           all,

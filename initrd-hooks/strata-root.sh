@@ -23,6 +23,9 @@
 STRATA_LIB_DIR=${STRATA_LIB_DIR:-/lib/strata}
 # shellcheck source=lib/parse-cmdline.sh
 . "$STRATA_LIB_DIR/parse-cmdline.sh"
+# The client kit's installer, when the initramfs carries the kit.
+# shellcheck source=lib/client-kit.sh
+[ -f "$STRATA_LIB_DIR/client-kit.sh" ] && . "$STRATA_LIB_DIR/client-kit.sh"
 
 STRATA_RUN=/run/strata
 # The layer mounts live at /l/N while the overlay is created: lowerdir is one
@@ -460,6 +463,7 @@ strata_boot() {
 	strata_get_layers "$STRATA_RUN/layers.list" "$_sb_mode"
 	strata_mount_layers "$STRATA_RUN/layers.list" "$_sb_root"
 	echo "$STRATA_COMMIT" > "$STRATA_RUN/commit"
+	command -v strata_kit_install >/dev/null 2>&1 && strata_kit_install
 	if strata_save_last_good "$STRATA_COMMIT" "$_sb_manifest"; then
 		strata_prune_backup "$STRATA_RUN/layers.list"
 		# Offline, the disk's entry already is the last good commit's.

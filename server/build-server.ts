@@ -5,6 +5,8 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Store } from '../store/store.ts';
 import { registerAdminRoutes } from './admin-routes.ts';
+import { registerEnrollRoutes } from './enroll-routes.ts';
+import { registerHeartbeatRoutes } from './heartbeat-routes.ts';
 import { registerBootRoutes } from './boot-routes.ts';
 import { EventHub } from './events.ts';
 import { installErrorHandlers } from './http-errors.ts';
@@ -54,6 +56,8 @@ export function buildServer(deps: BuildServerDeps): FastifyInstance {
   registerObjectRoutes(app, deps.store, { rateLimitBytesPerSec: deps.objectRateLimit });
   registerBootRoutes(app, { store: deps.store, events, publicUrl: deps.publicUrl });
   registerAdminRoutes(app, { store: deps.store, events });
+  registerEnrollRoutes(app, { store: deps.store, events });
+  registerHeartbeatRoutes(app, { store: deps.store, events });
   if (deps.webDir) registerWebRoutes(app, deps.webDir);
   return app;
 }

@@ -23,6 +23,8 @@ import { newPushId } from '../protocol/ids.ts';
 import { incomingArchive, incomingTemp } from '../protocol/push-incoming.ts';
 import { formatLogLine, formatPushStatus, parseSshCommand, splitShellWords, USAGE, type SshCommand } from '../protocol/ssh-push.ts';
 import { fsyncDir } from '../protocol/durable.ts';
+import { Enrollment, type PendingKey } from '../store/enrollment.ts';
+import { pendingRefusal, pendingStatusLine } from './ssh-enroll.ts';
 
 const { Server, utils } = ssh2;
 
@@ -167,8 +169,12 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
   const maxPush = (): number => deps.maxPushBytes ?? store.config.maxPushBytes ?? DEFAULT_MAX_PUSH_BYTES;
 
   const connections = new Set<Connection>();
-  const server = new Server({ hostKeys: [deps.hostKey], ident: 'strata' }, (client: Connection) => {
+  const enrollment = new Enrollment(store);
+  const server = new Server({ hostKeys: [deps.hostKey], ident: 'strata' }, (client: Connection, info) => {
     let key: SshKey | null = null;
+    // An unknown key that proved it holds its private half: it may only push (held until an admin approves it).
+    let unknown: { algo: string; data: Buffer } | null = null;
+    const env: Record<string, string> = {};
     connections.add(client);
     client.on('close', () => connections.delete(client));
 
@@ -180,7 +186,13 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
       } catch {
         found = null;
       }
-      if (!found) return ctx.reject(['publickey']);
+      if (!found) {
+        if (!ctx.signature || !ctx.blob) return ctx.accept();
+        const parsed = utils.parseKey(ctx.key.data);
+        if (parsed instanceof Error || !parsed.verify(ctx.blob, ctx.signature, ctx.hashAlgo)) return ctx.reject(['publickey']);
+        unknown = { algo: ctx.key.algo, data: Buffer.from(ctx.key.data) };
+        return ctx.accept();
+      }
       if (ctx.signature && ctx.blob) {
         // The client proves it holds the private key; without a signature it only asks whether the key would do.
         const parsed = utils.parseKey(ctx.key.data);
@@ -196,7 +208,11 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
       client.on('session', (acceptSession) => {
         const session = acceptSession();
         session.on('pty', (accept) => accept?.());
-        session.on('env', (accept) => accept?.());
+        session.on('env', (accept, _reject, e) => {
+          // The kit agent says who it is (STRATA_MAC, STRATA_HOSTNAME) for the pending-key list.
+          if (/^STRATA_[A-Z]+$/.test(e.key) && e.val.length <= 256) env[e.key] = e.val;
+          accept?.();
+        });
         session.on('shell', (accept) => {
           const ch = accept();
           ch.stderr.write(`strata: no interactive shell here\n${USAGE}\n`);
@@ -204,7 +220,7 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
           ch.end();
         });
         session.on('subsystem', (_accept, reject) => reject());
-        session.on('exec', (accept, _reject, info) => {
+        session.on('exec', (accept, _reject, execInfo) => {
           const ch = accept();
           const guard = guardChannel(ch, {
             maxBuffered: deps.maxChannelBuffered ?? DEFAULT_MAX_BUFFERED,
@@ -219,7 +235,16 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
               client.end();
             },
           });
-          void runExec(ch, guard, info.command, key!).catch((e) => log(`ssh: exec failed: ${String(e)}`));
+          const pending = key
+            ? null
+            : enrollment.notePending({
+                algo: unknown!.algo,
+                keyData: unknown!.data,
+                mac: env.STRATA_MAC,
+                hostname: env.STRATA_HOSTNAME,
+                ip: info.ip,
+              });
+          void runExec(ch, guard, execInfo.command, key, pending).catch((e) => log(`ssh: exec failed: ${String(e)}`));
         });
       });
     });
@@ -234,7 +259,13 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
     ch.end();
   };
 
-  async function runExec(ch: ServerChannel, guard: GuardedChannel, command: string, key: SshKey): Promise<void> {
+  async function runExec(
+    ch: ServerChannel,
+    guard: GuardedChannel,
+    command: string,
+    key: SshKey | null,
+    pending: PendingKey | null,
+  ): Promise<void> {
     let cmd: SshCommand;
     try {
       cmd = parseSshCommand(splitShellWords(command));
@@ -243,8 +274,13 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
       return finish(ch, 2, undefined, `strata: ${(e as Error).message}\n`);
     }
     try {
-      if (cmd.cmd === 'push') return await runPush(ch, guard, cmd, key);
+      if (cmd.cmd === 'push') return await runPush(ch, guard, cmd, key, pending);
       ch.resume();
+      if (!key) {
+        const held = cmd.cmd === 'status' ? enrollment.findHeld(cmd.id) : null;
+        if (held && held.keyId === pending!.id) return finish(ch, 0, `${pendingStatusLine(pending!, held)}\n`);
+        throw pendingRefusal(pending!);
+      }
       if (cmd.cmd === 'status') {
         const p = store.getPush(cmd.id);
         if (!mayUse(key, p.profile)) throw new StrataError('E_FORBIDDEN', `key ${key.name} may not see pushes to profile ${p.profile}`);
@@ -262,15 +298,21 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
     }
   }
 
-  async function runPush(ch: ServerChannel, guard: GuardedChannel, cmd: Extract<SshCommand, { cmd: 'push' }>, key: SshKey): Promise<void> {
+  async function runPush(
+    ch: ServerChannel,
+    guard: GuardedChannel,
+    cmd: Extract<SshCommand, { cmd: 'push' }>,
+    key: SshKey | null,
+    pending: PendingKey | null,
+  ): Promise<void> {
     const { pushKey } = cmd;
-    if (!mayUse(key, cmd.profile))
+    if (key && !mayUse(key, cmd.profile))
       throw new StrataError(
         'E_FORBIDDEN',
         `key ${key.name} may not push to profile ${cmd.profile}; an admin can allow it with strata keys add NAME FILE --profile ${cmd.profile}`,
       );
     store.getProfile(cmd.profile);
-    if (pushKey !== null) {
+    if (pushKey !== null && key) {
       // A retry of a push already stored: its answer was lost, not its archive.
       // Read the upload to EOF (a client still writing should not see its
       // channel vanish) and answer the stored id exactly like a fresh push.
@@ -285,7 +327,7 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
     const id = newPushId();
     const dir = store.incomingDir;
     const tmp = incomingTemp(dir, id);
-    const final = incomingArchive(dir, id);
+    const final = key ? incomingArchive(dir, id) : enrollment.heldArchivePath(id);
     const fh = await fs.promises.open(tmp, 'wx', 0o600);
     const meter = new PushMeter(maxPush());
     // A numeric fd, not the FileHandle: a stream holding a FileHandle makes fh.close() wait for the stream forever.
@@ -306,6 +348,25 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
       ch.unpipe(meter);
       ch.resume();
       throw e;
+    }
+    if (!key) {
+      // From a pending key: kept, not baked, until an admin approves the key.
+      const held = enrollment.hold({
+        id,
+        keyId: pending!.id,
+        profile: cmd.profile,
+        parent,
+        message: cmd.message,
+        pushKey,
+        bytes: meter.bytes,
+      });
+      if (held.id !== id) await fs.promises.unlink(final).catch(() => {});
+      const released = enrollment.autoApprove(pending!.id, cmd.profile);
+      if (released) {
+        log(`ssh: key ${pending!.fingerprint} from ${pending!.ip} approved by the enroll CIDR of ${cmd.profile}`);
+        for (const r of released) deps.onPush?.(r);
+      } else log(`ssh: push ${held.id} from pending key ${pending!.id} (${pending!.fingerprint}) held until approved`);
+      return finish(ch, 0, `${held.id}\n`);
     }
     let stored: Push;
     try {

@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { installBootdiskFiles, missingBootloaderTools } from './bootloader-images.ts';
+import { addClientKit, kitSources } from './client-kit.ts';
 import { StrataError } from './errors.ts';
 import {
   loadOrder,
@@ -115,6 +116,7 @@ export function initrdHookVersion(): Promise<string> {
     if (await exists(MKE2FS)) h.update(await readFile(MKE2FS));
     // With or without the backup disk's boot loader (store/bootloader-images.ts): the tools decide.
     h.update(`bootloader ${(await missingBootloaderTools()) ?? 'yes'}`);
+    for (const f of await kitSources()) h.update(f.name).update(f.bytes);
     return h.digest('hex');
   })();
   hookVersionMemo.catch(() => {
@@ -262,6 +264,8 @@ export async function assembleInitrd(src: ModuleSource, opts: AssembleOptions): 
     await copyFile(join(HOOKS_DIR, 'lib/udhcpc.script'), join(stage, 'lib/strata/udhcpc.script'));
     await chmod(join(stage, 'lib/strata/udhcpc.script'), 0o755);
     await installBootdiskFiles(HOOKS_DIR, join(stage, 'lib/strata'), opts.withBootloader);
+    // Every machine strata boots gets the client kit under /run/strata (store/client-kit.ts).
+    await addClientKit(stage, { busybox: join(stage, 'bin/busybox') });
     await writeFile(join(stage, 'lib/strata/modules'), `${loadOrder(names).join('\n')}\n`);
 
     const output = resolve(opts.output);

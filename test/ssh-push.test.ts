@@ -111,11 +111,19 @@ describe('push', () => {
 });
 
 describe('refusals (and the server keeps serving)', () => {
-  it('an unknown key is refused by OpenSSH and ssh2', async () => {
+  it('an unknown key may only ask to be enrolled: it reads nothing and its push is held, not baked', async () => {
     const r = await opensshExec(srv.sshPort, keys.stranger.privateFile, 'log lab');
-    expect(r.code).toBe(255);
-    expect(r.stderr).toMatch(/Permission denied \(publickey\)/);
-    await expect(ssh2Connect({ port: srv.sshPort, privateKey: keys.stranger.privateKey })).rejects.toThrow(/authentication methods failed/);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^strata: key SHA256:\S+ is pending approval as k[0-9a-f]{10}; .*strata keys approve/);
+    expect(r.stdout).toBe('');
+    const before = head();
+    const p = await opensshExec(srv.sshPort, keys.stranger.privateFile, `push lab --parent ${before}`, zstdTar(tmp.dir, { x: 'y' }));
+    expect(p.code, p.stderr).toBe(0);
+    const id = p.stdout.trim();
+    const st = await opensshExec(srv.sshPort, keys.stranger.privateFile, `status ${id}`);
+    expect(st.stdout).toMatch(/^pending key k[0-9a-f]{10} SHA256:\S+ awaits approval/);
+    expect(() => srv.store.getPush(id)).toThrow();
+    expect(head()).toBe(before);
   });
 
   it('password and keyboard-interactive auth are refused', async () => {

@@ -67,6 +67,9 @@ export interface GcView {
   busy: boolean;
 }
 
+/** A key a client made itself, held until an admin approves it (store/enrollment.ts). */
+export type PendingKey = import('../store/enrollment.ts').PendingKey;
+
 /** The page's state (state.js's S). */
 export interface PageState {
   view: string;
@@ -84,6 +87,8 @@ export interface PageState {
   branch: string | null;
   assignments: Assignment[];
   clients: ClientLease[];
+  /** Client keys held for approval (GET /v1/keys/pending). */
+  pendingKeys: PendingKey[];
   pushes: Push[];
   diffs: Map<string, Promise<DiffResult>>;
   editing: string | null;

@@ -18,6 +18,7 @@ import { renderAssignForm, renderAssignments, renderPreview, resetAssignForm, su
 import { renderClients } from './views/clients.js';
 import { drawGraph, renderCommit } from './views/history.js';
 import { createProfile, fillBaseChoices, renderProfiles, saveCmdline } from './views/profiles.js';
+import { renderPendingKeys } from './views/pending-keys.js';
 import { renderPushes } from './views/pushes.js';
 import { chooseReflogBranch, renderReflog } from './views/reflog.js';
 import { gcCheck, renderGc } from './views/storage.js';
@@ -34,6 +35,7 @@ function start() {
     drawGraph,
     renderCommit,
     renderPushes,
+    renderPendingKeys: () => renderPendingKeys(() => reload(['clients', 'pushes'])),
     renderReflog,
     renderGc,
     logout,

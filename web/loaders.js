@@ -88,7 +88,7 @@ async function loadGraph() {
 
 /**
  * One list of the API into S[kind]; when it changed, `renders` redraw what shows it.
- * @param {'clients' | 'assignments' | 'pushes'} kind
+ * @param {'clients' | 'assignments' | 'pushes' | 'pendingKeys'} kind
  * @param {string} path
  * @param {(keyof import('./wiring.js').Wired)[]} renders
  */
@@ -104,7 +104,10 @@ const LOADERS = {
     await loadProfiles();
     await loadGraph();
   },
-  clients: () => loadList('clients', '/v1/clients', 'renderClients', 'renderAssignments', 'renderPreview', 'drawGraph', 'renderCommit'),
+  clients: async () => {
+    await loadList('clients', '/v1/clients', 'renderClients', 'renderAssignments', 'renderPreview', 'drawGraph', 'renderCommit');
+    await loadList('pendingKeys', '/v1/keys/pending', 'renderPendingKeys');
+  },
   assignments: () => loadList('assignments', '/v1/assignments', 'renderAssignments', 'renderPreview', 'drawGraph', 'renderCommit'),
   pushes: () => loadList('pushes', '/v1/pushes?limit=200', 'renderPushes'),
 };

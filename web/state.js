@@ -36,6 +36,8 @@ export const S = {
   branch: null,
   assignments: [],
   clients: [],
+  /** Client keys held for approval (GET /v1/keys/pending). */
+  pendingKeys: [],
   pushes: [],
   diffs: new Map(),
   editing: null,

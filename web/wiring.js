@@ -17,6 +17,7 @@
  * @property {() => void} drawGraph
  * @property {() => void} renderCommit
  * @property {() => void} renderPushes
+ * @property {() => void} renderPendingKeys
  * @property {() => void} renderReflog
  * @property {(busyText?: string) => void} renderGc
  * @property {(message?: string) => void} logout
@@ -37,6 +38,7 @@ export const wired = {
   drawGraph: notWired('drawGraph'),
   renderCommit: notWired('renderCommit'),
   renderPushes: notWired('renderPushes'),
+  renderPendingKeys: notWired('renderPendingKeys'),
   renderReflog: notWired('renderReflog'),
   renderGc: notWired('renderGc'),
   logout: notWired('logout'),

@@ -116,6 +116,7 @@ export function spawnQemu(
     let output = '';
     let partial = '';
     let timedOut = false;
+    let stopping = false;
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill('SIGKILL');
@@ -126,10 +127,12 @@ export function spawnQemu(
       partial += text;
       const parts = partial.split('\n');
       partial = parts.pop() ?? '';
-      for (const l of parts) {
-        opts.onLine?.(l);
-        // Seen what the test waits for (a guest that would otherwise hang): stop it shortly after.
-        if (opts.stopWhen?.(l)) setTimeout(() => child.kill('SIGKILL'), 2000);
+      for (const l of parts) opts.onLine?.(l);
+      // Seen what the test waits for (a guest that would otherwise hang): stop it shortly after.
+      // The unfinished last line counts too: firmware often prints a message and no newline.
+      if (!stopping && opts.stopWhen && [...parts, partial].some((l) => opts.stopWhen!(l))) {
+        stopping = true;
+        setTimeout(() => child.kill('SIGKILL'), 2000);
       }
     };
     child.stdout.on('data', onData);
