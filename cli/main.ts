@@ -167,9 +167,14 @@ export function buildProgram(): Command {
     .description('one commit: manifest, message, layers')
     .argument('<commit>')
     .action(
-      act((s, g, rev: string) => {
+      act(async (s, g, rev: string) => {
         const c = s.getCommit(s.resolve(rev));
-        out(g, { ...c, manifestText: s.manifestText(c.id) }, () => `${formatCommit(c)}\n${s.manifestText(c.id)}`);
+        const { bootLine } = await import('./kernel-commands.ts');
+        out(
+          g,
+          { ...c, manifestText: s.manifestText(c.id), boot: s.bootRecord(c.id) },
+          () => `${formatCommit(c)}\n${bootLine(s, c.id)}\n${s.manifestText(c.id)}`,
+        );
       }),
     );
 
@@ -345,47 +350,61 @@ export function buildProgram(): Command {
     .argument('[name]')
     .addOption(new Option('--compressor <c>').choices(['zstd', 'lz4', 'gzip', 'xz']))
     .option('--level <n>', 'compression level; "default" for tar2sqfs default')
+    .option('--kernel-version <v>', 'boot kernel V of each commit\'s tree instead of the newest; "newest" to follow the newest again')
     .option('--enroll-cidr <cidr>', 'approve new client keys pushing from this IPv4 CIDR at once (labs); "none" clears it')
     .action(
-      act(async (s, g, name: string | undefined, o: { compressor?: Compressor; level?: string; enrollCidr?: string }) => {
-        if (name && o.enrollCidr !== undefined) {
-          s.getProfile(name);
-          const { Enrollment } = await import('../store/enrollment.ts');
-          const cidr = new Enrollment(s).setEnrollCidr(name, o.enrollCidr);
-          out(
-            g,
-            { profile: name, enrollCidr: cidr },
-            () => `profile ${name}: ${cidr ? `keys from ${cidr} are approved at once` : 'no enroll CIDR'}`,
+      act(
+        async (
+          s,
+          g,
+          name: string | undefined,
+          o: { compressor?: Compressor; level?: string; kernelVersion?: string; enrollCidr?: string },
+        ) => {
+          if (name && o.enrollCidr !== undefined) {
+            s.getProfile(name);
+            const { Enrollment } = await import('../store/enrollment.ts');
+            const cidr = new Enrollment(s).setEnrollCidr(name, o.enrollCidr);
+            out(
+              g,
+              { profile: name, enrollCidr: cidr },
+              () => `profile ${name}: ${cidr ? `keys from ${cidr} are approved at once` : 'no enroll CIDR'}`,
+            );
+            return;
+          }
+          if (!name) {
+            const all = s.listProfiles();
+            out(g, all, () =>
+              all
+                .map((p) => `${p.name}\t${p.head ? shortId(p.head) : '-'}\t${p.compressor}${p.level === null ? '' : `:${p.level}`}`)
+                .join('\n'),
+            );
+            return;
+          }
+          let p = s.getProfile(name);
+          if (o.compressor || o.level !== undefined)
+            p = s.setCompression(
+              name,
+              o.compressor ?? p.compressor,
+              o.level === undefined ? p.level : o.level === 'default' ? null : Number(o.level),
+            );
+          if (o.kernelVersion !== undefined) {
+            const { pinKernel } = await import('./kernel-commands.ts');
+            pinKernel(s, name, o.kernelVersion === 'newest' ? null : o.kernelVersion);
+          }
+          const kernelVersion = s.kernelPin(name);
+          out(g, { ...p, kernelVersion }, () =>
+            [
+              `profile ${p.name}`,
+              `head       ${p.head ?? '-'}`,
+              `compressor ${p.compressor} level ${p.level ?? 'default (zstd 15: smallest, slowest; level 3 bakes ~30x faster for ~15% larger layers)'}`,
+              `cmdline    ${p.cmdline}`,
+              `kernel     ${p.kernel ? p.kernel.digest : '-'}`,
+              `initrd     ${p.initrd ? p.initrd.digest : '-'}`,
+              `kernel-version ${kernelVersion ?? 'newest in the tree'}`,
+            ].join('\n'),
           );
-          return;
-        }
-        if (!name) {
-          const all = s.listProfiles();
-          out(g, all, () =>
-            all
-              .map((p) => `${p.name}\t${p.head ? shortId(p.head) : '-'}\t${p.compressor}${p.level === null ? '' : `:${p.level}`}`)
-              .join('\n'),
-          );
-          return;
-        }
-        let p = s.getProfile(name);
-        if (o.compressor || o.level !== undefined)
-          p = s.setCompression(
-            name,
-            o.compressor ?? p.compressor,
-            o.level === undefined ? p.level : o.level === 'default' ? null : Number(o.level),
-          );
-        out(g, p, () =>
-          [
-            `profile ${p.name}`,
-            `head       ${p.head ?? '-'}`,
-            `compressor ${p.compressor} level ${p.level ?? 'default (zstd 15: smallest, slowest; level 3 bakes ~30x faster for ~15% larger layers)'}`,
-            `cmdline    ${p.cmdline}`,
-            `kernel     ${p.kernel ? p.kernel.digest : '-'}`,
-            `initrd     ${p.initrd ? p.initrd.digest : '-'}`,
-          ].join('\n'),
-        );
-      }),
+        },
+      ),
     );
 
   const keys = program.command('keys').description('SSH keys allowed to push');
@@ -585,9 +604,20 @@ export function buildProgram(): Command {
   const initrd = program.command('initrd').description('the strata initramfs');
   initrd
     .command('build')
+    .description("the host's kernel modules, or (--from) those in a commit's tree")
     .requiredOption('-o, --output <file>')
     .option('--kernel-version <v>')
-    .action(async (o: { output: string; kernelVersion?: string }, cmd: Command) => {
+    .option('--from <commit>', "build from the commit's own tree (its newest kernel, or --kernel-version)")
+    .action(async (o: { output: string; kernelVersion?: string; from?: string }, cmd: Command) => {
+      if (o.from) {
+        const from = o.from;
+        await act(async (s, g) => {
+          const { initrdFromCommit } = await import('./kernel-commands.ts');
+          const r = await initrdFromCommit(s, from, o.output, o.kernelVersion);
+          out(g, r, () => `wrote ${r.output} for kernel ${r.kernelVersion} from ${from}'s tree`);
+        })(cmd);
+        return;
+      }
       const g = await globals(cmd);
       const { buildInitrd } = await import('./initrd-build.ts');
       const r = await buildInitrd({ output: o.output, kernelVersion: o.kernelVersion });

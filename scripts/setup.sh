@@ -23,6 +23,10 @@ want busybox busybox-static
 want setfattr attr
 want getfattr attr
 want cpio cpio
+want mmdebstrap mmdebstrap
+want rdsquashfs squashfs-tools-ng
+want depmod kmod
+want dpkg-deb dpkg
 want curl curl
 [ -x /usr/sbin/dnsmasq ] || need="$need dnsmasq-base"
 [ -f /usr/lib/ipxe/undionly.kpxe ] && [ -f /usr/lib/ipxe/snponly.efi ] || need="$need ipxe"

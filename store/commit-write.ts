@@ -6,6 +6,7 @@
  */
 import { inTransaction, type StoreCore } from './core.ts';
 import type { BakedImage, TarPolicy } from './bake.ts';
+import { withBoot } from './commit-boot.ts';
 import { chainDifference, conflictingPaths, touchedPaths } from './dag.ts';
 import { StrataError } from './errors.ts';
 import { commitIdOf, renderManifest } from './manifest.ts';
@@ -104,17 +105,18 @@ export function createCommit(core: StoreCore, c: NewCommit): CommitResult {
  * as expectedHead. When another writer moved the head in between, the
  * transaction refuses with E_STALE_PARENT and nothing was written: decide
  * again against the new head, up to 5 more times, then give up with that error.
+ * The commit's kernel and initramfs follow its tree (withBoot, store/commit-boot.ts).
  */
-export function commitAgainstHead(
+export async function commitAgainstHead(
   core: StoreCore,
   readHead: () => CommitId,
   parent: CommitId,
   entries: LayerEntry[],
   prepare: (head: CommitId, decision: ParentDecision) => NewCommit,
-): CommitResult {
+): Promise<CommitResult> {
   for (let attempt = 0; ; attempt++) {
     const head = readHead();
-    const c = prepare(head, decideParent(core, parent, head, entries));
+    const c = await withBoot(core, prepare(head, decideParent(core, parent, head, entries)));
     try {
       return createCommit(core, c);
     } catch (e) {

@@ -12,6 +12,7 @@ import { StrataError } from './errors.ts';
 import { CommitIndex } from './commit-index.ts';
 import { ObjectStore } from './objects.ts';
 import { KeysTable, TokensTable } from './tables/access.ts';
+import { BootTable } from './tables/boot.ts';
 import { AssignmentsTable, ClientsTable } from './tables/clients.ts';
 import { CommitsTable } from './tables/commits.ts';
 import { LayersTable } from './tables/layers.ts';
@@ -41,6 +42,7 @@ export interface Tables {
   readonly keys: KeysTable;
   readonly tokens: TokensTable;
   readonly pushes: PushesTable;
+  readonly boot: BootTable;
 }
 
 export function makeCore(dataDir: string, db: DB, config: StoreConfig): StoreCore {
@@ -61,6 +63,7 @@ export function makeCore(dataDir: string, db: DB, config: StoreConfig): StoreCor
       keys: new KeysTable(db),
       tokens: new TokensTable(db),
       pushes: new PushesTable(db),
+      boot: new BootTable(db),
     },
   };
 }

@@ -120,6 +120,29 @@ const MIGRATIONS: string[] = [
   ALTER TABLE pushes ADD COLUMN push_key TEXT;
   CREATE UNIQUE INDEX pushes_push_key ON pushes(author, profile, push_key) WHERE push_key IS NOT NULL;
   `,
+  // 3: kernels follow the tree (store/commit-boot.ts). Where each commit's
+  // kernel came from (the manifest names only the blobs), initramfs builds
+  // by (modules content, hook) for reuse, and per-profile kernel pins.
+  `
+  CREATE TABLE commit_boot (
+    commit_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    version TEXT,
+    tree_key TEXT,
+    note TEXT NOT NULL
+  );
+  CREATE TABLE initrd_builds (
+    key TEXT PRIMARY KEY,
+    kernel_version TEXT NOT NULL,
+    initrd_digest TEXT NOT NULL,
+    initrd_size INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  CREATE TABLE kernel_pins (
+    profile TEXT PRIMARY KEY,
+    version TEXT NOT NULL
+  );
+  `,
 ];
 
 export function openDb(path: string): DB {

@@ -4,6 +4,7 @@
  * makes its commit through createCommit (store/commit-write.ts).
  */
 import { bakeTar, type TarPolicy } from './bake.ts';
+import { withBoot } from './commit-boot.ts';
 import { bakeOptions, commitAgainstHead, createCommit, layerOf, registerBaked, type CommitResult } from './commit-write.ts';
 import { inTransaction, type StoreCore } from './core.ts';
 import { chainDifference, conflictingPaths, mergeBase, touchedPaths } from './dag.ts';
@@ -30,7 +31,7 @@ export async function commitTar(
   const parent = opts.parent ? resolve(core, opts.parent) : startHead;
   const baked = await bakeTar(input, bakeOptions(core, profile, opts.policy));
   const layer = await registerBaked(core, baked);
-  const r = commitAgainstHead(
+  const r = await commitAgainstHead(
     core,
     () => branchInfo(core, profileName).head,
     parent,
@@ -78,7 +79,7 @@ export function rollback(core: StoreCore, profile: string, rev?: string): { from
   return { from, to };
 }
 
-export function revert(core: StoreCore, profile: string, rev: string, opts: { author?: string } = {}): CommitResult {
+export async function revert(core: StoreCore, profile: string, rev: string, opts: { author?: string } = {}): Promise<CommitResult> {
   const b = branchInfo(core, profile);
   const head = getCommit(core, b.head);
   const target = getCommit(core, resolve(core, rev));
@@ -102,20 +103,23 @@ export function revert(core: StoreCore, profile: string, rev: string, opts: { au
     warnings.push(
       `later layers also change ${overlap.length} of the reverted paths (${overlap.slice(0, 5).join(', ')}${overlap.length > 5 ? ', ...' : ''}); their version stays`,
     );
-  const r = createCommit(core, {
-    profile: b.profile.name,
-    ref: profile,
-    expectedHead: head.id,
-    parent: head.id,
-    layers: head.manifest.layers.filter((l) => l.digest !== layer),
-    kernel: head.manifest.kernel,
-    initrd: head.manifest.initrd,
-    message: `revert ${target.id.slice(0, 12)}: ${target.message}`,
-    author: opts.author ?? 'admin',
-    kind: 'revert',
-    addedLayer: null,
-    action: 'revert',
-  });
+  const r = createCommit(
+    core,
+    await withBoot(core, {
+      profile: b.profile.name,
+      ref: profile,
+      expectedHead: head.id,
+      parent: head.id,
+      layers: head.manifest.layers.filter((l) => l.digest !== layer),
+      kernel: head.manifest.kernel,
+      initrd: head.manifest.initrd,
+      message: `revert ${target.id.slice(0, 12)}: ${target.message}`,
+      author: opts.author ?? 'admin',
+      kind: 'revert',
+      addedLayer: null,
+      action: 'revert',
+    }),
+  );
   return { commit: r.commit, warnings: [...warnings, ...r.warnings] };
 }
 
@@ -132,7 +136,12 @@ export function cherryPickConflicts(core: StoreCore, profile: string, rev: strin
   return conflictingPaths(touchedPaths(layerEntries(core, picked.addedLayer)), touchOf(core, since));
 }
 
-export function cherryPick(core: StoreCore, profile: string, rev: string, opts: { force?: boolean; author?: string } = {}): CommitResult {
+export async function cherryPick(
+  core: StoreCore,
+  profile: string,
+  rev: string,
+  opts: { force?: boolean; author?: string } = {},
+): Promise<CommitResult> {
   const b = branchInfo(core, profile);
   const head = getCommit(core, b.head);
   const picked = getCommit(core, resolve(core, rev));
@@ -155,20 +164,23 @@ export function cherryPick(core: StoreCore, profile: string, rev: string, opts: 
   if (conflicts.length) warnings.push(`forced over ${conflicts.length} conflicting path(s); the picked layer's version wins`);
   const layer = picked.manifest.layers.find((l) => l.digest === picked.addedLayer)!;
   // The picked layer is reused as is: same digest, no re-bake.
-  const r = createCommit(core, {
-    profile: b.profile.name,
-    ref: profile,
-    expectedHead: head.id,
-    parent: head.id,
-    layers: [...head.manifest.layers, layer],
-    kernel: head.manifest.kernel,
-    initrd: head.manifest.initrd,
-    message: `cherry-pick ${picked.id.slice(0, 12)}: ${picked.message}`,
-    author: opts.author ?? 'admin',
-    kind: 'cherry-pick',
-    addedLayer: layer.digest,
-    action: 'cherry-pick',
-  });
+  const r = createCommit(
+    core,
+    await withBoot(core, {
+      profile: b.profile.name,
+      ref: profile,
+      expectedHead: head.id,
+      parent: head.id,
+      layers: [...head.manifest.layers, layer],
+      kernel: head.manifest.kernel,
+      initrd: head.manifest.initrd,
+      message: `cherry-pick ${picked.id.slice(0, 12)}: ${picked.message}`,
+      author: opts.author ?? 'admin',
+      kind: 'cherry-pick',
+      addedLayer: layer.digest,
+      action: 'cherry-pick',
+    }),
+  );
   return { commit: r.commit, warnings: [...warnings, ...r.warnings] };
 }
 
@@ -221,20 +233,23 @@ export async function flatten(
   }
   onProgress?.(tar.progress());
   const layer = await registerBaked(core, baked);
-  const r = createCommit(core, {
-    profile: profile.name,
-    ref: profileName,
-    expectedHead: head.id,
-    parent: head.id,
-    layers: [...chain.slice(0, keep), layer],
-    kernel: head.manifest.kernel,
-    initrd: head.manifest.initrd,
-    message: `flatten ${part.length} layers${keep ? ` above ${chain[keep - 1]!.digest.slice(0, 12)}` : ''}`,
-    author: opts.author ?? 'admin',
-    kind: 'flatten',
-    addedLayer: layer.digest,
-    action: 'flatten',
-    newLayer: layerOf(baked, layer, 'flat', profile),
-  });
+  const r = createCommit(
+    core,
+    await withBoot(core, {
+      profile: profile.name,
+      ref: profileName,
+      expectedHead: head.id,
+      parent: head.id,
+      layers: [...chain.slice(0, keep), layer],
+      kernel: head.manifest.kernel,
+      initrd: head.manifest.initrd,
+      message: `flatten ${part.length} layers${keep ? ` above ${chain[keep - 1]!.digest.slice(0, 12)}` : ''}`,
+      author: opts.author ?? 'admin',
+      kind: 'flatten',
+      addedLayer: layer.digest,
+      action: 'flatten',
+      newLayer: layerOf(baked, layer, 'flat', profile),
+    }),
+  );
   return { commit: r.commit, warnings: [...baked.warnings, ...r.warnings] };
 }

@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, promises as fsp, openSync, readSync, statSync } from 'node:fs';
 import { bakeTar } from './bake.ts';
+import { withBoot } from './commit-boot.ts';
 import { bakeOptions, createCommit, registerBaked, type CommitResult } from './commit-write.ts';
 import { inTransaction, type StoreCore } from './core.ts';
 import { StrataError, wrapIoError } from './errors.ts';
@@ -46,7 +47,7 @@ export async function importBase(core: StoreCore, name: string, source: string, 
   /** Layers above the base when an ISO ships its root as a stack (newer Ubuntu). */
   const upper: Read[] = [];
   let kernelSrc = opts.kernel;
-  let initrdSrc = opts.initrd;
+  const initrdSrc = opts.initrd;
   const tmpFiles: string[] = [];
   const temp = (what: string) => {
     const f = core.objects.tempPath(what);
@@ -72,10 +73,7 @@ export async function importBase(core: StoreCore, name: string, source: string, 
           kernelSrc = temp('iso-kernel');
           await extractIsoFile(source, iso.kernel, kernelSrc);
         }
-        if (!initrdSrc) {
-          initrdSrc = temp('iso-initrd');
-          await extractIsoFile(source, iso.initrd, initrdSrc);
-        }
+        // The ISO's own initrd ignores strata's boot arguments: the initramfs is built from the root image's modules.
         for (const inner of (iso.layers ?? []).slice(1)) {
           const f = temp('iso-layer');
           await extractIsoFile(source, inner, f);
@@ -84,9 +82,6 @@ export async function importBase(core: StoreCore, name: string, source: string, 
       }
       base = await readSquashfs(core, sqfs);
     }
-    const kernel = kernelSrc ? await core.objects.putFile(kernelSrc) : null;
-    const initrd = initrdSrc ? await core.objects.putFile(initrdSrc) : null;
-    const now = Date.now();
     const asLayer = (r: Read): NewLayer => ({
       info: {
         digest: r.ref.digest,
@@ -98,18 +93,17 @@ export async function importBase(core: StoreCore, name: string, source: string, 
       },
       entries: r.entries,
     });
-    // Profile row and first commit in one transaction: a crash leaves
-    // either nothing or a complete profile.
-    const result: CommitResult = inTransaction(core, () => {
-      core.t.profiles.insert({ name, cmdline: '', compressor, level, kernel, initrd, createdAt: now });
-      return createCommit(core, {
+    // The tree decides the kernel and initramfs unless --kernel/--initrd (or the ISO's kernel) say otherwise.
+    const first = await withBoot(
+      core,
+      {
         profile: name,
         ref: name,
         expectedHead: null,
         parent: null,
         layers: [base.ref, ...upper.map((u) => u.ref)],
-        kernel,
-        initrd,
+        kernel: null,
+        initrd: null,
         moreLayers: upper.map(asLayer),
         message: opts.message ?? `import ${source.split('/').pop()}`,
         author: opts.author ?? 'admin',
@@ -117,7 +111,16 @@ export async function importBase(core: StoreCore, name: string, source: string, 
         addedLayer: base.ref.digest,
         newLayer: asLayer(base),
         action: 'import',
-      });
+      },
+      { kernel: kernelSrc, initrd: initrdSrc, kernelFrom: opts.kernel ? 'override' : 'iso' },
+    );
+    const { kernel, initrd } = first;
+    const now = Date.now();
+    // Profile row and first commit in one transaction: a crash leaves
+    // either nothing or a complete profile.
+    const result: CommitResult = inTransaction(core, () => {
+      core.t.profiles.insert({ name, cmdline: '', compressor, level, kernel, initrd, createdAt: now });
+      return createCommit(core, first);
     });
     return result.commit;
   } catch (e) {

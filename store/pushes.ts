@@ -100,7 +100,7 @@ export async function landPush(core: StoreCore, id: string): Promise<Push> {
   const layer = await registerBaked(core, baked);
   const newLayer = layerOf(baked, layer, 'layer', profile);
   try {
-    commitAgainstHead(
+    await commitAgainstHead(
       core,
       () => getProfile(core, push.profile).head!,
       push.parent,
@@ -136,7 +136,8 @@ export async function landPush(core: StoreCore, id: string): Promise<Push> {
     );
   } catch (e) {
     const code = (e as StrataError).code;
-    if (code === 'E_CHAIN_TOO_LONG' || code === 'E_REF_EXISTS') core.t.pushes.reject(id, (e as Error).message);
+    // E_BAD_SOURCE: the pushed tree's kernel cannot run the hook (store/commit-boot.ts).
+    if (code === 'E_CHAIN_TOO_LONG' || code === 'E_REF_EXISTS' || code === 'E_BAD_SOURCE') core.t.pushes.reject(id, (e as Error).message);
     else if (code !== 'E_NOTHING_TO_DO') throw e;
   }
   await fsp.rm(archive, { force: true });

@@ -18,6 +18,7 @@ import * as access from './access.ts';
 import type { TarPolicy } from './bake.ts';
 import { bootFacts, matchClient, planBoot, type BootPlan } from './boot-plan.ts';
 import * as clients from './clients.ts';
+import { type BootRecord, buildInitrdFromTree, viewOf } from './commit-boot.ts';
 import { createCommit, type CommitResult, type NewCommit } from './commit-write.ts';
 import { makeCore, readConfigFile, type StoreCore } from './core.ts';
 import { openDb, type DB } from './db.ts';
@@ -52,6 +53,7 @@ import {
 
 export { sourceKind } from './import.ts';
 export type { BootPlan } from './boot-plan.ts';
+export type { BootRecord } from './commit-boot.ts';
 export type { GcReason } from './gc.ts';
 export type { NewCommit } from './commit-write.ts';
 
@@ -155,6 +157,18 @@ export class Store {
    * histories directly (bench/history.ts); the layers must be registered.
    */
   createCommit = (c: NewCommit): CommitResult => createCommit(this.core, c);
+
+  // kernels that follow the tree (store/commit-boot.ts)
+  /** Where commit ID's kernel came from (null: committed before kernels followed the tree). */
+  bootRecord = (id: CommitId): BootRecord | null => this.core.t.boot.record(id);
+  kernelPin = (profile: string): string | null => this.core.t.boot.pin(profile);
+  /** Pins PROFILE to kernel VERSION (null: follow the newest kernel in the tree). */
+  setKernelPin = (profile: string, version: string | null): void => this.core.t.boot.setPin(profile, version);
+  /** The initramfs of REV's tree kernel (or KERNELVERSION's), written to OUTPUT. */
+  initrdFromCommit = (rev: string, output: string, kernelVersion?: string) => {
+    const c = this.getCommit(this.resolve(rev));
+    return buildInitrdFromTree(viewOf(this.core), c.manifest.layers, { output, kernelVersion, where: `commit ${c.id.slice(0, 12)}` });
+  };
 
   // assignments, clients and boots (store/clients.ts, store/boot-plan.ts)
   assign = (match: string, target: string, opts: { cmdline?: string } = {}): Assignment => clients.assign(this.core, match, target, opts);

@@ -20,7 +20,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildInitrd } from '../cli/initrd-build.ts';
-import { missingBootloaderTools } from '../cli/bootloader-images.ts';
+import { missingBootloaderTools } from '../store/bootloader-images.ts';
 import { type Firmware, missingFirmware, runFirmwareQemu } from './helpers/qemu-firmware.ts';
 import { findKernel, proofs, strataLines } from './helpers/qemu.ts';
 import { partitionTable, readPartition } from './helpers/disk-partitions.ts';

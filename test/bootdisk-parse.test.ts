@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ESP_KIB } from '../cli/bootloader-images.ts';
+import { ESP_KIB } from '../store/bootloader-images.ts';
 import { partitionTable } from './helpers/disk-partitions.ts';
 
 const LIB = fileURLToPath(new URL('../initrd-hooks/lib/bootdisk-parse.sh', import.meta.url));
@@ -38,7 +38,7 @@ describe.each(shells)('bootdisk-parse.sh under %s', (_name, shell) => {
     expect(run(shell, 'strata_bootdisk_layout x').status).toBe(1);
     // MBR counts in 32 bits: an 8 TiB disk gets a 2 TiB cache, not a wrapped size.
     expect(run(shell, 'strata_bootdisk_layout 17179869184').out).toBe('2048 16384 18432 524288 542720 4294967295');
-    // The ESP image cli/bootloader-images.ts builds fills partition 1 exactly.
+    // The ESP image store/bootloader-images.ts builds fills partition 1 exactly.
     expect(ESP_KIB * 2).toBe(16384);
   });
 

@@ -1,5 +1,5 @@
 /**
- * The client kit's agent (client-agent/kit/, assembled by cli/client-kit.ts)
+ * The client kit's agent (client-agent/kit/, assembled by store/client-kit.ts)
  * on this host, against a real overlay and a real `strata serve` on
  * loopback: it runs only from the kit (its busybox, and GNU tar, zstd,
  * OpenSSH through the kit's own loader), makes its own key, and its
@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { assembleClientKit } from '../cli/client-kit.ts';
+import { assembleClientKit } from '../store/client-kit.ts';
 import { findBusybox } from '../cli/initrd-build.ts';
 import {
   makeChanges1,

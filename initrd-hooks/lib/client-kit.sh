@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# strata_kit_install: leaves the client kit (cli/client-kit.ts) in
+# strata_kit_install: leaves the client kit (store/client-kit.ts) in
 # $STRATA_RUN, i.e. /run/strata in the booted system: bin/strata-agent and
 # the tools it runs, with their own libraries and loader. /run is a tmpfs of
 # its own, so none of it is ever in the overlay's upper directory. Never

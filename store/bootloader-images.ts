@@ -87,9 +87,13 @@ export async function buildBootloaderImages(outDir: string): Promise<void> {
       ...['fat', 'efi_gop', ...COMMON_MODULES],
     ]);
     const esp = join(work, 'esp.img');
-    // A fixed volume id keeps the image (and the initramfs) reproducible.
-    await execa('mkfs.fat', ['-C', '-n', 'STRATA-ESP', '-i', '5354524b', esp, String(ESP_KIB)]);
-    const env = { MTOOLS_SKIP_CHECK: '1' };
+    // A fixed volume id and fixed times (mkfs.fat --invariant for the volume
+    // label's entry; SOURCE_DATE_EPOCH, 1980-01-01, for mtools) keep the image
+    // (and the initramfs) reproducible: the store names an initramfs build
+    // by its inputs and expects the same bytes.
+    const epoch = { SOURCE_DATE_EPOCH: '315532800' };
+    await execa('mkfs.fat', ['--invariant', '-C', '-n', 'STRATA-ESP', '-i', '5354524b', esp, String(ESP_KIB)], { env: epoch });
+    const env = { MTOOLS_SKIP_CHECK: '1', ...epoch };
     await execa('mmd', ['-i', esp, '::/EFI', '::/EFI/BOOT'], { env });
     await execa('mcopy', ['-i', esp, efi, '::/EFI/BOOT/BOOTX64.EFI'], { env });
     await execa('gzip', ['-9', '-n', esp]);
