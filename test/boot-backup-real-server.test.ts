@@ -205,7 +205,11 @@ describe.skipIf(skipReason !== null)('backup disk with the real strata server', 
     const lines = strataLines(r.output);
     expect(lines, why(r)).toContain('strata: formatting backup disk /dev/vda as ext4 (strata.backup.format=1)');
     expect(lines).toContain('strata: layers ready: 2 downloaded, 0 from the backup disk');
-    expect(lines.filter((l) => l.startsWith('strata: error:') || l.startsWith('strata: warning:'))).toEqual([]);
+    // This disk is a small cache on purpose: the one warning says it gets no boot partition (that layout is
+    // test/boot-backup-disk-boot.test.ts's); anything else is a fault.
+    const smallDisk = /^strata: warning: backup disk \/dev\/vda is smaller than 512 MiB/;
+    expect(lines.filter((l) => (l.startsWith('strata: error:') || l.startsWith('strata: warning:')) && !smallDisk.test(l))).toEqual([]);
+    expect(lines.filter((l) => smallDisk.test(l))).toHaveLength(1);
 
     // The server handed out its head and served every layer of it once.
     const layers = layersOf(store!, v1);
