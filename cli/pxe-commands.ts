@@ -72,10 +72,11 @@ export function registerPxeCommands(program: Command): void {
     .option('--ssh <host:port>', 'SSH (pushes) listen address', '127.0.0.1:2222')
     .option('--name <profile>', 'profile name on first import (default: share-<content hash>)')
     .option('--cmdline <words>', 'kernel command line for the shared system (e.g. "console=ttyS0")')
+    .option('--initrd <file>', "an initramfs to boot instead of one built from the medium's own kernel modules")
     .action(
       async (
         source: string | undefined,
-        o: { interface: string; http: string; ssh: string; name?: string; cmdline?: string },
+        o: { interface: string; http: string; ssh: string; name?: string; cmdline?: string; initrd?: string },
         cmd: Command,
       ) => {
         const { resolveDataDir } = await import('./service-commands.ts');
@@ -89,6 +90,7 @@ export function registerPxeCommands(program: Command): void {
           ssh: o.ssh,
           name: o.name,
           cmdline: o.cmdline,
+          initrd: o.initrd,
           print: (t) => process.stdout.write(t),
         });
       },

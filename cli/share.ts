@@ -22,6 +22,8 @@ export interface ShareOptions {
   name?: string;
   /** Kernel command line words for the shared profile (e.g. console=ttyS0). */
   cmdline?: string;
+  /** An initramfs to use instead of one built from the medium's own modules (for media whose root has none). */
+  initrd?: string;
   print: (text: string) => void;
 }
 
@@ -109,7 +111,7 @@ export async function share(o: ShareOptions): Promise<void> {
       reused = true;
     } else {
       profile = o.name ?? `share-${digest.slice(0, 12)}`;
-      await store.importBase(profile, source, { message: `shared from ${basename(source)} (sha256:${digest})` });
+      await store.importBase(profile, source, { message: `shared from ${basename(source)} (sha256:${digest})`, initrd: o.initrd });
     }
     if (o.cmdline !== undefined) store.setCmdline(profile, o.cmdline);
     store.assign('default', profile);

@@ -253,6 +253,9 @@ describe('strata share', () => {
       '127.0.0.1:0',
       '--cmdline',
       CMDLINE,
+      // The test's ISO root (the busybox demo tree) has no kernel modules to build an initrd from.
+      '--initrd',
+      initrd,
     ]);
     await share.waitFor(/PXE: proxyDHCP on br0/, 120_000);
     for (let i = 0; i < 50 && !share.stdout.includes('To stop sharing'); i++) await new Promise((r) => setTimeout(r, 100));
