@@ -13,7 +13,7 @@
  */
 import { StrataError } from '../store/errors.ts';
 import { agentPaths, type AgentConfig } from './config.ts';
-import { excludePatterns, makeExcluder, type Excluder } from './excludes.ts';
+import { excludePatterns, makeExcluder, type Excluder } from '../protocol/excludes.ts';
 import { startZstd } from './compress.ts';
 import { tryLock } from './lock.ts';
 import { join } from 'node:path';

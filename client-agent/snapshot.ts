@@ -35,7 +35,7 @@ import type { Writable } from 'node:stream';
 import { StrataError } from '../store/errors.ts';
 import { encodeEntryHeader, padding, type HeaderStyle, type TarEntryType } from '../protocol/tar-encode.ts';
 import { tarOut } from './tar-out.ts';
-import type { Excluder } from './excludes.ts';
+import type { Excluder } from '../protocol/excludes.ts';
 import { readTreeXattrs, selectXattrs, type Xattrs } from './xattrs.ts';
 
 export const BUFFER_LIMIT = 16 * 1024 * 1024;

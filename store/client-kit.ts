@@ -23,7 +23,7 @@ import { constants as fsc } from 'node:fs';
 import { access, chmod, copyFile, link, mkdir, readdir, readFile, realpath, symlink, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_EXCLUDES, HOST_KEY_EXCLUDES } from '../client-agent/excludes.ts';
+import { DEFAULT_EXCLUDES, HOST_KEY_EXCLUDES } from '../protocol/excludes.ts';
 import { StrataError } from './errors.ts';
 
 const KIT_SRC = fileURLToPath(new URL('../client-agent/kit/', import.meta.url));

@@ -15,6 +15,8 @@ import { KeysTable, TokensTable } from './tables/access.ts';
 import { BootTable } from './tables/boot.ts';
 import { AssignmentsTable, ClientsTable } from './tables/clients.ts';
 import { CommitsTable } from './tables/commits.ts';
+import { EnrollmentTable } from './tables/enrollment.ts';
+import { HeartbeatsTable } from './tables/heartbeats.ts';
 import { LayersTable } from './tables/layers.ts';
 import { ProfilesTable } from './tables/profiles.ts';
 import { PushesTable } from './tables/pushes.ts';
@@ -43,6 +45,8 @@ export interface Tables {
   readonly tokens: TokensTable;
   readonly pushes: PushesTable;
   readonly boot: BootTable;
+  readonly enrollment: EnrollmentTable;
+  readonly heartbeats: HeartbeatsTable;
 }
 
 export function makeCore(dataDir: string, db: DB, config: StoreConfig): StoreCore {
@@ -64,6 +68,8 @@ export function makeCore(dataDir: string, db: DB, config: StoreConfig): StoreCor
       tokens: new TokensTable(db),
       pushes: new PushesTable(db),
       boot: new BootTable(db),
+      enrollment: new EnrollmentTable(db),
+      heartbeats: new HeartbeatsTable(db),
     },
   };
 }

@@ -143,6 +143,44 @@ const MIGRATIONS: string[] = [
     version TEXT NOT NULL
   );
   `,
+  // 4: enrollment (store/enrollment.ts: keys clients made themselves, their
+  // held pushes, per-profile auto-approve CIDRs) and heartbeats
+  // (store/heartbeats.ts). IF NOT EXISTS: strata used to create these tables
+  // on first use, so a data directory may already have them.
+  `
+  CREATE TABLE IF NOT EXISTS pending_keys (
+    id TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    algo TEXT NOT NULL,
+    key_data BLOB NOT NULL,
+    fingerprint TEXT NOT NULL,
+    mac TEXT,
+    ip TEXT,
+    hostname TEXT,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL
+  );
+  CREATE UNIQUE INDEX IF NOT EXISTS pending_keys_data ON pending_keys (algo, key_data);
+  CREATE TABLE IF NOT EXISTS held_pushes (
+    id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    parent TEXT NOT NULL,
+    message TEXT NOT NULL,
+    push_key TEXT,
+    bytes INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  CREATE TABLE IF NOT EXISTS enroll_cidrs (profile TEXT PRIMARY KEY, cidr TEXT NOT NULL);
+  CREATE TABLE IF NOT EXISTS heartbeats (
+    mac TEXT PRIMARY KEY,
+    ip TEXT,
+    commit_id TEXT NOT NULL,
+    uptime INTEGER NOT NULL,
+    inventory TEXT NOT NULL,
+    at INTEGER NOT NULL
+  );
+  `,
 ];
 
 export function openDb(path: string): DB {

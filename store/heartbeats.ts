@@ -6,30 +6,16 @@
  * A heartbeat is unauthenticated (like the boot routes: PXE clients have no
  * secret), so it can only describe: a MAC the server never booted may report
  * only a commit the store has, and a forged commit id from an unknown MAC is
- * refused. Its own table, created on first use.
+ * refused. The rows live in store/tables/heartbeats.ts (schema: migration 4
+ * in store/db.ts).
  */
 import { StrataError } from './errors.ts';
+import type { Heartbeat, HeartbeatsTable, Inventory } from './tables/heartbeats.ts';
 
-export interface Inventory {
-  cpuModel?: string;
-  cpus?: number;
-  memoryKb?: number;
-  nics?: { name: string; mac: string }[];
-  disks?: { name: string; bytes: number }[];
-  dmi?: { vendor?: string; product?: string; serial?: string };
-}
-
-export interface Heartbeat {
-  mac: string;
-  ip: string | null;
-  commit: string;
-  uptimeSec: number;
-  inventory: Inventory;
-  at: number;
-}
+export type { Heartbeat, Inventory } from './tables/heartbeats.ts';
 
 export interface HeartbeatStore {
-  readonly db: import('./db.ts').DB;
+  readonly heartbeatsTable: HeartbeatsTable;
   listClients(): { mac: string }[];
   getCommit(id: string): unknown;
 }
@@ -53,11 +39,7 @@ export function parseHeartbeat(body: unknown, ip: string | null, now = Date.now(
 }
 
 export class Heartbeats {
-  constructor(private readonly store: HeartbeatStore) {
-    store.db.exec(
-      'CREATE TABLE IF NOT EXISTS heartbeats (mac TEXT PRIMARY KEY, ip TEXT, commit_id TEXT NOT NULL, uptime INTEGER NOT NULL, inventory TEXT NOT NULL, at INTEGER NOT NULL)',
-    );
-  }
+  constructor(private readonly store: HeartbeatStore) {}
 
   record(hb: Heartbeat): void {
     const known = this.store.listClients().some((c) => c.mac === hb.mac);
@@ -71,24 +53,10 @@ export class Heartbeats {
         );
       }
     }
-    this.store.db
-      .prepare(
-        `INSERT INTO heartbeats (mac, ip, commit_id, uptime, inventory, at) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT(mac) DO UPDATE SET ip = excluded.ip, commit_id = excluded.commit_id, uptime = excluded.uptime, inventory = excluded.inventory, at = excluded.at`,
-      )
-      .run(hb.mac, hb.ip, hb.commit, hb.uptimeSec, JSON.stringify(hb.inventory), hb.at);
+    this.store.heartbeatsTable.put(hb);
   }
 
   get(mac: string): Heartbeat | null {
-    const r = this.store.db.prepare('SELECT * FROM heartbeats WHERE mac = ?').get(mac) as Record<string, unknown> | undefined;
-    if (!r) return null;
-    return {
-      mac: r.mac as string,
-      ip: (r.ip as string | null) ?? null,
-      commit: r.commit_id as string,
-      uptimeSec: r.uptime as number,
-      inventory: JSON.parse(r.inventory as string) as Inventory,
-      at: r.at as number,
-    };
+    return this.store.heartbeatsTable.get(mac) ?? null;
   }
 }

@@ -32,6 +32,8 @@ import * as profiles from './profiles.ts';
 import * as pushes from './pushes.ts';
 import * as refs from './refs.ts';
 import * as revs from './revisions.ts';
+import type { EnrollmentTable } from './tables/enrollment.ts';
+import type { HeartbeatsTable } from './tables/heartbeats.ts';
 import {
   DEFAULT_CONFIG,
   type Assignment,
@@ -220,6 +222,14 @@ export class Store {
   setPushState = (id: string, state: 'baking' | 'queued'): void => this.core.t.pushes.setState(id, state);
   /** Bakes and commits a queued push exactly once; throws (push stays queued) when the failure may pass. */
   landPush = (id: string): Promise<Push> => pushes.landPush(this.core, id);
+
+  // the rows behind store/enrollment.ts and store/heartbeats.ts (those classes own the rules)
+  get enrollmentTable(): EnrollmentTable {
+    return this.core.t.enrollment;
+  }
+  get heartbeatsTable(): HeartbeatsTable {
+    return this.core.t.heartbeats;
+  }
 
   // gc and fsck (store/gc.ts)
   /** Commits gc must keep, each with every reason (structured; gcReasonText gives the words). */

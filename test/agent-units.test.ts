@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostOfServer, parseCmdline } from '../client-agent/cmdline.ts';
 import { loadConfig } from '../client-agent/config.ts';
-import { DEFAULT_EXCLUDES, excludePatterns, makeExcluder } from '../client-agent/excludes.ts';
+import { DEFAULT_EXCLUDES, excludePatterns, makeExcluder } from '../protocol/excludes.ts';
 import { parseStatus, pushCommand, shellQuote } from '../protocol/ssh-push.ts';
 import { backoffDelay } from '../client-agent/queue.ts';
 import { paxRecord } from '../protocol/tar-encode.ts';
