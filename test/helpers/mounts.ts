@@ -47,7 +47,9 @@ export class Mounts {
       }
     }
     this.mounted = [];
-    rmSync(this.base, { recursive: true, force: true });
+    // A lazily unmounted overlay, or a test's background agent finishing its last write, can still
+    // add a file while rm walks the tree (ENOTEMPTY): retry instead of failing the file's cleanup.
+    rmSync(this.base, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
   }
 }
 
