@@ -123,22 +123,23 @@ const MIGRATIONS: string[] = [
   // 3: kernels follow the tree (store/commit-boot.ts). Where each commit's
   // kernel came from (the manifest names only the blobs), initramfs builds
   // by (modules content, hook) for reuse, and per-profile kernel pins.
+  // IF NOT EXISTS: replaying the migrations over a newer schema (as the push-key migration test does) is harmless.
   `
-  CREATE TABLE commit_boot (
+  CREATE TABLE IF NOT EXISTS commit_boot (
     commit_id TEXT PRIMARY KEY,
     source TEXT NOT NULL,
     version TEXT,
     tree_key TEXT,
     note TEXT NOT NULL
   );
-  CREATE TABLE initrd_builds (
+  CREATE TABLE IF NOT EXISTS initrd_builds (
     key TEXT PRIMARY KEY,
     kernel_version TEXT NOT NULL,
     initrd_digest TEXT NOT NULL,
     initrd_size INTEGER NOT NULL,
     created_at INTEGER NOT NULL
   );
-  CREATE TABLE kernel_pins (
+  CREATE TABLE IF NOT EXISTS kernel_pins (
     profile TEXT PRIMARY KEY,
     version TEXT NOT NULL
   );

@@ -68,13 +68,14 @@ describe('push', () => {
     expect(st.code).toBe(0);
   });
 
-  it('ssh2 client: the id of a 10 MB push arrives in under 1 s', async () => {
+  it('ssh2 client: the id of a 10 MB push arrives at once, before the bake is done', async () => {
     const archive = zstdTar(tmp.dir, { 'opt/big2': randomBytes(10 * 1024 * 1024) });
     const conn = await ssh2Connect({ port: srv.sshPort, privateKey: keys.lab.privateKey });
     try {
       const r = await ssh2Exec(conn, `push lab --parent ${head()} -m timed`, archive);
       expect(r.code).toBe(0);
-      expect(r.ms).toBeLessThan(1000);
+      // Not a stopwatch (CI machines differ): the answer comes while the push still waits for or is in its bake.
+      expect(['queued', 'baking']).toContain(srv.store.getPush(lastLine(r.stdout)).state);
       expect((await waitForPushSettled(srv.store, lastLine(r.stdout))).state).toBe('committed');
     } finally {
       conn.end();
