@@ -8,7 +8,7 @@ import { createHash, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { StrataError } from './errors.ts';
 import type { MergePlan } from './overlay-merge.ts';
-import { squashfsStoresXattr, xattrValueToString } from './tar-check.ts';
+import { squashfsStoresXattr, xattrValueToString } from './tar-rules.ts';
 import { encodeEntryHeader, roundUp, type HeaderStyle } from '../protocol/tar-encode.ts';
 import type { LayerEntry } from './types.ts';
 import {
