@@ -19,11 +19,12 @@ import { execa } from 'execa';
 import { decompress } from './decompress.ts';
 import { StrataError, isStrataError } from './errors.ts';
 import { parseSuperblock } from './squashfs.ts';
-import { ALLOW_ALL, TarCheckStream, type TarPolicy } from './tar-check.ts';
+import { TarCheckStream } from './tar-check.ts';
+import { ALLOW_ALL, type TarPolicy } from './tar-rules.ts';
 import type { Compressor, Digest, LayerEntry } from './types.ts';
 
-export type { TarPolicy } from './tar-check.ts';
-export { ALLOW_ALL } from './tar-check.ts';
+export type { TarPolicy } from './tar-rules.ts';
+export { ALLOW_ALL } from './tar-rules.ts';
 
 export interface BakeOptions {
   /** Directory on the same filesystem as the object store (the caller renames the result). */

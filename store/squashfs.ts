@@ -7,7 +7,8 @@ import { PassThrough, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
 import { StrataError } from './errors.ts';
-import { ALLOW_ALL, TarChecker } from './tar-check.ts';
+import { TarChecker } from './tar-check.ts';
+import { ALLOW_ALL } from './tar-rules.ts';
 import type { LayerEntry } from './types.ts';
 
 const SUPERBLOCK_SIZE = 96;

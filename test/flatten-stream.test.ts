@@ -12,7 +12,8 @@ import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bakeTar } from '../store/bake.ts';
-import { flattenToTar, TarParser } from '../store/flatten-stream.ts';
+import { flattenToTar } from '../store/flatten-stream.ts';
+import { TarParser } from '../store/tar-parser.ts';
 import { listSquashfs } from '../store/squashfs.ts';
 import type { LayerEntry } from '../store/types.ts';
 

@@ -9,17 +9,15 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { execa } from 'execa';
+import { inspectIso, extractIsoFile, isNestedRootfs } from '../store/iso.ts';
 import {
-  inspectIso,
-  extractIsoFile,
-  isNestedRootfs,
   chooseCasperLayers,
   pickKernelPair,
   parseXorrisoLsdl,
   parseReportLba,
   contiguousOffset,
   type IsoContents,
-} from '../store/iso.ts';
+} from '../store/iso-layout.ts';
 import { StrataError } from '../store/errors.ts';
 import { makeIso, makeSquashfs, buildIso, type BuiltIso, type IsoFixture } from './helpers/make-iso.ts';
 

@@ -6,8 +6,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TarParser, type TarHeader } from '../store/flatten-stream.ts';
-import { ALLOW_ALL, TarChecker } from '../store/tar-check.ts';
+import { TarParser, type TarHeader } from '../store/tar-parser.ts';
+import { TarChecker } from '../store/tar-check.ts';
+import { ALLOW_ALL } from '../store/tar-rules.ts';
 import { BlockCollector, checksumMatches, decodeHeader, normalizeTarPath, parseNumberField, parsePax } from '../store/tar-format.ts';
 import { encodeEntryHeader, paxRecord, ustarBlock, type EntryFields, type HeaderStyle } from '../protocol/tar-encode.ts';
 

@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
-import type { IsoContents } from '../../store/iso.ts';
+import type { IsoContents } from '../../store/iso-layout.ts';
 
 export type IsoFixture =
   | 'debian-live' // two kernel versions: the newest pair wins

@@ -1,0 +1,145 @@
+/**
+ * The rules the tar checker (tar-check.ts) applies to each entry, apart from
+ * its streaming: the push policy and limits, the typed errors, decoding of
+ * header and PAX values, xattr handling and the policy check itself.
+ */
+import { StrataError } from './errors.ts';
+import { checksumMatches, decodeHeader, headerFormat, printable, type RawHeader } from './tar-format.ts';
+import { createHash } from 'node:crypto';
+
+export const EMPTY_SHA256 = createHash('sha256').digest('hex');
+
+export interface TarPolicy {
+  /** Device nodes other than char 0:0 (overlay whiteouts, always allowed). */
+  allowDevices: boolean;
+  /** Regular files with the setuid or setgid bit. */
+  allowSetuid: boolean;
+  /** The security.capability xattr (file capabilities). */
+  allowCapabilities: boolean;
+}
+
+/** Admin imports: everything a root filesystem may contain. */
+export const ALLOW_ALL: TarPolicy = { allowDevices: true, allowSetuid: true, allowCapabilities: true };
+/** Pushes from users who are not admins. */
+
+export interface TarCheckOptions {
+  maxEntries: number;
+  policy: TarPolicy;
+}
+
+/** Symlink targets: Linux refuses targets of PATH_MAX (4096) bytes or more. */
+export const MAX_SYMLINK_BYTES = 4095;
+/** PAX and GNU long-name records; tar2sqfs caps them at 64 KiB as well. */
+export const MAX_META_BYTES = 65536;
+export const MAX_U32 = 0xffffffff;
+
+/** squashfs stores xattrs only in these namespaces; tar2sqfs -s fails on any other. */
+export const SQUASHFS_XATTR_PREFIXES = ['user.', 'trusted.', 'security.'];
+
+/** An xattr squashfs can hold (POSIX ACLs live in 'system.', which it cannot); the rest is dropped with a warning. */
+export function squashfsStoresXattr(name: string): boolean {
+  return SQUASHFS_XATTR_PREFIXES.some((p) => name.startsWith(p) && name.length > p.length);
+}
+
+export const bad = (msg: string, details: Record<string, unknown> = {}) => new StrataError('E_BAD_TAR', msg, details);
+export const unsafe = (msg: string, details: Record<string, unknown> = {}) => new StrataError('E_UNSAFE_PATH', msg, details);
+export const forbidden = (msg: string, details: Record<string, unknown> = {}) => new StrataError('E_FORBIDDEN', msg, details);
+
+// ---------------------------------------------------------------- header and PAX values
+
+/** The checker's demands on a header block before it is decoded: a ustar or GNU magic and a correct checksum. */
+export function parseHeader(block: Buffer, offset: number, first: boolean): RawHeader {
+  const format = headerFormat(block);
+  if (!format || !checksumMatches(block)) {
+    if (first) throw bad('not a tar archive (no ustar header at the start); send an uncompressed, zstd, gzip or xz tar');
+    throw bad(`corrupt tar header at byte ${offset}: ${format ? 'bad checksum' : 'no ustar magic'}`, { offset });
+  }
+  return decodeHeader(block);
+}
+
+export function paxDecimal(v: Buffer, key: string): number {
+  const s = v.toString('latin1');
+  if (!/^[0-9]{1,16}$/.test(s)) throw bad(`invalid PAX ${key} value '${s.slice(0, 40)}'`);
+  const n = Number(s);
+  if (!Number.isSafeInteger(n)) throw bad(`PAX ${key} value too large`);
+  return n;
+}
+
+export function paxTime(v: Buffer): number {
+  const s = v.toString('latin1');
+  const m = /^(-?)([0-9]{1,16})(\.[0-9]*)?$/.exec(s);
+  if (!m) throw bad(`invalid PAX mtime value '${s.slice(0, 40)}'`);
+  return m[1] ? -Number(m[2]) : Number(m[2]);
+}
+
+/** libarchive's xattr names are URL-encoded (%XX), values base64. */
+export function urlDecodeBytes(s: string): string {
+  return Buffer.from(
+    s.replace(/%([0-9A-Fa-f]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16))),
+    'latin1',
+  ).toString('utf8');
+}
+
+// ---------------------------------------------------------------- xattr values
+
+/**
+ * xattr values in LayerEntry: text when the bytes are UTF-8 without NUL,
+ * otherwise getfattr's base64 notation "0s<base64>" (capabilities, ACLs).
+ */
+export function xattrValueToString(v: Buffer): string {
+  if (!v.includes(0)) {
+    const s = v.toString('utf8');
+    if (Buffer.byteLength(s) === v.length && !s.includes('\uFFFD')) return s;
+  }
+  return `0s${v.toString('base64')}`;
+}
+
+export function addXattr(m: Map<string, Buffer>, name: string, v: Buffer): void {
+  if (name.length === 0 || name.includes('\0')) throw bad('invalid xattr name in the archive');
+  const prev = m.get(name);
+  // bsdtar writes each xattr twice (SCHILY and LIBARCHIVE): same value is fine.
+  if (prev && !prev.equals(v)) throw bad(`xattr '${name}' given twice with different values`);
+  m.set(name, v);
+}
+
+export function longString(data: Buffer, what: string): Buffer {
+  let end = data.length;
+  while (end > 0 && data[end - 1] === 0) end--;
+  const s = data.subarray(0, end);
+  if (s.includes(0)) throw unsafe(`NUL byte inside a GNU long ${what}`);
+  return s;
+}
+
+export function parentOf(key: string): string | null {
+  if (key === '') return null;
+  const i = key.lastIndexOf('/');
+  return i < 0 ? '' : key.slice(0, i);
+}
+
+/**
+ * What the push's policy refuses: device nodes other than whiteouts, setuid
+ * and setgid files, file capabilities. KEPT is the entry's stored xattrs.
+ */
+export function checkPolicy(
+  policy: TarPolicy,
+  e: { type: string; key: string; mode: number; devmajor: number; devminor: number; whiteout: boolean; kept: [string, Buffer][] },
+): void {
+  const { type, key, mode, whiteout, kept } = e;
+  const h = { devmajor: e.devmajor, devminor: e.devminor };
+  if ((type === 'char' || type === 'block') && !whiteout && !policy.allowDevices) {
+    throw forbidden(
+      `device node '${printable(key)}' (${type} ${h.devmajor}:${h.devminor}) is not allowed in this push; only whiteouts (char 0:0) are`,
+      { path: printable(key) },
+    );
+  }
+  if (type === 'file' && mode & 0o6000 && !policy.allowSetuid) {
+    throw forbidden(`setuid/setgid file '${printable(key)}' (mode ${mode.toString(8)}) is not allowed in this push`, {
+      path: printable(key),
+    });
+  }
+  if (!policy.allowCapabilities && kept.some(([n]) => n === 'security.capability')) {
+    throw forbidden(`file capabilities (security.capability) on '${printable(key)}' are not allowed in this push`, {
+      path: printable(key),
+    });
+  }
+}
