@@ -24,7 +24,6 @@ import {
   ISO_BLOCK,
   lc,
   Tree,
-  describeFound,
   type IsoContents,
   type IsoEntry,
   parseReportLba,
