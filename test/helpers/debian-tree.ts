@@ -14,7 +14,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -65,6 +65,11 @@ export function debianTree(opts: DebianTreeOptions): Promise<string> {
   const p = (async () => {
     if (existsSync(out)) return out;
     await mkdir(CACHE_DIR, { recursive: true });
+    // Test files run in parallel workers (and other checkouts share the
+    // cache): the first takes a lock file naming its pid and builds; the
+    // others wait for the tarball instead of building the same tree again,
+    // which doubled the ~12 min cold build on 2 cores.
+    if (!(await takeBuildLock(`${out}.lock`, out))) return out;
     // mmdebstrap picks its output format from the name: keep the .tar suffix.
     const tmp = out.replace(/\.tar$/, `.tmp-${process.pid}.tar`);
     try {
@@ -73,12 +78,47 @@ export function debianTree(opts: DebianTreeOptions): Promise<string> {
     } catch (e) {
       await rm(tmp, { force: true });
       throw e;
+    } finally {
+      await rm(`${out}.lock`, { force: true });
     }
     return out;
   })();
   building.set(out, p);
   p.catch(() => building.delete(out));
   return p;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * True when this process now holds LOCK and must build OUT; false when
+ * another live process built OUT meanwhile. A lock left by a dead process
+ * (a killed run) is taken over.
+ */
+async function takeBuildLock(lock: string, out: string): Promise<boolean> {
+  for (;;) {
+    try {
+      await writeFile(lock, String(process.pid), { flag: 'wx' });
+      return true;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const holder = Number(await readFile(lock, 'utf8').catch(() => '0'));
+    if (holder && !alive(holder)) {
+      await rm(lock, { force: true });
+      continue;
+    }
+    if (existsSync(out)) return false;
+    await new Promise((r) => setTimeout(r, 2000));
+    if (existsSync(out)) return false;
+  }
 }
 
 /** The tree the kernel tests boot: systemd, udev, iproute2 and an older cloud kernel. */
