@@ -34,7 +34,7 @@ export function formatLog(commits: Commit[], refs: Ref[]): string {
       const names = byCommit.get(c.id);
       const mark = c.mergeParent ? 'M' : '*';
       return (
-        `${mark} ${shortId(c.id)} ${formatTime(c.createdAt)} ${c.author} [${c.kind}, ${c.manifest.layers.length} layers]${names ? ` (${names.join(', ')})` : ''} ${c.message}` +
+        `${mark} ${shortId(c.id)} ${formatTime(c.createdAt)} ${c.author} [${c.kind}, ${c.layerCount ?? c.manifest.layers.length} layers]${names ? ` (${names.join(', ')})` : ''} ${c.message}` +
         (c.mergeParent ? `\n|\\  merge of ${shortId(c.mergeParent)}` : '')
       );
     })

@@ -27,12 +27,25 @@ export interface CommitRow {
   kind: Commit['kind'];
 }
 
-export function rowToCommit(r: CommitRow): Commit {
-  // The manifest is parsed on first use: a log of 10,000 commits rarely looks
-  // at every manifest. A getter in the literal (enumerable, so JSON output
-  // still carries it) keeps the object's shape fast; defineProperty made
-  // building 10,000 of them about 3x slower.
+/**
+ * A row read for a whole-history walk: everything but the manifest text,
+ * plus the layer count SQLite counts inside the manifest. A log prints the
+ * count for every commit but needs no manifest: reading 10,000 manifest
+ * strings into JS (and collecting them again) was most of a cold
+ * `strata log`.
+ */
+export type LogRow = Omit<CommitRow, 'manifest'> & { layer_count: number };
+
+/** Counted in SQL: the number of "layer " lines (see store/manifest.ts). */
+const LAYER_COUNT_SQL = `(length(manifest) - length(replace(manifest, char(10) || 'layer ', ''))) / 7`;
+
+export function rowToCommit(r: CommitRow | LogRow, manifestText?: (id: string) => string): Commit {
+  // The manifest is parsed (and, for a log row, read) on first use: a log of
+  // 10,000 commits looks at no manifest. A getter in the literal (enumerable,
+  // so JSON output still carries it) keeps the object's shape fast;
+  // defineProperty made building 10,000 of them about 3x slower.
   let parsed: Manifest | undefined;
+  const text = 'manifest' in r ? () => r.manifest : () => manifestText!(r.id);
   return {
     id: r.id,
     parent: r.parent,
@@ -43,8 +56,9 @@ export function rowToCommit(r: CommitRow): Commit {
     createdAt: r.created_at,
     addedLayer: r.added_layer,
     kind: r.kind,
+    layerCount: 'layer_count' in r ? r.layer_count : undefined,
     get manifest() {
-      return (parsed ??= parseManifest(r.manifest, { trusted: true }));
+      return (parsed ??= parseManifest(text(), { trusted: true }));
     },
   };
 }
@@ -74,10 +88,22 @@ export class CommitIndex {
   private readonly oneRow;
   private readonly newRows;
   private readonly maxRowid;
+  private readonly manifestText: (id: string) => string;
 
   constructor(db: DB) {
     this.oneRow = db.prepare('SELECT * FROM commits WHERE id = ?');
-    this.newRows = db.prepare('SELECT rowid AS row_id, * FROM commits WHERE rowid > ?');
+    this.newRows = db.prepare(
+      `SELECT rowid AS row_id, id, parent, merge_parent, profile, message, author, created_at, added_layer, kind,
+        ${LAYER_COUNT_SQL} AS layer_count FROM commits WHERE rowid > ?`,
+    );
+    const manifestOf = db.prepare('SELECT manifest FROM commits WHERE id = ?').pluck();
+    this.manifestText = (id) => {
+      const t = manifestOf.get(id) as string | undefined;
+      // Commits are never rewritten, only deleted by gc: a cached commit whose
+      // row is gone was deleted under a long-lived reader.
+      if (t === undefined) throw new Error(`commit ${id} vanished from the database`);
+      return t;
+    };
     this.maxRowid = db.prepare('SELECT COALESCE(MAX(rowid), 0) AS m FROM commits').pluck();
   }
 
@@ -106,8 +132,8 @@ export class CommitIndex {
    */
   whole(): Lookup {
     let max = this.loadedTo;
-    for (const r of this.newRows.iterate(this.loadedTo) as IterableIterator<CommitRow & { row_id: number }>) {
-      if (!this.byId.has(r.id)) this.byId.set(r.id, nodeOf(rowToCommit(r)));
+    for (const r of this.newRows.iterate(this.loadedTo) as IterableIterator<LogRow & { row_id: number }>) {
+      if (!this.byId.has(r.id)) this.byId.set(r.id, nodeOf(rowToCommit(r, this.manifestText)));
       if (r.row_id > max) max = r.row_id;
     }
     this.loadedTo = max;

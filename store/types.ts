@@ -68,6 +68,11 @@ export interface Commit {
   author: string;
   createdAt: number;
   manifest: Manifest;
+  /**
+   * manifest.layers.length, when the commit was read for a whole-history walk
+   * (so a log needs no manifest); undefined otherwise: use the manifest.
+   */
+  layerCount?: number | undefined;
   /** The layer this commit added on top of its parent's chain, if any. */
   addedLayer: Digest | null;
   /** What the commit did: import, commit, push, revert, cherry-pick, flatten. */

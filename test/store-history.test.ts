@@ -68,6 +68,18 @@ describe('commits and the log', () => {
     expect(log[1]!.message).toBe('motd and shared');
   });
 
+  it('the layer counts a log prints without reading manifests match the manifests', async () => {
+    // A fresh store reads the log rows without manifest text (the fast path of a cold `strata log`).
+    const fresh = await Store.open(join(dir, 'data'));
+    try {
+      const log = fresh.log('lab');
+      expect(log.map((c) => c.layerCount)).toEqual([3, 2, 1]);
+      expect(log.map((c) => c.manifest.layers.length)).toEqual([3, 2, 1]);
+    } finally {
+      fresh.close();
+    }
+  });
+
   it('names commits by prefix, profile~N and tag', () => {
     expect(store.resolve(ids.l1!.slice(0, 9))).toBe(ids.l1);
     expect(store.resolve('lab~1')).toBe(ids.l1);
