@@ -29,7 +29,10 @@ export function registerBootHealthRoutes(app: FastifyInstance, deps: { store: St
     const commit = req.query.commit ?? '';
     if (!/^[0-9a-f]{64}$/.test(commit)) throw new StrataError('E_BAD_ARGUMENT', 'boot health check: ?commit= must be a 64-digit commit id');
     const cmd = store.healthCheck(store.getCommit(commit).profile);
-    return reply.header('Cache-Control', 'no-store').type('text/plain; charset=utf-8').send(cmd ? `${cmd}\n` : '');
+    return reply
+      .header('Cache-Control', 'no-store')
+      .type('text/plain; charset=utf-8')
+      .send(cmd ? `${cmd}\n` : '');
   });
 
   app.register(async (a) => {

@@ -126,7 +126,14 @@ export function registerBootRoutes(app: FastifyInstance, deps: BootRouteDeps): v
     };
     if (plan.lease) {
       store.recordClient(plan.lease);
-      events.emit('client', { mac: plan.lease.mac, ip, commit: plan.commit, profile: plan.profile, boot: true, heldBack: plan.heldBack ?? null });
+      events.emit('client', {
+        mac: plan.lease.mac,
+        ip,
+        commit: plan.commit,
+        profile: plan.profile,
+        boot: true,
+        heldBack: plan.heldBack ?? null,
+      });
     }
     return flavour === 'ipxe' ? renderIpxe(input) : renderGrub(input);
   };

@@ -117,9 +117,16 @@ export function parseHealthReport(body: unknown): HealthReport {
   const mac = normalizeMac(typeof b.mac === 'string' ? b.mac : undefined);
   if (!mac) throw new StrataError('E_BAD_ARGUMENT', `boot health: "mac" must look like 52:54:00:12:34:56, not ${JSON.stringify(b.mac)}`);
   const commit = typeof b.commit === 'string' ? b.commit : '';
-  if (!/^[0-9a-f]{64}$/.test(commit)) throw new StrataError('E_BAD_ARGUMENT', 'boot health: "commit" must be the 64-digit id the client booted');
+  if (!/^[0-9a-f]{64}$/.test(commit))
+    throw new StrataError('E_BAD_ARGUMENT', 'boot health: "commit" must be the 64-digit id the client booted');
   if (typeof b.ok !== 'boolean') throw new StrataError('E_BAD_ARGUMENT', 'boot health: "ok" must be true or false');
-  const reason = typeof b.reason === 'string' ? b.reason.replace(/[\x00-\x1f]+/g, ' ').trim().slice(0, 500) : '';
+  const reason =
+    typeof b.reason === 'string'
+      ? b.reason
+          .replace(/[\x00-\x1f]+/g, ' ')
+          .trim()
+          .slice(0, 500)
+      : '';
   return { mac, commit, ok: b.ok, reason };
 }
 
@@ -172,7 +179,8 @@ export function healthCheck(core: StoreCore, profile: string): string | null {
 export function setHealthCheck(core: StoreCore, profile: string, command: string): string | null {
   getProfile(core, profile);
   const cmd = command.trim();
-  if (/[\x00-\x08\x0a-\x1f]/.test(cmd)) throw new StrataError('E_BAD_ARGUMENT', 'the health check is one line of shell (no newlines or control characters)');
+  if (/[\x00-\x08\x0a-\x1f]/.test(cmd))
+    throw new StrataError('E_BAD_ARGUMENT', 'the health check is one line of shell (no newlines or control characters)');
   if (cmd.length > 4096) throw new StrataError('E_BAD_ARGUMENT', 'the health check is longer than 4096 characters');
   const value = cmd === '' || cmd === 'none' ? null : cmd;
   core.t.bootHealth.setHealthCheck(profile, value);

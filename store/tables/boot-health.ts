@@ -39,7 +39,12 @@ export class BootHealthTable {
         ? { commit: r.report_commit as string, ok: r.report_ok === 1, reason: (r.report_reason as string) ?? '', at: r.report_at as number }
         : null,
       held: r.held_commit
-        ? { commit: r.held_commit as string, served: r.held_served as string, reason: r.held_reason as string, since: r.held_since as number }
+        ? {
+            commit: r.held_commit as string,
+            served: r.held_served as string,
+            reason: r.held_reason as string,
+            since: r.held_since as number,
+          }
         : null,
     };
   }
@@ -50,7 +55,9 @@ export class BootHealthTable {
 
   setPending(mac: string, p: { commit: string; since: number } | null): void {
     this.ensure(mac);
-    this.db.prepare('UPDATE boot_health SET pending_commit = ?, pending_since = ? WHERE mac = ?').run(p?.commit ?? null, p?.since ?? null, mac);
+    this.db
+      .prepare('UPDATE boot_health SET pending_commit = ?, pending_since = ? WHERE mac = ?')
+      .run(p?.commit ?? null, p?.since ?? null, mac);
   }
 
   setLastGood(mac: string, commit: string, at: number): void {
@@ -73,9 +80,9 @@ export class BootHealthTable {
   }
 
   failures(mac: string): FailureRow[] {
-    return (
-      this.db.prepare('SELECT commit_id, count, reason, at FROM boot_failures WHERE mac = ? ORDER BY at DESC').all(mac) as Raw[]
-    ).map((r) => ({ commit: r.commit_id as string, count: r.count as number, reason: r.reason as string, at: r.at as number }));
+    return (this.db.prepare('SELECT commit_id, count, reason, at FROM boot_failures WHERE mac = ? ORDER BY at DESC').all(mac) as Raw[]).map(
+      (r) => ({ commit: r.commit_id as string, count: r.count as number, reason: r.reason as string, at: r.at as number }),
+    );
   }
 
   /** One more failed boot of COMMIT in a row; the new count. */
@@ -96,7 +103,11 @@ export class BootHealthTable {
   /** Forgets every failed boot and the held-back state of MAC; false when there was nothing to forget. */
   clear(mac: string): boolean {
     const n = this.db.prepare('DELETE FROM boot_failures WHERE mac = ?').run(mac).changes;
-    const h = this.db.prepare('UPDATE boot_health SET held_commit = NULL, held_served = NULL, held_reason = NULL, held_since = NULL WHERE mac = ? AND held_commit IS NOT NULL').run(mac).changes;
+    const h = this.db
+      .prepare(
+        'UPDATE boot_health SET held_commit = NULL, held_served = NULL, held_reason = NULL, held_since = NULL WHERE mac = ? AND held_commit IS NOT NULL',
+      )
+      .run(mac).changes;
     return n + h > 0;
   }
 
