@@ -101,13 +101,17 @@ export function planBoot(f: BootFacts): BootPlan {
     profile: hit.profile.name,
     kernel: kernel.digest,
     initrd: initrd?.digest ?? null,
-    args: bootArgs({
-      serverUrl: f.serverUrl,
-      commit: target.commit,
-      profile: hit.profile.name,
-      profileCmdline: hit.profile.cmdline,
-      assignmentCmdline: hit.assignment.cmdline,
-    }),
+    args: [
+      ...bootArgs({
+        serverUrl: f.serverUrl,
+        commit: target.commit,
+        profile: hit.profile.name,
+        profileCmdline: hit.profile.cmdline,
+        assignmentCmdline: hit.assignment.cmdline,
+      }),
+      // A client known by MAC reports its boot's health (initrd-hooks/lib/boot-health.sh); strata.health=off anywhere wins.
+      ...(f.mac ? ['strata.health'] : []),
+    ],
     banner: held
       ? `booting ${hit.profile.name} at its last good ${target.commit.slice(0, 12)}: ${hit.commit.slice(0, 12)} failed ${held.failures} times (${who})`
       : `booting ${hit.profile.name} at ${hit.commit.slice(0, 12)} (${who})`,
