@@ -8,7 +8,8 @@
 # reports the verdict to the server. Without the kit (dracut and
 # initramfs-tools packagings) the initramfs moves it as before.
 
-STRATA_HEALTH_DIR=$STRATA_RUN/health
+# Where the booted system finds what it needs: $STRATA_RUN/health (STRATA_RUN
+# is set after this file is sourced, so each function names it).
 
 # strata_health_wanted "CMDLINE": strata.health or strata.health=SECONDS
 # (how long systemd may take to finish booting), unless strata.health=off.
@@ -32,6 +33,7 @@ strata_health_wanted() {
 # $STRATA_HEALTH_DIR/armed (shell assignments) and lib/ (this initramfs's
 # functions that move the last good commit: strata-root.sh and its parts).
 strata_health_arm() {
+	STRATA_HEALTH_DIR=$STRATA_RUN/health
 	[ -f "$STRATA_RUN/lib/strata-agent/health.sh" ] || return 1
 	strata_health_wanted "${STRATA_CMDLINE:-$(cat /proc/cmdline)}" || return 1
 	mkdir -p "$STRATA_HEALTH_DIR/lib" || return 1
@@ -54,6 +56,7 @@ strata_health_arm() {
 # start, and it runs the kit's busybox, which lives in /run, not in the
 # initramfs that switch_root empties.
 strata_health_spawn() {
+	STRATA_HEALTH_DIR=$STRATA_RUN/health
 	[ -f "$1$STRATA_HEALTH_DIR/armed" ] && [ -x "$1$STRATA_RUN/bin/busybox" ] || return 0
 	(
 		cd "$1" || exit 1
