@@ -76,7 +76,11 @@ function health(c) {
       }
     };
     return [
-      h('span', { class: 'state held-back', title: hb.reason }, `held back: ${short(hb.commit)} failed, runs last good ${short(hb.served)}`),
+      h(
+        'span',
+        { class: 'state held-back', title: hb.reason },
+        `held back: ${short(hb.commit)} failed, runs last good ${short(hb.served)}`,
+      ),
       ' ',
       h('button', { type: 'button', onclick: clear, 'aria-label': `clear ${c.mac}: try ${short(hb.commit)} again` }, 'Clear'),
     ];
