@@ -64,14 +64,24 @@ export function registerAdminCommands(program: Command): void {
     .option('--level <n>', 'compression level; "default" for tar2sqfs default')
     .option('--kernel-version <v>', 'boot kernel V of each commit\'s tree instead of the newest; "newest" to follow the newest again')
     .option('--enroll-cidr <cidr>', 'approve new client keys pushing from this IPv4 CIDR at once (labs); "none" clears it')
+    .option('--health-check <cmd>', 'shell command a booted client runs to judge its boot healthy (exit 0); "none" removes it')
     .action(
       act(
         async (
           s,
           g,
           name: string | undefined,
-          o: { compressor?: Compressor; level?: string; kernelVersion?: string; enrollCidr?: string },
+          o: { compressor?: Compressor; level?: string; kernelVersion?: string; enrollCidr?: string; healthCheck?: string },
         ) => {
+          if (name && o.healthCheck !== undefined) {
+            const cmd = s.setHealthCheck(name, o.healthCheck);
+            out(
+              g,
+              { profile: name, healthCheck: cmd },
+              () => `profile ${name}: ${cmd ? `health check: ${cmd}` : 'default health checks only'}`,
+            );
+            return;
+          }
           if (name && o.enrollCidr !== undefined) {
             s.getProfile(name);
             const { Enrollment } = await import('../store/enrollment.ts');
@@ -104,7 +114,8 @@ export function registerAdminCommands(program: Command): void {
             pinKernel(s, name, o.kernelVersion === 'newest' ? null : o.kernelVersion);
           }
           const kernelVersion = s.kernelPin(name);
-          out(g, { ...p, kernelVersion }, () =>
+          const healthCheck = s.healthCheck(name);
+          out(g, { ...p, kernelVersion, healthCheck }, () =>
             [
               `profile ${p.name}`,
               `head       ${p.head ?? '-'}`,
@@ -113,6 +124,7 @@ export function registerAdminCommands(program: Command): void {
               `kernel     ${p.kernel ? p.kernel.digest : '-'}`,
               `initrd     ${p.initrd ? p.initrd.digest : '-'}`,
               `kernel-version ${kernelVersion ?? 'newest in the tree'}`,
+              `health-check ${healthCheck ?? '-'}`,
             ].join('\n'),
           );
         },
@@ -213,23 +225,37 @@ export function registerAdminCommands(program: Command): void {
       }),
     );
 
-  program
+  const clients = program
     .command('clients')
-    .description('who booted what, and when')
+    .description('who booted what, and when; clients held back on their last good commit say why')
     .action(
       act(async (s, g) => {
         // With the last heartbeat (commit, uptime, inventory) of each machine that sent one.
         const { Heartbeats } = await import('../store/heartbeats.ts');
         const hb = new Heartbeats(s);
-        const all = s.listClients().map((c) => ({ ...c, heartbeat: hb.get(c.mac) }));
+        const all = s.listClients().map((c) => ({ ...c, heartbeat: hb.get(c.mac), heldBack: c.health.heldBack }));
         out(
           g,
           all,
           () =>
             all
-              .map((c) => `${c.mac}\t${c.ip}\t${c.profile ?? '-'}\t${c.commit ? shortId(c.commit) : '-'}\t${formatTime(c.lastSeen)}`)
+              .map(
+                (c) =>
+                  `${c.mac}\t${c.ip}\t${c.profile ?? '-'}\t${c.commit ? shortId(c.commit) : '-'}\t${formatTime(c.lastSeen)}` +
+                  (c.heldBack ? `\theld back: ${c.heldBack.reason}` : ''),
+              )
               .join('\n') || 'no clients yet',
         );
+      }),
+    );
+  clients
+    .command('clear')
+    .description("forget a client's failed boots: a client held back on its last good commit tries its assigned commit again")
+    .argument('<mac>')
+    .action(
+      act((s, g, mac: string) => {
+        const r = s.clearClientHealth(mac);
+        out(g, r, () => (r.cleared ? `${r.mac}: cleared; its next boot tries its assigned commit again` : `${r.mac}: nothing to clear`));
       }),
     );
 

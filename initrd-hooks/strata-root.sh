@@ -26,6 +26,9 @@ STRATA_LIB_DIR=${STRATA_LIB_DIR:-/lib/strata}
 # The client kit's installer, when the initramfs carries the kit.
 # shellcheck source=lib/client-kit.sh
 [ -f "$STRATA_LIB_DIR/client-kit.sh" ] && . "$STRATA_LIB_DIR/client-kit.sh"
+# Boot health: the booted system moves the last good commit (lib/boot-health.sh).
+# shellcheck source=lib/boot-health.sh
+[ -f "$STRATA_LIB_DIR/boot-health.sh" ] && . "$STRATA_LIB_DIR/boot-health.sh"
 
 STRATA_RUN=/run/strata
 # The layer mounts live at /l/N while the overlay is created: lowerdir is one
@@ -464,7 +467,9 @@ strata_boot() {
 	strata_mount_layers "$STRATA_RUN/layers.list" "$_sb_root"
 	echo "$STRATA_COMMIT" > "$STRATA_RUN/commit"
 	command -v strata_kit_install >/dev/null 2>&1 && strata_kit_install
-	if strata_save_last_good "$STRATA_COMMIT" "$_sb_manifest"; then
+	if command -v strata_health_arm >/dev/null 2>&1 && strata_health_arm "$_sb_mode"; then
+		strata_log "health check armed: the last good commit moves once this boot proves healthy"
+	elif strata_save_last_good "$STRATA_COMMIT" "$_sb_manifest"; then
 		strata_prune_backup "$STRATA_RUN/layers.list"
 		# Offline, the disk's entry already is the last good commit's.
 		[ "$_sb_mode" = online ] && strata_bootdisk_update "$STRATA_COMMIT" "$_sb_manifest"
@@ -487,6 +492,7 @@ strata_handover() {
 		mkdir -p "$_ho_root$_ho_m" 2>/dev/null
 		mount --move "$_ho_m" "$_ho_root$_ho_m" 2>/dev/null || umount -l "$_ho_m" 2>/dev/null
 	done
+	command -v strata_health_spawn >/dev/null 2>&1 && strata_health_spawn "$_ho_root"
 	echo "strata: switch_root at $_ho_up"
 	exec switch_root "$_ho_root" "$_ho_init"
 }

@@ -113,7 +113,8 @@ export function registerBootRoutes(app: FastifyInstance, deps: BootRouteDeps): v
     if (ip) q.set('ip', ip);
     const selfUrl = `${serverUrl}/v1/boot/${flavour}${q.size ? `?${q}` : ''}`;
     const retry = (why: string) => (flavour === 'ipxe' ? renderIpxeRetry(why, selfUrl) : renderGrubRetry(why, selfUrl));
-    const plan = store.planBoot(mac, ip, serverUrl);
+    // Settles the client's last boot's health and may serve its last good commit (store/boot-health.ts).
+    const plan = store.bootClient(mac, ip, serverUrl);
     if (plan.kind === 'retry') return retry(plan.why);
     const input: BootScriptInput = {
       serverUrl,
@@ -125,7 +126,14 @@ export function registerBootRoutes(app: FastifyInstance, deps: BootRouteDeps): v
     };
     if (plan.lease) {
       store.recordClient(plan.lease);
-      events.emit('client', { mac: plan.lease.mac, ip, commit: plan.commit, profile: plan.profile, boot: true });
+      events.emit('client', {
+        mac: plan.lease.mac,
+        ip,
+        commit: plan.commit,
+        profile: plan.profile,
+        boot: true,
+        heldBack: plan.heldBack ?? null,
+      });
     }
     return flavour === 'ipxe' ? renderIpxe(input) : renderGrub(input);
   };

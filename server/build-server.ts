@@ -7,6 +7,7 @@ import type { Store } from '../store/store.ts';
 import { registerAdminRoutes } from './admin-routes.ts';
 import { registerEnrollRoutes } from './enroll-routes.ts';
 import { registerHeartbeatRoutes } from './heartbeat-routes.ts';
+import { registerBootHealthRoutes } from './boot-health-routes.ts';
 import { registerBootRoutes } from './boot-routes.ts';
 import { EventHub } from './events.ts';
 import { installErrorHandlers } from './http-errors.ts';
@@ -57,6 +58,7 @@ export function buildServer(deps: BuildServerDeps): FastifyInstance {
   registerAdminRoutes(app, { store: deps.store, events });
   registerEnrollRoutes(app, { store: deps.store, events });
   registerHeartbeatRoutes(app, { store: deps.store, events });
+  registerBootHealthRoutes(app, { store: deps.store, events });
   if (deps.webDir) registerWebRoutes(app, deps.webDir);
   return app;
 }

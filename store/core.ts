@@ -13,6 +13,7 @@ import { CommitIndex } from './commit-index.ts';
 import { ObjectStore } from './objects.ts';
 import { KeysTable, TokensTable } from './tables/access.ts';
 import { BootTable } from './tables/boot.ts';
+import { BootHealthTable } from './tables/boot-health.ts';
 import { AssignmentsTable, ClientsTable } from './tables/clients.ts';
 import { CommitsTable } from './tables/commits.ts';
 import { EnrollmentTable } from './tables/enrollment.ts';
@@ -47,6 +48,7 @@ export interface Tables {
   readonly boot: BootTable;
   readonly enrollment: EnrollmentTable;
   readonly heartbeats: HeartbeatsTable;
+  readonly bootHealth: BootHealthTable;
 }
 
 export function makeCore(dataDir: string, db: DB, config: StoreConfig): StoreCore {
@@ -70,6 +72,7 @@ export function makeCore(dataDir: string, db: DB, config: StoreConfig): StoreCor
       boot: new BootTable(db),
       enrollment: new EnrollmentTable(db),
       heartbeats: new HeartbeatsTable(db),
+      bootHealth: new BootHealthTable(db),
     },
   };
 }

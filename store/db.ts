@@ -182,6 +182,36 @@ const MIGRATIONS: string[] = [
     at INTEGER NOT NULL
   );
   `,
+  // 5: boot health (store/boot-health.ts): per client the boot served and
+  // awaiting its health report, its last good commit and whether it is held
+  // back; per (client, commit) the failed boots in a row; per profile an
+  // extra health check command.
+  `
+  CREATE TABLE IF NOT EXISTS boot_health (
+    mac TEXT PRIMARY KEY,
+    pending_commit TEXT,
+    pending_since INTEGER,
+    last_good TEXT,
+    last_good_at INTEGER,
+    report_commit TEXT,
+    report_ok INTEGER,
+    report_reason TEXT,
+    report_at INTEGER,
+    held_commit TEXT,
+    held_served TEXT,
+    held_reason TEXT,
+    held_since INTEGER
+  );
+  CREATE TABLE IF NOT EXISTS boot_failures (
+    mac TEXT NOT NULL,
+    commit_id TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (mac, commit_id)
+  );
+  CREATE TABLE IF NOT EXISTS health_checks (profile TEXT PRIMARY KEY, command TEXT NOT NULL);
+  `,
 ];
 
 export function openDb(path: string): DB {

@@ -70,6 +70,7 @@ const HOOK_FILES = [
   'lib/udhcpc.script',
   'lib/bootdisk.sh',
   'lib/bootdisk-parse.sh',
+  'lib/boot-health.sh',
 ];
 /** Bump when the image's layout changes in a way the hook files do not show. */
 const LAYOUT_VERSION = 'strata-initrd 2';
@@ -266,6 +267,8 @@ export async function assembleInitrd(src: ModuleSource, opts: AssembleOptions): 
     await installBootdiskFiles(HOOKS_DIR, join(stage, 'lib/strata'), opts.withBootloader);
     // Every machine strata boots gets the client kit under /run/strata (store/client-kit.ts).
     await addClientKit(stage, { busybox: join(stage, 'bin/busybox') });
+    // With the kit, the booted system judges the boot's health (initrd-hooks/lib/boot-health.sh).
+    await copyFile(join(HOOKS_DIR, 'lib/boot-health.sh'), join(stage, 'lib/strata/boot-health.sh'));
     await writeFile(join(stage, 'lib/strata/modules'), `${loadOrder(names).join('\n')}\n`);
 
     const output = resolve(opts.output);

@@ -18,6 +18,7 @@ import * as access from './access.ts';
 import type { TarPolicy } from './bake.ts';
 import { bootFacts, matchClient, planBoot, type BootPlan } from './boot-plan.ts';
 import * as clients from './clients.ts';
+import * as health from './boot-health.ts';
 import { type BootRecord, buildInitrdFromTree, viewOf } from './commit-boot.ts';
 import { createCommit, type CommitResult, type NewCommit } from './commit-write.ts';
 import { makeCore, readConfigFile, type StoreCore } from './core.ts';
@@ -188,7 +189,9 @@ export class Store {
     boot: boolean;
     assignment?: string | null;
   }) => clients.recordClient(this.core, c);
-  listClients = (): ClientLease[] => this.core.t.clients.all();
+  /** Every client seen, each with its boot health (held back or not). */
+  listClients = (): (ClientLease & { health: health.ClientHealth })[] =>
+    this.core.t.clients.all().map((c) => ({ ...c, health: health.clientHealth(this.core, c.mac) }));
 
   // keys and tokens (store/access.ts)
   addKey = (name: string, publicKeyLine: string, opts: { admin: boolean; profiles: string[] }): SshKey =>
@@ -230,6 +233,15 @@ export class Store {
   get heartbeatsTable(): HeartbeatsTable {
     return this.core.t.heartbeats;
   }
+
+  // boot health and automatic fallback (store/boot-health.ts)
+  /** A client asks to boot: settles its last boot's health, plans (maybe held back), records the boot awaiting its report. */
+  bootClient = (mac: string | null, ip: string | null, serverUrl: string): BootPlan => health.bootClient(this.core, mac, ip, serverUrl);
+  reportBootHealth = (r: health.HealthReport): health.Verdict => health.reportBootHealth(this.core, r);
+  clientHealth = (mac: string): health.ClientHealth => health.clientHealth(this.core, mac);
+  clearClientHealth = (mac: string) => health.clearClientHealth(this.core, mac);
+  healthCheck = (profile: string): string | null => health.healthCheck(this.core, profile);
+  setHealthCheck = (profile: string, command: string): string | null => health.setHealthCheck(this.core, profile, command);
 
   // gc and fsck (store/gc.ts)
   /** Commits gc must keep, each with every reason (structured; gcReasonText gives the words). */

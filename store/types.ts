@@ -180,6 +180,10 @@ export interface StoreConfig {
   /** Cap on one push as sent over SSH (compressed). */
   maxPushBytes: number;
   maxEntries: number;
+  /** Failed boots of one commit in a row after which a client is served its last good commit (store/boot-health.ts). */
+  healthMaxFailures: number;
+  /** A boot whose health report comes later than this after it was served counts as failed. */
+  healthTimeoutMs: number;
 }
 
 export const DEFAULT_CONFIG: StoreConfig = {
@@ -191,4 +195,6 @@ export const DEFAULT_CONFIG: StoreConfig = {
   maxUncompressedBytes: 16 * 1024 ** 3,
   maxPushBytes: 4 * 1024 ** 3,
   maxEntries: 2_000_000,
+  healthMaxFailures: 3,
+  healthTimeoutMs: 15 * 60 * 1000,
 };

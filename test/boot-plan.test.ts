@@ -36,9 +36,18 @@ describe('planBoot', () => {
       profile: 'lab',
       kernel: 'a'.repeat(64),
       initrd: 'b'.repeat(64),
-      args: ['strata.server=http://10.0.2.2:8080', `strata.commit=${C}`, 'strata.profile=lab', 'console=ttyS0', 'quiet', 'panic=-1'],
+      args: [
+        'strata.server=http://10.0.2.2:8080',
+        `strata.commit=${C}`,
+        'strata.profile=lab',
+        'console=ttyS0',
+        'quiet',
+        'panic=-1',
+        'strata.health',
+      ],
       banner: `booting lab at ${C.slice(0, 12)} (52:54:00:12:34:56 10.0.2.15)`,
       lease: { mac: '52:54:00:12:34:56', ip: '10.0.2.15', commit: C, profile: 'lab', boot: true, assignment: '52:54:00:12:34:56' },
+      heldBack: null,
     });
   });
 

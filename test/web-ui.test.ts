@@ -315,6 +315,36 @@ describe('web UI as an admin', () => {
     await shots('clients');
   });
 
+  it('shows a client held back on its last good commit, and Clear lets it try again', async () => {
+    const base = fx.srv.httpUrl;
+    const store = fx.srv.store;
+    const mac = '52:54:00:aa:bb:cc';
+    const head = store.resolve('lab');
+    // Its boot of the head (the test above) proves healthy: the head is its last good commit.
+    const ok = await fetch(`${base}/v1/boot-health`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ mac, commit: head, ok: true }),
+    });
+    expect(ok.status).toBe(200);
+    // Pinned to an older commit that never reports back: 3 failed boots, then the 4th gets the head.
+    const older = store.resolve('lab~1');
+    store.assign(mac, `lab@${older}`);
+    const bootOnce = async () =>
+      /strata\.commit=([0-9a-f]{64})/.exec(await (await fetch(`${base}/v1/boot/ipxe?mac=${mac}&ip=10.9.7.7`)).text())?.[1];
+    for (let i = 0; i < 3; i++) expect(await bootOnce()).toBe(older);
+    expect(await bootOnce()).toBe(head);
+    await page.click('#nav a[data-view="clients"]');
+    const row = page.locator('#clients-table tr', { hasText: mac });
+    await row.filter({ hasText: 'held back' }).waitFor({ timeout: WAIT });
+    expect(await row.innerText()).toContain(`held back: ${older.slice(0, 7)}`);
+    await row.getByRole('button', { name: 'Clear' }).click();
+    await row.filter({ hasNotText: 'held back' }).waitFor({ timeout: WAIT });
+    expect(store.clientHealth(mac).heldBack).toBeNull();
+    expect(await bootOnce()).toBe(older);
+    store.unassign(mac);
+  });
+
   it('shows a push made over SSH without reloading', async () => {
     const { keyFile, publicLine } = makeSshKey(fx.work, 'dev-key');
     fx.srv.store.addKey('dev', publicLine, { admin: true, profiles: [] });

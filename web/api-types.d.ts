@@ -4,10 +4,14 @@
  * here are only the envelopes. The page's JS files use them through JSDoc
  * `import('./api-types.js')` types; nothing here exists at run time.
  */
-import type { Assignment, ClientLease, Commit, DiffResult, Profile, Push, Ref, ReflogEntry } from '../store/types.ts';
+import type { ClientHealth } from '../store/boot-health.ts';
+import type { Assignment, ClientLease as Lease, Commit, DiffResult, Profile, Push, Ref, ReflogEntry } from '../store/types.ts';
 import type { GcRoot, HeldWhy } from './held.js';
 
-export type { Assignment, ClientLease, Commit, DiffResult, GcRoot, HeldWhy, Profile, Push, Ref, ReflogEntry };
+/** A client as GET /v1/clients sends it: its lease and its boot health. */
+export type ClientLease = Lease & { health?: ClientHealth };
+
+export type { Assignment, Commit, DiffResult, GcRoot, HeldWhy, Profile, Push, Ref, ReflogEntry };
 
 /** The body of every error answer: { error: ApiErrorBody }. */
 export interface ApiErrorBody {

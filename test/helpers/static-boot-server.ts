@@ -189,6 +189,11 @@ export async function makeLayer(dir: string, out: string): Promise<void> {
 export const PROOF_INIT = `#!/bin/sh
 export PATH=/bin:/sbin
 [ -r /proc/mounts ] || mount -t proc proc /proc
+# A boot that judges its own health (strata.health) moves the backup disk's last good commit once judged: wait for that.
+if [ -f /run/strata/health/armed ]; then
+  i=0
+  while [ ! -f /run/strata/health/state ] && [ "$i" -lt 120 ]; do sleep 1; i=$((i + 1)); done
+fi
 echo "PROOF root-fstype=$(awk '$2=="/"{t=$3} END{print t}' /proc/mounts)"
 echo "PROOF top=$(cat /etc/top-file 2>/dev/null || echo missing)"
 echo "PROOF middle=$(cat /etc/middle-file 2>/dev/null || echo missing)"

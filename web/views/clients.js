@@ -1,9 +1,12 @@
 // @ts-check
 /**
  * The clients view: every machine that booted, whether it is online, what it
- * runs (a link into the history) and which assignment matched it.
+ * runs (a link into the history), which assignment matched it, and whether
+ * it is held back on its last good commit (docs/booting.md, "Boot health").
  */
-import { $, code, h, short, table, time } from '../dom.js';
+import { api } from '../api.js';
+import { showError, toast } from '../dialogs.js';
+import { $, code, enc, h, short, table, time } from '../dom.js';
 import { S, online } from '../state.js';
 import { showCommit } from './history.js';
 
@@ -49,9 +52,40 @@ export function renderClients() {
         { label: 'Last boot', cell: (c) => time(c.lastBoot) },
         { label: 'Last seen', cell: (c) => time(c.lastSeen) },
         { label: 'Matched', cell: (c) => (c.assignment ? code(c.assignment) : '—') },
+        { label: 'Boot health', cell: health },
       ],
       S.clients,
       (c) => (online(c) ? 'online' : 'offline'),
     ),
   );
+}
+
+/**
+ * Held back (with why and a button to clear it), or the last health verdict.
+ * @param {import('../api-types.js').ClientLease} c
+ */
+function health(c) {
+  const hb = c.health?.heldBack;
+  if (hb) {
+    const clear = async () => {
+      try {
+        await api('POST', `/v1/clients/${enc(c.mac)}/clear`, {});
+        toast(`${c.mac} cleared: its next boot tries ${short(hb.commit)} again`);
+      } catch (e) {
+        await showError(e, `Clearing ${c.mac}`);
+      }
+    };
+    return [
+      h(
+        'span',
+        { class: 'state held-back', title: hb.reason },
+        `held back: ${short(hb.commit)} failed, runs last good ${short(hb.served)}`,
+      ),
+      ' ',
+      h('button', { type: 'button', onclick: clear, 'aria-label': `clear ${c.mac}: try ${short(hb.commit)} again` }, 'Clear'),
+    ];
+  }
+  const r = c.health?.lastReport;
+  if (!r) return '—';
+  return h('span', { title: r.reason || '' }, r.ok ? `good (${short(r.commit)})` : `failed (${short(r.commit)})`);
 }
