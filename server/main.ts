@@ -143,6 +143,9 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
         resolve();
       });
     });
+    // What a crash left in incoming/ (uploads cut short, archives of pushes that had landed).
+    const dead = await store.cleanIncoming();
+    if (dead.length) log(`incoming/: removed ${dead.length} file(s) a crash left behind: ${dead.slice(0, 10).join(', ')}`);
     await baker.start();
     if (pxe) {
       const port = app ? (app.server.address() as AddressInfo).port : pool!.port;

@@ -148,6 +148,10 @@ export interface Push {
   bytes: number;
   createdAt: number;
   updatedAt: number;
+  /** Bakes started so far (a push is rejected after StoreConfig.maxBakeAttempts). */
+  attempts: number;
+  /** Why the last bake failed when it may pass (disk full, tool missing); null otherwise. */
+  lastError: string | null;
 }
 
 export interface DiffResult {
@@ -175,6 +179,11 @@ export interface StoreConfig {
   /** Cap on one push as sent over SSH (compressed). */
   maxPushBytes: number;
   maxEntries: number;
+  /** The metadata budget of one archive and of one entry (paths, link targets, xattrs; store/tar-rules.ts). */
+  maxMetadataBytes: number;
+  maxEntryMetadataBytes: number;
+  /** A push whose bake failed (or never finished) this many times is rejected, not retried again. */
+  maxBakeAttempts: number;
 }
 
 export const DEFAULT_CONFIG: StoreConfig = {
@@ -186,4 +195,7 @@ export const DEFAULT_CONFIG: StoreConfig = {
   maxUncompressedBytes: 16 * 1024 ** 3,
   maxPushBytes: 4 * 1024 ** 3,
   maxEntries: 2_000_000,
+  maxMetadataBytes: 128 * 1024 ** 2,
+  maxEntryMetadataBytes: 256 * 1024,
+  maxBakeAttempts: 5,
 };
