@@ -121,6 +121,8 @@ export async function landPush(core: StoreCore, id: string): Promise<Push> {
     // setuid files and capabilities are allowed: a key that may push to a
     // profile can already change anything in it (sudo is setuid).
     const policy: TarPolicy = { allowDevices: !!key?.admin, allowSetuid: true, allowCapabilities: true };
+    // Crash tests: what an unexpected error in the bake (a bug, a RangeError) does. Unset in production.
+    if (process.env.STRATA_FAULT === 'bake-throw') throw new RangeError('Invalid string length (STRATA_FAULT=bake-throw)');
     baked = await bakeTar(archive, bakeOptions(core, profile, policy));
   } catch (e) {
     return failed(e); // transient: left queued, the baker retries
