@@ -29,7 +29,17 @@ export async function metadataBombZstd(shape: BombShape): Promise<Buffer> {
   const value = Buffer.alloc(shape.xattrBytes, 'x');
   const write = (b: Buffer): Promise<void> | null =>
     z.stdin.write(b) ? null : new Promise<void>((resolve) => z.stdin.once('drain', () => resolve()));
-  const base = { type: 'file' as const, mode: 0o644, uid: 0, gid: 0, size: 0, mtime: 0, linkname: Buffer.alloc(0), devmajor: 0, devminor: 0 };
+  const base = {
+    type: 'file' as const,
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: 0,
+    mtime: 0,
+    linkname: Buffer.alloc(0),
+    devmajor: 0,
+    devminor: 0,
+  };
   await write(encodeEntryHeader({ ...base, path: Buffer.from('bomb'), type: 'dir', mode: 0o755, xattrs: [] }, STYLE));
   // Every entry's PAX block is the same bytes (short paths stay in the ustar
   // header): encode it once, then only the 512-byte header per entry.
