@@ -271,7 +271,10 @@ export function registerAdminCommands(program: Command): void {
           r,
           () =>
             `${o.dryRun ? 'would remove' : 'removed'} ${r.commits.length} commit(s), ${r.objects.length} object(s), ${(r.bytes / 1048576).toFixed(1)} MiB` +
-            (o.dryRun ? `\n${[...r.commits.map((c) => `commit ${c}`), ...r.objects.map((d) => `object ${d}`)].join('\n')}` : ''),
+            (r.incoming.length ? `, ${r.incoming.length} dead file(s) of incoming/` : '') +
+            (o.dryRun
+              ? `\n${[...r.commits.map((c) => `commit ${c}`), ...r.objects.map((d) => `object ${d}`), ...r.incoming.map((f) => `incoming ${f}`)].join('\n')}`
+              : ''),
         );
       }),
     );

@@ -146,6 +146,16 @@ export const SCHEMA: Record<string, KeySpec> = {
     apply: store('maxUncompressedBytes'),
   },
   'limits.max_entries': { check: wholeNumber(1, 1e9), help: 'most files in one archive (default 2000000)', apply: store('maxEntries') },
+  'limits.max_metadata': {
+    check: size,
+    help: 'most metadata (paths, link targets, xattrs) in one archive; bounds a bake\'s memory (default "128MiB")',
+    apply: store('maxMetadataBytes'),
+  },
+  'limits.max_bake_attempts': {
+    check: wholeNumber(1, 1000),
+    help: 'a push whose bake failed (or crashed the server) this many times is rejected (default 5)',
+    apply: store('maxBakeAttempts'),
+  },
   'limits.max_chain_length': {
     check: wholeNumber(1, 500),
     help: 'refuse commits whose chain is longer (default 128)',

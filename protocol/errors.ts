@@ -80,6 +80,13 @@ export const ERRORS = {
   E_FORBIDDEN: m(403, X.notAllowed, false, true, 'this token or key may not do that; ask an admin'),
   E_NOT_FOUND: m(404, X.notFound, false, true, 'check the name or path'),
   E_INTERNAL: m(500, X.failure, false, false, 'a bug or an unexpected failure; see the server log'),
+  E_METADATA_LIMIT: m(
+    413,
+    X.badInput,
+    false,
+    true,
+    'the archive carries too much metadata (paths, link targets, xattrs); split the change or ask the admin to raise the limit',
+  ),
 } as const satisfies Record<string, ErrorMeaning>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -137,6 +137,14 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     a.get('/v1/clients', async () => ({ clients: store.listClients() }));
     a.get('/v1/pushes', async (req: P<Record<string, never>>) => ({ pushes: store.listPushes({ limit: optLimit(req.query) }) }));
     a.get('/v1/pushes/:id', async (req: P<{ id: string }>) => ({ push: store.getPush(req.params.id) }));
+    // An admin ends a push that waits or keeps failing (strata push reject); its archive goes.
+    a.post('/v1/pushes/:id/reject', async (req: P<{ id: string }>) => {
+      const b = asObject(req.body ?? {}, 'reject');
+      const reason = optString(b, 'reason', 'reject') ?? `rejected by ${author(req)}`;
+      const push = await store.rejectPush(req.params.id, reason);
+      events.emit('push', { id: push.id, profile: push.profile, state: push.state, reason: push.reason });
+      return { push };
+    });
     a.post('/v1/gc', async (req) => {
       const b = asObject(req.body, 'gc');
       const dryRun = optBool(b, 'dryRun', 'gc') ?? false;

@@ -35,6 +35,8 @@ export interface StartServerOptions {
   /** Pace object downloads per connection (bytes/s); off by default. */
   objectRateLimit?: number;
   storeConfig?: Partial<StoreConfig>;
+  /** Wait before re-baking a push whose bake failed for a reason that may pass (default 60 s). */
+  bakeRetryMs?: number;
   /** Install SIGTERM/SIGINT handlers that close everything and exit (default true). */
   handleSignals?: boolean;
   /** Where progress lines go (default: stderr). */
@@ -108,7 +110,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
           },
         })
       : null;
-  const baker = new Baker({ store, events, log });
+  const baker = new Baker({ store, events, log, retryMs: opts.bakeRetryMs });
   const hostKey = await loadOrCreateHostKey(store.dataDir);
   const ssh = createSshServer({
     store,
@@ -143,6 +145,9 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
         resolve();
       });
     });
+    // What a crash left in incoming/ (uploads cut short, archives of pushes that had landed).
+    const dead = await store.cleanIncoming();
+    if (dead.length) log(`incoming/: removed ${dead.length} file(s) a crash left behind: ${dead.slice(0, 10).join(', ')}`);
     await baker.start();
     if (pxe) {
       const port = app ? (app.server.address() as AddressInfo).port : pool!.port;

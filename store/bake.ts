@@ -35,6 +35,9 @@ export interface BakeOptions {
   /** zstd-bomb / quota limit on the decompressed tar. */
   maxUncompressedBytes: number;
   maxEntries: number;
+  /** The metadata budget (paths, link targets, xattrs) of the archive and of one entry (store/tar-rules.ts). */
+  maxMetadataBytes?: number;
+  maxEntryMetadataBytes?: number;
   /** Default: everything allowed (admin imports); pushes pass a stricter one. */
   policy?: TarPolicy;
   signal?: AbortSignal;
@@ -196,7 +199,14 @@ export async function bakeTar(input: NodeJS.ReadableStream | string, opts: BakeO
   const dec = trusted ? null : decompress(source, { maxBytes: opts.maxUncompressedBytes });
   const counted = trusted ? countBytes(source, opts.maxUncompressedBytes) : null;
   const tarBytes = (): number => dec?.bytes ?? counted!.bytes();
-  const check = trusted ? null : new TarCheckStream({ maxEntries: opts.maxEntries, policy: opts.policy ?? ALLOW_ALL });
+  const check = trusted
+    ? null
+    : new TarCheckStream({
+        maxEntries: opts.maxEntries,
+        policy: opts.policy ?? ALLOW_ALL,
+        maxMetadataBytes: opts.maxMetadataBytes,
+        maxEntryMetadataBytes: opts.maxEntryMetadataBytes,
+      });
   const proc = execa('tar2sqfs', args, {
     stdin: 'pipe',
     stdout: 'ignore',

@@ -166,6 +166,8 @@ export function bakeOptions(core: StoreCore, profile: Pick<Profile, 'compressor'
     level: profile.level,
     maxUncompressedBytes: core.config.maxUncompressedBytes,
     maxEntries: core.config.maxEntries,
+    maxMetadataBytes: core.config.maxMetadataBytes,
+    maxEntryMetadataBytes: core.config.maxEntryMetadataBytes,
     policy,
   };
 }

@@ -212,6 +212,13 @@ const MIGRATIONS: string[] = [
   );
   CREATE TABLE IF NOT EXISTS health_checks (profile TEXT PRIMARY KEY, command TEXT NOT NULL);
   `,
+  // 6: bake attempts of a push and the last failure (store/pushes.ts): a push
+  // that failed maxBakeAttempts times, or crashed the server as often, is
+  // rejected instead of being retried forever.
+  `
+  ALTER TABLE pushes ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE pushes ADD COLUMN last_error TEXT;
+  `,
 ];
 
 export function openDb(path: string): DB {

@@ -6,6 +6,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { inTransaction, type StoreCore } from './core.ts';
 import { reachable } from './dag.ts';
+import { cleanIncoming } from './incoming.ts';
 import { commitIdOf, parseManifest } from './manifest.ts';
 import { sha256File } from './objects.ts';
 import { listProfiles } from './profiles.ts';
@@ -71,6 +72,8 @@ export interface GcResult {
   commits: CommitId[];
   objects: Digest[];
   bytes: number;
+  /** Dead files of incoming/ (uploads cut short, archives of pushes already landed: store/incoming.ts). */
+  incoming: string[];
 }
 
 /**
@@ -109,12 +112,13 @@ export async function gc(core: StoreCore, opts: { dryRun?: boolean; now?: number
       deadObjects: candidates.filter((o) => !liveBlobs.has(o.digest)),
     };
   };
-  const report = (d: ReturnType<typeof decide>): GcResult => ({
+  const report = (d: ReturnType<typeof decide>, incoming: string[]): GcResult => ({
     commits: d.deadCommits,
     objects: d.deadObjects.map((o) => o.digest),
     bytes: d.deadObjects.reduce((a, o) => a + o.size, 0),
+    incoming,
   });
-  if (opts.dryRun) return report(decide());
+  if (opts.dryRun) return report(decide(), await cleanIncoming(core, { now, dryRun: true }));
   const dead = inTransaction(core, () => {
     const d = decide();
     core.t.commits.remove(d.deadCommits);
@@ -125,7 +129,7 @@ export async function gc(core: StoreCore, opts: { dryRun?: boolean; now?: number
   core.commits.forget(dead.deadCommits);
   for (const o of dead.deadObjects) await core.objects.remove(o.digest);
   await core.objects.cleanTemp();
-  return report(dead);
+  return report(dead, await cleanIncoming(core, { now }));
 }
 
 /** Re-hashes every blob and checks every manifest, chain and ref. */

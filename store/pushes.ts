@@ -55,12 +55,25 @@ export function createPush(
  * Whether a failed bake may succeed later without anything about the push
  * changing: the machine's fault (a tool missing, a full disk, an I/O error,
  * a busy database), not the pusher's. Such a push stays queued with its
- * archive; the pusher's own errors (bad tar, unsafe path, too large) reject it.
+ * archive (up to maxBakeAttempts times); any other error (bad tar, unsafe
+ * path, too large, and also a RangeError or a bug the archive provoked)
+ * rejects it with its reason: retrying the same archive would fail the same
+ * way, forever.
  */
 export function isTransientBakeError(e: unknown): boolean {
-  if (!isStrataError(e)) return true; // a raw errno or SQLite error: the machine's
+  if (!isStrataError(e)) return isIoShaped(e);
+  // Another writer kept moving the head (commitAgainstHead gave up): the next try decides afresh.
+  if (e.code === 'E_STALE_PARENT') return true;
   // The error table says which codes are the machine's (E_NO_SPACE, E_UNAVAILABLE...).
   return meaningOf(e.code).transient || e.details.transient === true;
+}
+
+/** A raw error from the system or the database: an errno (ENOSPC, EIO, EMFILE...) or a busy, full or failing SQLite. */
+function isIoShaped(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return false;
+  // Node's own errors (ERR_...) are about arguments, not the machine.
+  return /^E[A-Z0-9]+$/.test(code) || /^SQLITE_(BUSY|LOCKED|FULL|IOERR|CANTOPEN|NOMEM)/.test(code);
 }
 
 /**
@@ -81,6 +94,22 @@ export async function landPush(core: StoreCore, id: string): Promise<Push> {
     return getPush(core, id);
   };
   if (!existsSync(archive)) return reject('the pushed archive is missing from incoming/');
+  // Counted before the bake starts, so a bake that kills the process (out of
+  // memory, say) counts as well and a crash loop ends after maxBakeAttempts.
+  const max = core.config.maxBakeAttempts;
+  const attempt = core.t.pushes.startAttempt(id) ?? push.attempts;
+  if (attempt > max)
+    return reject(
+      `gave up after ${max} bake attempts that failed or never finished (last: ${push.lastError ?? 'the server stopped during the bake'})`,
+    );
+  /** A failure of this attempt: rethrown when it may pass (the push stays queued), else the push is rejected with it. */
+  const failed = (e: unknown): Promise<Push> => {
+    const why = (e as Error)?.message ?? String(e);
+    if (!isTransientBakeError(e)) return reject(why);
+    core.t.pushes.setLastError(id, why);
+    if (attempt >= max) return reject(`the bake failed ${attempt} times for a reason that may pass; giving up (last: ${why})`);
+    throw e;
+  };
   let baked: BakedImage;
   let profile: Profile;
   try {
@@ -92,10 +121,11 @@ export async function landPush(core: StoreCore, id: string): Promise<Push> {
     // setuid files and capabilities are allowed: a key that may push to a
     // profile can already change anything in it (sudo is setuid).
     const policy: TarPolicy = { allowDevices: !!key?.admin, allowSetuid: true, allowCapabilities: true };
+    // Crash tests: what an unexpected error in the bake (a bug, a RangeError) does. Unset in production.
+    if (process.env.STRATA_FAULT === 'bake-throw') throw new RangeError('Invalid string length (STRATA_FAULT=bake-throw)');
     baked = await bakeTar(archive, bakeOptions(core, profile, policy));
   } catch (e) {
-    if (isTransientBakeError(e)) throw e; // leave it queued: the baker retries
-    return reject((e as Error).message ?? String(e));
+    return failed(e); // transient: left queued, the baker retries
   }
   const layer = await registerBaked(core, baked);
   const newLayer = layerOf(baked, layer, 'layer', profile);
@@ -135,11 +165,28 @@ export async function landPush(core: StoreCore, id: string): Promise<Push> {
       },
     );
   } catch (e) {
-    const code = (e as StrataError).code;
-    // E_BAD_SOURCE: the pushed tree's kernel cannot run the hook (store/commit-boot.ts).
-    if (code === 'E_CHAIN_TOO_LONG' || code === 'E_REF_EXISTS' || code === 'E_BAD_SOURCE') core.t.pushes.reject(id, (e as Error).message);
-    else if (code !== 'E_NOTHING_TO_DO') throw e;
+    // E_NOTHING_TO_DO: another process landed it. Otherwise, e.g. E_CHAIN_TOO_LONG,
+    // E_REF_EXISTS or E_BAD_SOURCE (the pushed tree's kernel cannot run the hook, store/commit-boot.ts):
+    // rejected with the reason, or retried when it may pass.
+    if ((e as StrataError).code !== 'E_NOTHING_TO_DO') return failed(e);
   }
   await fsp.rm(archive, { force: true });
   return getPush(core, id);
+}
+
+/**
+ * An admin's verdict on a push that waits or keeps failing (`strata push
+ * reject ID`): rejected with the reason, its archive deleted. A bake in
+ * progress then finds the push no longer pending and commits nothing (the
+ * commit's transaction moves only a pending push). A push already committed
+ * or rejected is E_NOTHING_TO_DO.
+ */
+export async function rejectPush(core: StoreCore, id: string, reason: string): Promise<Push> {
+  const archive = pushArchivePath(core, id);
+  getPush(core, id);
+  core.t.pushes.reject(id, reason);
+  const p = getPush(core, id);
+  if (p.state !== 'rejected' || p.reason !== reason) throw new StrataError('E_NOTHING_TO_DO', `push ${id} is already ${p.state}`);
+  await fsp.rm(archive, { force: true });
+  return p;
 }

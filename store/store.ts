@@ -31,6 +31,7 @@ import * as objs from './object-access.ts';
 import type { ObjectStore } from './objects.ts';
 import * as profiles from './profiles.ts';
 import * as pushes from './pushes.ts';
+import * as incoming from './incoming.ts';
 import * as refs from './refs.ts';
 import * as revs from './revisions.ts';
 import type { EnrollmentTable } from './tables/enrollment.ts';
@@ -248,4 +249,12 @@ export class Store {
   gcRoots = (now = Date.now()): Map<CommitId, gcm.GcReason[]> => gcm.gcRoots(this.core, now);
   gc = (opts: { dryRun?: boolean; now?: number } = {}): Promise<gcm.GcResult> => gcm.gc(this.core, opts);
   fsck = (): Promise<{ ok: boolean; problems: string[]; objects: number; commits: number }> => gcm.fsck(this.core);
+
+  // push administration and incoming/ upkeep (store/pushes.ts, store/incoming.ts)
+  /** Pushes waiting, baking or rejected, newest first, with their attempts and last error (`strata pushes`). */
+  unfinishedPushes = (opts: { limit?: number } = {}): Push[] => this.core.t.pushes.unfinished(opts.limit ?? 200);
+  /** Rejects a pending push with REASON and deletes its archive; E_NOTHING_TO_DO when it already landed. */
+  rejectPush = (id: string, reason: string): Promise<Push> => pushes.rejectPush(this.core, id, reason);
+  /** Removes incoming/'s dead files (a crash's leftovers); gc does it too. */
+  cleanIncoming = (): Promise<string[]> => incoming.cleanIncoming(this.core);
 }

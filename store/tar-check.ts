@@ -40,6 +40,8 @@ import {
   MAX_META_BYTES,
   MAX_SYMLINK_BYTES,
   MAX_U32,
+  MetadataBudget,
+  metadataCost,
   parentOf,
   parseHeader,
   paxDecimal,
@@ -98,7 +100,12 @@ export class TarChecker {
   private readonly droppedXattrs = new Map<string, number>();
   private nonUtf8Paths = 0;
 
-  constructor(private readonly opts: TarCheckOptions) {}
+  /** Charged per entry before anything about it is kept (tar-rules.ts, "the metadata budget"). */
+  readonly budget: MetadataBudget;
+
+  constructor(private readonly opts: TarCheckOptions) {
+    this.budget = new MetadataBudget(opts.maxMetadataBytes, opts.maxEntryMetadataBytes);
+  }
 
   get warnings(): string[] {
     const w: string[] = [];
@@ -330,8 +337,12 @@ export class TarChecker {
     const whiteout = isWhiteoutDevice(type, h.devmajor, h.devminor);
     checkPolicy(this.opts.policy, { type, key, mode, devmajor: h.devmajor, devminor: h.devminor, whiteout, kept });
 
-    this.nodes.set(key, type === 'dir');
     const pathUtf8 = Buffer.from(key, 'latin1').toString('utf8');
+    const linkUtf8 = type === 'symlink' || type === 'hardlink' ? Buffer.from(link, 'latin1').toString('utf8') : undefined;
+    const xattrText = kept.map(([n, v]): [string, string] => [n, xattrValueToString(v)]);
+    this.budget.charge(metadataCost(pathUtf8, linkUtf8, xattrText), printable(pathUtf8), this.entries.length + 1);
+
+    this.nodes.set(key, type === 'dir');
     if (Buffer.byteLength(pathUtf8) !== key.length || pathUtf8.includes('\uFFFD')) this.nonUtf8Paths++;
     const entry: LayerEntry = {
       path: pathUtf8,
@@ -343,14 +354,14 @@ export class TarChecker {
       // squashfs stores unsigned 32-bit times; tar2sqfs clamps the same way.
       mtime: Math.min(Math.max(mtime, 0), MAX_U32),
     };
-    if (type === 'symlink' || type === 'hardlink') entry.linkname = Buffer.from(link, 'latin1').toString('utf8');
+    if (linkUtf8 !== undefined) entry.linkname = linkUtf8;
     if (type === 'char' || type === 'block') {
       entry.devmajor = h.devmajor;
       entry.devminor = h.devminor;
     }
     if (whiteout) entry.whiteout = true;
     if (kept.length) {
-      entry.xattrs = Object.fromEntries(kept.map(([n, v]) => [n, xattrValueToString(v)]));
+      entry.xattrs = Object.fromEntries(xattrText);
       if (type === 'dir' && isOpaqueMark(OPAQUE_XATTR, entry.xattrs[OPAQUE_XATTR] ?? '')) entry.opaque = true;
     }
     this.entries.push(entry);

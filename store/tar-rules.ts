@@ -25,6 +25,10 @@ export const ALLOW_ALL: TarPolicy = { allowDevices: true, allowSetuid: true, all
 export interface TarCheckOptions {
   maxEntries: number;
   policy: TarPolicy;
+  /** The metadata budget of the whole archive (metadataCost); default DEFAULT_MAX_METADATA_BYTES. */
+  maxMetadataBytes?: number;
+  /** The metadata budget of one entry; default DEFAULT_MAX_ENTRY_METADATA_BYTES. */
+  maxEntryMetadataBytes?: number;
 }
 
 /** Symlink targets: Linux refuses targets of PATH_MAX (4096) bytes or more. */
@@ -141,5 +145,62 @@ export function checkPolicy(
     throw forbidden(`file capabilities (security.capability) on '${printable(key)}' are not allowed in this push`, {
       path: printable(key),
     });
+  }
+}
+
+// ---------------------------------------------------------------- the metadata budget
+
+/**
+ * The metadata bomb guard (docs/decisions.md, "Limits"): every entry's
+ * listing (path, link target, xattrs) is kept in memory until the commit
+ * stores it, so what an archive may carry is capped per entry and in total,
+ * counted while it streams. The unit is the entry's size in the stored
+ * listing (JSON characters, an upper bound): the cap on the total bounds the
+ * bake's memory and the listing's size alike, whatever the archive.
+ */
+export const DEFAULT_MAX_METADATA_BYTES = 128 * 1024 ** 2;
+export const DEFAULT_MAX_ENTRY_METADATA_BYTES = 256 * 1024;
+/** The keys and numbers of a listing entry (type, mode, ids, size, mtime, sha256). */
+const ENTRY_FIXED_COST = 160;
+
+const jsonLength = (s: string): number => JSON.stringify(s).length;
+
+/** What one entry costs against the budget. */
+export function metadataCost(path: string, link: string | undefined, xattrs: [string, string][]): number {
+  let n = ENTRY_FIXED_COST + jsonLength(path) + (link === undefined ? 0 : jsonLength(link) + 12);
+  for (const [name, value] of xattrs) n += jsonLength(name) + jsonLength(value) + 2;
+  return n;
+}
+
+/**
+ * The budget of one archive. charge() comes before anything about the entry
+ * is kept: an archive over the budget is refused while it streams, so memory
+ * stays bounded whatever the archive holds.
+ */
+export class MetadataBudget {
+  spent = 0;
+  constructor(
+    readonly total = DEFAULT_MAX_METADATA_BYTES,
+    readonly perEntry = DEFAULT_MAX_ENTRY_METADATA_BYTES,
+  ) {}
+
+  /** PATH is printable already; ENTRY counts from 1. */
+  charge(cost: number, path: string, entry: number): void {
+    const shown = path.length > 200 ? `${path.slice(0, 200)}...` : path;
+    if (cost > this.perEntry) {
+      throw new StrataError(
+        'E_METADATA_LIMIT',
+        `'${shown}' carries ${cost} bytes of metadata (path, link target, xattrs); the limit per entry is ${this.perEntry} bytes`,
+        { path: shown, limit: this.perEntry, bytes: cost },
+      );
+    }
+    this.spent += cost;
+    if (this.spent > this.total) {
+      throw new StrataError(
+        'E_METADATA_LIMIT',
+        `the archive carries more than ${this.total} bytes of metadata (paths, link targets, xattrs), passed at entry ${entry} ('${shown}'); push fewer files or smaller xattrs, or ask the admin to raise limits.max_metadata`,
+        { limit: this.total, entry },
+      );
+    }
   }
 }

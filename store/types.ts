@@ -153,6 +153,10 @@ export interface Push {
   bytes: number;
   createdAt: number;
   updatedAt: number;
+  /** Bakes started so far (a push is rejected after StoreConfig.maxBakeAttempts). */
+  attempts: number;
+  /** Why the last bake failed when it may pass (disk full, tool missing); null otherwise. */
+  lastError: string | null;
 }
 
 export interface DiffResult {
@@ -184,6 +188,11 @@ export interface StoreConfig {
   healthMaxFailures: number;
   /** A boot whose health report comes later than this after it was served counts as failed. */
   healthTimeoutMs: number;
+  /** The metadata budget of one archive and of one entry (paths, link targets, xattrs; store/tar-rules.ts). */
+  maxMetadataBytes: number;
+  maxEntryMetadataBytes: number;
+  /** A push whose bake failed (or never finished) this many times is rejected, not retried again. */
+  maxBakeAttempts: number;
 }
 
 export const DEFAULT_CONFIG: StoreConfig = {
@@ -197,4 +206,7 @@ export const DEFAULT_CONFIG: StoreConfig = {
   maxEntries: 2_000_000,
   healthMaxFailures: 3,
   healthTimeoutMs: 15 * 60 * 1000,
+  maxMetadataBytes: 128 * 1024 ** 2,
+  maxEntryMetadataBytes: 256 * 1024,
+  maxBakeAttempts: 5,
 };

@@ -22,6 +22,30 @@ interface Raw {
   created_at: number;
 }
 
+/** JSON text per gzip member: one member per this many characters of the listing. */
+const MEMBER_CHARS = 1 << 20;
+
+/**
+ * The stored listing: gzip'd JSON of the entry array, written as a series
+ * of gzip members of about 1 MiB of JSON each instead of one string of the
+ * whole array (a listing near the metadata budget would be a string of
+ * hundreds of MB, near V8's limit). Concatenated members gunzip to the same
+ * text, so readers and rows written before are unchanged.
+ */
+export function gzipListing(entries: LayerEntry[]): Buffer {
+  const members: Buffer[] = [];
+  let text = '[';
+  for (let i = 0; i < entries.length; i++) {
+    text += (i ? ',' : '') + JSON.stringify(entries[i]);
+    if (text.length >= MEMBER_CHARS) {
+      members.push(gzipSync(text));
+      text = '';
+    }
+  }
+  members.push(gzipSync(`${text}]`));
+  return Buffer.concat(members);
+}
+
 export class LayersTable {
   private readonly cache = new Map<Digest, LayerEntry[]>();
   constructor(private readonly db: DB) {}
@@ -65,7 +89,7 @@ export class LayersTable {
         l.info.entryCount,
         l.info.uncompressedBytes,
         l.info.compressor,
-        gzipSync(JSON.stringify(l.entries)),
+        gzipListing(l.entries),
         now,
       );
   }

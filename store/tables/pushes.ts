@@ -16,6 +16,8 @@ function toPush(r: Record<string, unknown>): Push {
     bytes: r.bytes as number,
     createdAt: r.created_at as number,
     updatedAt: r.updated_at as number,
+    attempts: (r.attempts as number | undefined) ?? 0,
+    lastError: (r.last_error as string | null | undefined) ?? null,
   };
 }
 
@@ -74,6 +76,28 @@ export class PushesTable {
     this.db
       .prepare("UPDATE pushes SET state = 'rejected', reason = ?, updated_at = ? WHERE id = ? AND state IN ('queued','baking')")
       .run(reason, Date.now(), id);
+  }
+
+  /** Counts one more bake attempt of a pending push (before it starts: a bake that crashes the process counts too); the new count, null when not pending. */
+  startAttempt(id: string): number | null {
+    const r = this.db
+      .prepare("UPDATE pushes SET attempts = attempts + 1, updated_at = ? WHERE id = ? AND state IN ('queued','baking') RETURNING attempts")
+      .get(Date.now(), id) as { attempts: number } | undefined;
+    return r ? r.attempts : null;
+  }
+
+  /** Records why the last attempt failed (the push stays pending). */
+  setLastError(id: string, error: string): void {
+    this.db.prepare('UPDATE pushes SET last_error = ?, updated_at = ? WHERE id = ?').run(error, Date.now(), id);
+  }
+
+  /** Pending (queued, baking) and rejected pushes, newest first: what `strata pushes` shows. */
+  unfinished(limit: number): Push[] {
+    return (
+      this.db
+        .prepare("SELECT * FROM pushes WHERE state IN ('queued','baking','rejected') ORDER BY created_at DESC, id DESC LIMIT ?")
+        .all(limit) as Record<string, unknown>[]
+    ).map(toPush);
   }
 
   /** false when another process finished the push first. */
