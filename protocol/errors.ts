@@ -80,6 +80,14 @@ export const ERRORS = {
   E_FORBIDDEN: m(403, X.notAllowed, false, true, 'this token or key may not do that; ask an admin'),
   E_NOT_FOUND: m(404, X.notFound, false, true, 'check the name or path'),
   E_INTERNAL: m(500, X.failure, false, false, 'a bug or an unexpected failure; see the server log'),
+  E_QUOTA_EXCEEDED: m(
+    413,
+    X.noSpace,
+    true,
+    true,
+    'wait for queued pushes to bake, let gc drop old commits, or ask the admin to raise the quota',
+  ),
+  E_TOO_BUSY: m(429, X.locked, true, true, 'too many at once for this key or connection; wait for the others to finish and retry'),
 } as const satisfies Record<string, ErrorMeaning>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -16,6 +16,7 @@ import { EventHub } from './events.ts';
 import { createSshServer, loadOrCreateHostKey } from './ssh-server.ts';
 import { HttpWorkerPool } from './cluster.ts';
 import { parseHostPort } from './listen-address.ts';
+import { serverLimits, type ServerLimits } from './limits.ts';
 
 export { parseHostPort };
 import { PxeService, type PxeOptions } from './pxe/pxe-service.ts';
@@ -47,6 +48,8 @@ export interface StartServerOptions {
   httpWorkers?: number;
   /** Answer PXE clients on this interface with a supervised dnsmasq (server/pxe/). */
   pxe?: PxeOptions;
+  /** Connection limits and timeouts (server/limits.ts); defaults for what is absent. */
+  limits?: Partial<ServerLimits>;
 }
 
 export interface RunningServer {
@@ -61,6 +64,8 @@ export interface RunningServer {
   httpWorkerPids(): number[];
   /** The PXE service (dnsmasq) when started with `pxe`. */
   pxe: PxeService | null;
+  /** The limits in force; the SSH ones may be changed in place (a reload). */
+  limits: ServerLimits;
   close(): Promise<void>;
 }
 
@@ -84,11 +89,12 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     throw e;
   }
   const events = new EventHub();
+  const limits = serverLimits(opts.limits);
   const webDir = opts.webDir ?? (fs.existsSync(`${DEFAULT_WEB_DIR}index.html`) ? DEFAULT_WEB_DIR : undefined);
   // One process: HTTP is served here. Several: only the workers serve HTTP (they relay events through `events`).
   const app =
     workers === 1
-      ? buildServer({ store, publicUrl: opts.publicUrl, logger: opts.logger, webDir, events, objectRateLimit: opts.objectRateLimit })
+      ? buildServer({ store, publicUrl: opts.publicUrl, logger: opts.logger, webDir, events, objectRateLimit: opts.objectRateLimit, limits, log })
       : null;
   const pool =
     workers > 1
@@ -105,6 +111,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
             logger: opts.logger,
             objectRateLimit: opts.objectRateLimit,
             storeConfig: opts.storeConfig,
+            limits,
           },
         })
       : null;
@@ -117,6 +124,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     maxPushBytes: opts.maxPushBytes,
     onPush: (id) => baker.enqueue(id),
     log,
+    limits,
   });
 
   let closed = false;
@@ -179,5 +187,5 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   }
 
   const httpWorkerPids = (): number[] => pool?.pids() ?? [];
-  return { store, baker, events, httpUrl, httpPort, sshPort, sshHost: sshAddr.host, httpWorkerPids, pxe, close };
+  return { store, baker, events, httpUrl, httpPort, sshPort, sshHost: sshAddr.host, httpWorkerPids, pxe, limits, close };
 }

@@ -34,6 +34,7 @@ import * as refs from './refs.ts';
 import * as revs from './revisions.ts';
 import type { EnrollmentTable } from './tables/enrollment.ts';
 import type { HeartbeatsTable } from './tables/heartbeats.ts';
+import * as quota from './quota.ts';
 import {
   DEFAULT_CONFIG,
   type Assignment,
@@ -236,4 +237,7 @@ export class Store {
   gcRoots = (now = Date.now()): Map<CommitId, gcm.GcReason[]> => gcm.gcRoots(this.core, now);
   gc = (opts: { dryRun?: boolean; now?: number } = {}): Promise<gcm.GcResult> => gcm.gc(this.core, opts);
   fsck = (): Promise<{ ok: boolean; problems: string[]; objects: number; commits: number }> => gcm.fsck(this.core);
+
+  // space for pushes: quotas and the free-space reserve (store/quota.ts)
+  pushSpaceFacts = (author: string): Promise<quota.PushSpaceFacts> => quota.pushSpaceFacts(this.core, author);
 }

@@ -175,6 +175,15 @@ export interface StoreConfig {
   /** Cap on one push as sent over SSH (compressed). */
   maxPushBytes: number;
   maxEntries: number;
+  /** Cap on layers plus queued push archives, in bytes; 0: none. Pushes over it are refused. */
+  storeQuotaBytes: number;
+  /** Cap per push key on its queued pushes plus its pushes whose commits are still stored (compressed bytes); 0: none. */
+  keyQuotaBytes: number;
+  /**
+   * Free space pushes never take, so the database, leases and gc can still
+   * write at the limit. Absent: 2% of the filesystem, at most 1 GiB.
+   */
+  reserveBytes?: number;
 }
 
 export const DEFAULT_CONFIG: StoreConfig = {
@@ -186,4 +195,6 @@ export const DEFAULT_CONFIG: StoreConfig = {
   maxUncompressedBytes: 16 * 1024 ** 3,
   maxPushBytes: 4 * 1024 ** 3,
   maxEntries: 2_000_000,
+  storeQuotaBytes: 0,
+  keyQuotaBytes: 0,
 };
