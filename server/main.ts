@@ -94,7 +94,16 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   // One process: HTTP is served here. Several: only the workers serve HTTP (they relay events through `events`).
   const app =
     workers === 1
-      ? buildServer({ store, publicUrl: opts.publicUrl, logger: opts.logger, webDir, events, objectRateLimit: opts.objectRateLimit, limits, log })
+      ? buildServer({
+          store,
+          publicUrl: opts.publicUrl,
+          logger: opts.logger,
+          webDir,
+          events,
+          objectRateLimit: opts.objectRateLimit,
+          limits,
+          log,
+        })
       : null;
   const pool =
     workers > 1

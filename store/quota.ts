@@ -38,7 +38,8 @@ export function reserveFor(limits: PushSpaceLimits, fsSize: number): number {
   return limits.reserveBytes ?? Math.min(GIB, Math.floor(fsSize * 0.02));
 }
 
-const show = (n: number): string => (n >= GIB ? `${(n / GIB).toFixed(1)} GiB` : `${Math.ceil(n / 1024 ** 2)} MiB`);
+const show = (n: number): string =>
+  n >= GIB ? `${(n / GIB).toFixed(1)} GiB` : n >= 1024 ** 2 ? `${(n / 1024 ** 2).toFixed(1)} MiB` : `${Math.ceil(n / 1024)} KiB`;
 
 /**
  * Why `extra` more bytes (this upload and the ones in flight beside it) may

@@ -22,7 +22,13 @@ beforeAll(async () => {
   mnt = join(tmp.dir, 'small');
   mkdirSync(mnt);
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'strata-test-boot-full', mnt]);
-  srv = await startServer({ dataDir: join(mnt, 'data'), http: '127.0.0.1:0', ssh: '127.0.0.1:0', handleSignals: false, log: (m) => logs.push(m) });
+  srv = await startServer({
+    dataDir: join(mnt, 'data'),
+    http: '127.0.0.1:0',
+    ssh: '127.0.0.1:0',
+    handleSignals: false,
+    log: (m) => logs.push(m),
+  });
   await importProfile(srv.store, tmp.dir, 'lab');
   srv.store.assign('default', 'lab');
 }, 120_000);
@@ -55,7 +61,9 @@ describe('boot on a full disk', () => {
     const filler = join(mnt, 'filler');
     fill(filler);
     // The disk really is full for the store: recording a lease fails.
-    expect(() => srv.store.recordClient({ mac: '52:54:00:cc:00:09', ip: '10.0.0.9', commit: null, profile: null, boot: true } as never)).toThrow();
+    expect(() =>
+      srv.store.recordClient({ mac: '52:54:00:cc:00:09', ip: '10.0.0.9', commit: null, profile: null, boot: true } as never),
+    ).toThrow();
 
     const r = await boot('52:54:00:cc:00:01');
     expect(r.status).toBe(200);
