@@ -195,6 +195,11 @@ export const SCHEMA: Record<string, KeySpec> = {
     help: 'SSH connections still authenticating at once; new ones over it are dropped (default 100; 0: no cap)',
     apply: limit('sshMaxUnauthenticated'),
   },
+  'ssh.max_unauthenticated_per_ip': {
+    check: wholeNumber(0, 1_000_000),
+    help: 'of those, from one address (default 20; 0: no cap)',
+    apply: limit('sshMaxUnauthenticatedPerIp'),
+  },
   'ssh.max_channels': {
     check: wholeNumber(0, 10_000),
     help: 'channels open at once on one SSH connection (default 10; 0: no cap)',
@@ -202,7 +207,7 @@ export const SCHEMA: Record<string, KeySpec> = {
   },
   'ssh.max_pushes_per_key': {
     check: wholeNumber(0, 10_000),
-    help: 'pushes uploading at once per key (default 4; 0: no cap)',
+    help: 'pushes uploading at once per key (default 16; 0: no cap)',
     apply: limit('sshMaxPushesPerKey'),
   },
   'http.request_timeout': {
@@ -219,6 +224,11 @@ export const SCHEMA: Record<string, KeySpec> = {
     check: duration,
     help: 'an idle keep-alive HTTP connection is closed after this (default "10s")',
     apply: limit('httpKeepAliveTimeoutMs'),
+  },
+  'http.idle_timeout': {
+    check: duration,
+    help: 'an HTTP connection with no traffic (one that never sends a request) is closed after this (default "60s"; 0: never)',
+    apply: limit('httpIdleTimeoutMs'),
   },
   'limits.store_quota': {
     check: sizeOrZero,

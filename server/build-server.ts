@@ -48,6 +48,9 @@ export function buildServer(deps: BuildServerDeps): FastifyInstance {
     // byte every few seconds is answered 408 and closed instead of holding an fd.
     requestTimeout: limits.httpRequestTimeoutMs,
     keepAliveTimeout: limits.httpKeepAliveTimeoutMs,
+    // Node's request and headers timeouts start at a request's first byte; a
+    // connection that never sends one is closed by this inactivity timeout.
+    connectionTimeout: limits.httpIdleTimeoutMs,
     // Node checks the two timeouts above on this period (default 30 s); short
     // timeouts need a finer one to be kept to.
     http: { connectionsCheckingInterval: checkingInterval(limits) },

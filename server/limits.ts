@@ -12,6 +12,8 @@ export interface ServerLimits {
   sshIdleTimeoutMs: number;
   /** SSH connections not yet authenticated; new ones over this are dropped at once. */
   sshMaxUnauthenticated: number;
+  /** Of those, from one address: one host cannot take every slot. */
+  sshMaxUnauthenticatedPerIp: number;
   /** Channels (sessions) open at once on one SSH connection. */
   sshMaxChannels: number;
   /** Pushes uploading at once per key (a pending key counts as one key). */
@@ -22,18 +24,24 @@ export interface ServerLimits {
   httpHeadersTimeoutMs: number;
   /** An idle keep-alive HTTP connection is closed after this (ms). */
   httpKeepAliveTimeoutMs: number;
+  /** An HTTP connection with no traffic either way (e.g. one that never sends a request) is closed after this (ms). */
+  httpIdleTimeoutMs: number;
 }
 
 export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   sshAuthTimeoutMs: 30_000,
   sshIdleTimeoutMs: 10 * 60_000,
   sshMaxUnauthenticated: 100,
+  sshMaxUnauthenticatedPerIp: 20,
   sshMaxChannels: 10,
-  sshMaxPushesPerKey: 4,
+  // Agents of one profile may share a key: a fleet pushing at once is normal; a thousand is not.
+  sshMaxPushesPerKey: 16,
   // Request bodies are small (admin JSON up to 1 MiB, heartbeats 32 KiB): a minute is ample.
   httpRequestTimeoutMs: 60_000,
   httpHeadersTimeoutMs: 20_000,
   httpKeepAliveTimeoutMs: 10_000,
+  // Longer than the event stream's 15 s ping and any pause of a paced download.
+  httpIdleTimeoutMs: 60_000,
 };
 
 export function serverLimits(partial?: Partial<ServerLimits>): ServerLimits {

@@ -5,9 +5,10 @@
  * authenticating and none on channels, so this adds them:
  *
  * - every TCP connection must authenticate within sshAuthTimeoutMs;
- * - at most sshMaxUnauthenticated connections may be authenticating at once;
- *   a new one over the cap is closed as soon as it is accepted (an fd held
- *   for microseconds, never for minutes);
+ * - at most sshMaxUnauthenticated connections may be authenticating at once,
+ *   sshMaxUnauthenticatedPerIp of them from one address; a new one over a
+ *   cap is closed as soon as it is accepted (an fd held for microseconds,
+ *   never for minutes), and one flooding host leaves room for the others;
  * - an authenticated connection with no channel open for sshIdleTimeoutMs is
  *   closed; at most sshMaxChannels channels per connection;
  * - at most sshMaxPushesPerKey uploads per key at once (pushSlot()).
@@ -30,6 +31,7 @@ export interface ChannelCounter {
 
 export class SshConnectionLimits {
   private authenticating = 0;
+  private readonly perIp = new Map<string, number>();
   /** Sockets dropped over the cap, for logs and tests. */
   dropped = 0;
   private readonly pending = new WeakMap<Socket, () => void>();
@@ -53,17 +55,27 @@ export class SshConnectionLimits {
 
   private accepted(sock: Socket): void {
     const cap = this.limits.sshMaxUnauthenticated;
-    if (cap > 0 && this.authenticating >= cap) {
+    const ipCap = this.limits.sshMaxUnauthenticatedPerIp;
+    const ip = sock.remoteAddress ?? '?';
+    const fromIp = this.perIp.get(ip) ?? 0;
+    const full =
+      cap > 0 && this.authenticating >= cap
+        ? `${cap} connections are still authenticating`
+        : ipCap > 0 && fromIp >= ipCap
+          ? `${ipCap} connections from ${ip} are still authenticating`
+          : null;
+    if (full) {
       this.dropped++;
       // One line a minute at most: a flood must not flood the journal too.
       if (Date.now() - this.lastDropLog > 60_000) {
         this.lastDropLog = Date.now();
-        this.log(`ssh: ${cap} connections are still authenticating; dropping new ones (from ${sock.remoteAddress})`);
+        this.log(`ssh: ${full}; dropping new ones (from ${ip})`);
       }
       sock.destroy();
       return;
     }
     this.authenticating++;
+    this.perIp.set(ip, fromIp + 1);
     let counted = true;
     const timeout = this.limits.sshAuthTimeoutMs;
     const timer =
@@ -79,6 +91,9 @@ export class SshConnectionLimits {
       if (!counted) return;
       counted = false;
       this.authenticating--;
+      const left = (this.perIp.get(ip) ?? 1) - 1;
+      if (left > 0) this.perIp.set(ip, left);
+      else this.perIp.delete(ip);
       if (timer) clearTimeout(timer);
     };
     sock.once('close', leave);

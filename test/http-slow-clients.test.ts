@@ -23,7 +23,7 @@ beforeAll(async () => {
     ssh: '127.0.0.1:0',
     handleSignals: false,
     log: () => {},
-    limits: { httpRequestTimeoutMs: 2000, httpHeadersTimeoutMs: 1500, httpKeepAliveTimeoutMs: 1000 },
+    limits: { httpRequestTimeoutMs: 2000, httpHeadersTimeoutMs: 1500, httpKeepAliveTimeoutMs: 1000, httpIdleTimeoutMs: 2500 },
   });
   await importProfile(srv.store, tmp.dir, 'lab');
   srv.store.assign('default', 'lab');
@@ -98,6 +98,13 @@ describe('slow HTTP clients', () => {
     const ms = await within(c.closed, 12_000);
     expect(ms).not.toBe('still open');
     await bootAnswers();
+  }, 30_000);
+
+  it('a connection that never sends a request is closed at the idle timeout', async () => {
+    const c = await connect();
+    const ms = await within(c.closed, 10_000);
+    expect(ms).not.toBe('still open');
+    expect(ms as number).toBeGreaterThanOrEqual(2000);
   }, 30_000);
 
   it('an idle keep-alive connection is closed at the keep-alive timeout', async () => {

@@ -49,9 +49,9 @@ afterAll(async () => {
 });
 
 /** A raw TCP connection to the SSH port; `closed` resolves with the ms from connect to close. */
-function rawConnect(): Promise<{ sock: net.Socket; closed: Promise<number> }> {
+function rawConnect(localAddress = '127.0.0.1'): Promise<{ sock: net.Socket; closed: Promise<number> }> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect(srv.sshPort, '127.0.0.1');
+    const sock = net.connect({ port: srv.sshPort, host: '127.0.0.1', localAddress });
     sockets.push(sock);
     sock.on('error', () => {});
     sock.resume(); // read (and ignore) the server's version line
@@ -96,6 +96,7 @@ describe('SSH connections that never authenticate', () => {
   it('connections over the cap of those authenticating are dropped at once; the boot route and real clients still get in', async () => {
     srv.limits.sshAuthTimeoutMs = 6000;
     srv.limits.sshMaxUnauthenticated = 20;
+    srv.limits.sshMaxUnauthenticatedPerIp = 0;
     const held = [];
     for (let i = 0; i < 20; i++) held.push(await rawConnect());
     await new Promise((r) => setTimeout(r, 300)); // the server has accepted them all
@@ -111,6 +112,20 @@ describe('SSH connections that never authenticate', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(head.slice(0, 12));
   }, 60_000);
+
+  it('one address cannot take every slot: over its own cap it is dropped while another address gets in', async () => {
+    srv.limits.sshAuthTimeoutMs = 6000;
+    srv.limits.sshMaxUnauthenticatedPerIp = 5;
+    // Linux routes all of 127/8 to loopback: 127.0.0.2 is "another host".
+    const held = [];
+    for (let i = 0; i < 5; i++) held.push(await rawConnect('127.0.0.2'));
+    await new Promise((r) => setTimeout(r, 300));
+    const extra = await rawConnect('127.0.0.2');
+    expect(await within(extra.closed, 2000)).not.toBe('still open');
+    for (const h of held) expect(h.sock.destroyed).toBe(false);
+    const r = await opensshExec(srv.sshPort, key.privateFile, 'log lab');
+    expect(r.code, r.stderr).toBe(0);
+  }, 30_000);
 });
 
 describe('authenticated SSH connections', () => {
