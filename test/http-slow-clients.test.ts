@@ -100,11 +100,11 @@ describe('slow HTTP clients', () => {
     await bootAnswers();
   }, 30_000);
 
-  it('a connection that never sends a request is closed at the idle timeout', async () => {
+  it('a connection that never sends a byte is closed (headers or idle timeout, whichever comes first)', async () => {
     const c = await connect();
     const ms = await within(c.closed, 10_000);
     expect(ms).not.toBe('still open');
-    expect(ms as number).toBeGreaterThanOrEqual(2000);
+    expect(ms as number).toBeGreaterThanOrEqual(1000);
   }, 30_000);
 
   it('an idle keep-alive connection is closed at the keep-alive timeout', async () => {
