@@ -240,7 +240,7 @@ export async function runHttpWorker(): Promise<void> {
       objectRateLimit: config.objectRateLimit,
       limits: config.limits,
     });
-    await app.listen({ host: config.host, port: config.port });
+    await app.listen({ host: config.host, port: config.port, backlog: 4096 });
     const addr = app.server.address();
     process.on('message', (m: unknown) => {
       if (isControl(m) && m.kind === 'strata-stop') void stop(0);

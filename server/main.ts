@@ -69,6 +69,9 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** The kernel caps it at net.core.somaxconn (4096 on current kernels). */
+export const LISTEN_BACKLOG = 4096;
+
 const DEFAULT_WEB_DIR = fileURLToPath(new URL('../web/', import.meta.url));
 
 export async function startServer(opts: StartServerOptions): Promise<RunningServer> {
@@ -151,11 +154,13 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   };
 
   try {
-    if (app) await app.listen({ host: httpAddr.host, port: httpAddr.port });
+    // A deep accept queue (Node's default is 511): under a connection flood a
+    // booting machine's SYN must not be dropped and wait out SYN retries (1 s, 3 s, 7 s).
+    if (app) await app.listen({ host: httpAddr.host, port: httpAddr.port, backlog: LISTEN_BACKLOG });
     else await pool!.start();
     await new Promise<void>((resolve, reject) => {
       ssh.once('error', reject);
-      ssh.listen(sshAddr.port, sshAddr.host, () => {
+      ssh.listen(sshAddr.port, sshAddr.host, LISTEN_BACKLOG, () => {
         ssh.off('error', reject);
         resolve();
       });
