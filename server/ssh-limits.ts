@@ -13,8 +13,9 @@
  *   closed; at most sshMaxChannels channels per connection;
  * - at most sshMaxPushesPerKey uploads per key at once (pushSlot()).
  *
- * The counting happens on the raw socket (ssh2 announces a connection only
- * after the client's version line, which a silent client never sends).
+ * The counting happens on the raw socket, ahead of ssh2 (which announces a
+ * connection only after the client's version line, which a silent client
+ * never sends).
  */
 import type { EventEmitter } from 'node:events';
 import type { Server as NetServer, Socket } from 'node:net';
@@ -43,17 +44,27 @@ export class SshConnectionLimits {
     private readonly log: (msg: string) => void,
   ) {}
 
-  /** Watches the ssh2 server's listening socket (its own handler runs first and sets the connection up). */
+  /**
+   * Puts itself in front of the ssh2 server's own handler on the listening
+   * socket: a connection over a cap is destroyed before ssh2 spends anything
+   * on it (a flood reconnecting thousands of times a second stays cheap).
+   */
   attach(ssh: EventEmitter): void {
     const srv = (ssh as unknown as { _srv: NetServer })._srv;
-    srv.on('connection', (sock: Socket) => this.accepted(sock));
+    const handlers = srv.listeners('connection') as ((sock: Socket) => void)[];
+    srv.removeAllListeners('connection');
+    srv.on('connection', (sock: Socket) => {
+      if (!this.accepted(sock)) return;
+      for (const h of handlers) h.call(srv, sock);
+    });
   }
 
   get unauthenticated(): number {
     return this.authenticating;
   }
 
-  private accepted(sock: Socket): void {
+  /** False (and the socket destroyed) when it is over a cap. */
+  private accepted(sock: Socket): boolean {
     const cap = this.limits.sshMaxUnauthenticated;
     const ipCap = this.limits.sshMaxUnauthenticatedPerIp;
     const ip = sock.remoteAddress ?? '?';
@@ -72,7 +83,7 @@ export class SshConnectionLimits {
         this.log(`ssh: ${full}; dropping new ones (from ${ip})`);
       }
       sock.destroy();
-      return;
+      return false;
     }
     this.authenticating++;
     this.perIp.set(ip, fromIp + 1);
@@ -98,6 +109,7 @@ export class SshConnectionLimits {
     };
     sock.once('close', leave);
     this.pending.set(sock, leave);
+    return true;
   }
 
   /** The connection authenticated: it leaves the count and its timer; from now on its channels are counted. */
