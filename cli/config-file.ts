@@ -12,6 +12,7 @@ import { parse, TomlError } from 'smol-toml';
 import { StrataError } from '../store/errors.ts';
 import type { StoreConfig } from '../store/types.ts';
 import { parseHostPort } from '../server/listen-address.ts';
+import type { ServerLimits } from '../server/limits.ts';
 
 /** What the config file sets, in the server's terms; absent keys stay absent (flags and defaults fill them). */
 export interface ServiceSettings {
@@ -22,6 +23,8 @@ export interface ServiceSettings {
   ssh?: string;
   pxeInterface?: string;
   storeConfig: Partial<StoreConfig>;
+  /** Connection limits and timeouts ([ssh] and [http] keys); absent keys keep their defaults. */
+  serverLimits?: Partial<ServerLimits>;
 }
 
 export interface ConfigProblem {
@@ -112,6 +115,15 @@ const store =
     s.storeConfig[k] = v as number;
   };
 
+/** A size where 0 means "none" (quotas, the reserve). */
+const sizeOrZero: Check = (v) => (v === 0 || v === '0' ? { value: 0 } : size(v));
+
+const limit =
+  (k: keyof ServerLimits) =>
+  (s: ServiceSettings, v: unknown): void => {
+    s.serverLimits = { ...s.serverLimits, [k]: v as number };
+  };
+
 /** Every key the file may hold, by its dotted path. */
 export const SCHEMA: Record<string, KeySpec> = {
   data_dir: {
@@ -177,6 +189,71 @@ export const SCHEMA: Record<string, KeySpec> = {
     check: iface,
     help: 'interface for proxyDHCP + TFTP (strata serve --pxe)',
     apply: (s, v) => void (s.pxeInterface = v as string),
+  },
+  'ssh.auth_timeout': {
+    check: duration,
+    help: 'an SSH connection must authenticate within this, else it is closed (default "30s"; 0: never)',
+    apply: limit('sshAuthTimeoutMs'),
+  },
+  'ssh.idle_timeout': {
+    check: duration,
+    help: 'an authenticated SSH connection with no channel open is closed after this (default "10m"; 0: never)',
+    apply: limit('sshIdleTimeoutMs'),
+  },
+  'ssh.max_unauthenticated': {
+    check: wholeNumber(0, 1_000_000),
+    help: 'SSH connections still authenticating at once; new ones over it are dropped (default 100; 0: no cap)',
+    apply: limit('sshMaxUnauthenticated'),
+  },
+  'ssh.max_unauthenticated_per_ip': {
+    check: wholeNumber(0, 1_000_000),
+    help: 'of those, from one address (default 20; 0: no cap)',
+    apply: limit('sshMaxUnauthenticatedPerIp'),
+  },
+  'ssh.max_channels': {
+    check: wholeNumber(0, 10_000),
+    help: 'channels open at once on one SSH connection (default 10; 0: no cap)',
+    apply: limit('sshMaxChannels'),
+  },
+  'ssh.max_pushes_per_key': {
+    check: wholeNumber(0, 10_000),
+    help: 'pushes uploading at once per key (default 16; 0: no cap)',
+    apply: limit('sshMaxPushesPerKey'),
+  },
+  'http.request_timeout': {
+    check: duration,
+    help: 'time to receive a whole HTTP request, body included (default "60s"; 0: none)',
+    apply: limit('httpRequestTimeoutMs'),
+  },
+  'http.headers_timeout': {
+    check: duration,
+    help: 'time to receive an HTTP request\'s headers (default "20s")',
+    apply: limit('httpHeadersTimeoutMs'),
+  },
+  'http.keep_alive_timeout': {
+    check: duration,
+    help: 'an idle keep-alive HTTP connection is closed after this (default "10s")',
+    apply: limit('httpKeepAliveTimeoutMs'),
+  },
+  'http.idle_timeout': {
+    check: duration,
+    help: 'an HTTP connection with no traffic (one that never sends a request) is closed after this (default "60s"; 0: never)',
+    apply: limit('httpIdleTimeoutMs'),
+  },
+  'limits.store_quota': {
+    check: sizeOrZero,
+    help: 'most bytes of layers plus queued pushes; pushes over it are refused (default 0: none)',
+    apply: store('storeQuotaBytes'),
+  },
+  'limits.key_quota': {
+    check: sizeOrZero,
+    help: "most bytes of one key's queued pushes plus its pushes still stored (default 0: none)",
+    apply: store('keyQuotaBytes'),
+  },
+  'limits.reserve_space': {
+    check: sizeOrZero,
+    help: 'free space pushes never take, kept for the database, leases and gc (default: 2% of the disk, at most "1GiB")',
+    apply: store('reserveBytes'),
   },
 };
 

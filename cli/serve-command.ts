@@ -48,6 +48,7 @@ export async function runServe(o: ServeFlags, dataDir: string, configFlag: strin
     httpWorkers,
     maxPushBytes,
     storeConfig: settings.storeConfig,
+    limits: settings.serverLimits,
     pxe,
     log,
   });
@@ -68,7 +69,9 @@ export async function runServe(o: ServeFlags, dataDir: string, configFlag: strin
     }
     // The store reads its limits at each use, so changing them in place takes effect for the next push, gc or boot.
     Object.assign(running.store.config, next.storeConfig);
-    const changed = Object.entries(next.storeConfig).map(([k, v]) => `${k}=${v}`);
+    // The SSH limits are read at each use too; the HTTP timeouts are the HTTP server's and wait for a restart.
+    Object.assign(running.limits, next.serverLimits);
+    const changed = Object.entries({ ...next.storeConfig, ...next.serverLimits }).map(([k, v]) => `${k}=${v}`);
     log(`SIGHUP: re-read ${file}${changed.length ? `; in force: ${changed.join(', ')}` : ''}`);
     const waiting = RESTART_ONLY.filter((k) => JSON.stringify(next[k]) !== JSON.stringify(current[k]));
     if (waiting.length) log(`SIGHUP: ${waiting.join(', ')} changed: takes effect after a restart (systemctl restart strata)`);

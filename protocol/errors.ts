@@ -87,6 +87,14 @@ export const ERRORS = {
     true,
     'the archive carries too much metadata (paths, link targets, xattrs); split the change or ask the admin to raise the limit',
   ),
+  E_QUOTA_EXCEEDED: m(
+    413,
+    X.noSpace,
+    true,
+    true,
+    'wait for queued pushes to bake, let gc drop old commits, or ask the admin to raise the quota',
+  ),
+  E_TOO_BUSY: m(429, X.locked, true, true, 'too many at once for this key or connection; wait for the others to finish and retry'),
 } as const satisfies Record<string, ErrorMeaning>;
 
 export type ErrorCode = keyof typeof ERRORS;

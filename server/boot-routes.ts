@@ -97,12 +97,15 @@ export interface BootRouteDeps {
   store: Store;
   events: EventHub;
   publicUrl?: string;
+  /** Where a lease that could not be recorded is reported (default: stderr). */
+  log?: (msg: string) => void;
 }
 
 type BootQuery = { mac?: string; ip?: string };
 
 export function registerBootRoutes(app: FastifyInstance, deps: BootRouteDeps): void {
   const { store, events } = deps;
+  const log = deps.log ?? ((m: string) => process.stderr.write(`strata: ${m}\n`));
 
   const answer = (flavour: 'ipxe' | 'grub') => async (req: FastifyRequest<{ Querystring: BootQuery }>) => {
     const serverUrl = flavour === 'grub' ? grubBaseUrl(req, deps.publicUrl) : baseUrl(req, deps.publicUrl);
@@ -125,15 +128,21 @@ export function registerBootRoutes(app: FastifyInstance, deps: BootRouteDeps): v
       selfUrl,
     };
     if (plan.lease) {
-      store.recordClient(plan.lease);
-      events.emit('client', {
-        mac: plan.lease.mac,
-        ip,
-        commit: plan.commit,
-        profile: plan.profile,
-        boot: true,
-        heldBack: plan.heldBack ?? null,
-      });
+      // Best effort: a machine boots whether or not its lease could be written
+      // (a full disk, a locked database); the next boot or heartbeat writes it.
+      try {
+        store.recordClient(plan.lease);
+        events.emit('client', {
+          mac: plan.lease.mac,
+          ip,
+          commit: plan.commit,
+          profile: plan.profile,
+          boot: true,
+          heldBack: plan.heldBack ?? null,
+        });
+      } catch (e) {
+        log(`boot: served ${plan.lease.mac} without recording its lease: ${(e as Error).message}`);
+      }
     }
     return flavour === 'ipxe' ? renderIpxe(input) : renderGrub(input);
   };

@@ -22,6 +22,7 @@ import { StrataError } from '../store/errors.ts';
 import { buildServer } from './build-server.ts';
 import { PrimaryRelay, relayWorker, type RelayPort } from './cluster-relay.ts';
 import { EventHub } from './events.ts';
+import type { ServerLimits } from './limits.ts';
 
 /** What a worker needs to serve; passed as JSON in its environment. */
 export interface HttpWorkerConfig {
@@ -33,6 +34,8 @@ export interface HttpWorkerConfig {
   logger?: boolean;
   objectRateLimit?: number;
   storeConfig?: Partial<StoreConfig>;
+  /** HTTP timeouts (server/limits.ts). */
+  limits?: Partial<ServerLimits>;
 }
 
 const CONFIG_ENV = 'STRATA_HTTP_WORKER_CONFIG';
@@ -235,8 +238,9 @@ export async function runHttpWorker(): Promise<void> {
       webDir,
       events,
       objectRateLimit: config.objectRateLimit,
+      limits: config.limits,
     });
-    await app.listen({ host: config.host, port: config.port });
+    await app.listen({ host: config.host, port: config.port, backlog: 4096 });
     const addr = app.server.address();
     process.on('message', (m: unknown) => {
       if (isControl(m) && m.kind === 'strata-stop') void stop(0);

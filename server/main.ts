@@ -16,6 +16,7 @@ import { EventHub } from './events.ts';
 import { createSshServer, loadOrCreateHostKey } from './ssh-server.ts';
 import { HttpWorkerPool } from './cluster.ts';
 import { parseHostPort } from './listen-address.ts';
+import { serverLimits, type ServerLimits } from './limits.ts';
 
 export { parseHostPort };
 import { PxeService, type PxeOptions } from './pxe/pxe-service.ts';
@@ -49,6 +50,8 @@ export interface StartServerOptions {
   httpWorkers?: number;
   /** Answer PXE clients on this interface with a supervised dnsmasq (server/pxe/). */
   pxe?: PxeOptions;
+  /** Connection limits and timeouts (server/limits.ts); defaults for what is absent. */
+  limits?: Partial<ServerLimits>;
 }
 
 export interface RunningServer {
@@ -63,8 +66,13 @@ export interface RunningServer {
   httpWorkerPids(): number[];
   /** The PXE service (dnsmasq) when started with `pxe`. */
   pxe: PxeService | null;
+  /** The limits in force; the SSH ones may be changed in place (a reload). */
+  limits: ServerLimits;
   close(): Promise<void>;
 }
+
+/** The kernel caps it at net.core.somaxconn (4096 on current kernels). */
+export const LISTEN_BACKLOG = 4096;
 
 const DEFAULT_WEB_DIR = fileURLToPath(new URL('../web/', import.meta.url));
 
@@ -86,11 +94,21 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     throw e;
   }
   const events = new EventHub();
+  const limits = serverLimits(opts.limits);
   const webDir = opts.webDir ?? (fs.existsSync(`${DEFAULT_WEB_DIR}index.html`) ? DEFAULT_WEB_DIR : undefined);
   // One process: HTTP is served here. Several: only the workers serve HTTP (they relay events through `events`).
   const app =
     workers === 1
-      ? buildServer({ store, publicUrl: opts.publicUrl, logger: opts.logger, webDir, events, objectRateLimit: opts.objectRateLimit })
+      ? buildServer({
+          store,
+          publicUrl: opts.publicUrl,
+          logger: opts.logger,
+          webDir,
+          events,
+          objectRateLimit: opts.objectRateLimit,
+          limits,
+          log,
+        })
       : null;
   const pool =
     workers > 1
@@ -107,6 +125,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
             logger: opts.logger,
             objectRateLimit: opts.objectRateLimit,
             storeConfig: opts.storeConfig,
+            limits,
           },
         })
       : null;
@@ -119,6 +138,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     maxPushBytes: opts.maxPushBytes,
     onPush: (id) => baker.enqueue(id),
     log,
+    limits,
   });
 
   let closed = false;
@@ -136,11 +156,13 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   };
 
   try {
-    if (app) await app.listen({ host: httpAddr.host, port: httpAddr.port });
+    // A deep accept queue (Node's default is 511): under a connection flood a
+    // booting machine's SYN must not be dropped and wait out SYN retries (1 s, 3 s, 7 s).
+    if (app) await app.listen({ host: httpAddr.host, port: httpAddr.port, backlog: LISTEN_BACKLOG });
     else await pool!.start();
     await new Promise<void>((resolve, reject) => {
       ssh.once('error', reject);
-      ssh.listen(sshAddr.port, sshAddr.host, () => {
+      ssh.listen(sshAddr.port, sshAddr.host, LISTEN_BACKLOG, () => {
         ssh.off('error', reject);
         resolve();
       });
@@ -184,5 +206,5 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   }
 
   const httpWorkerPids = (): number[] => pool?.pids() ?? [];
-  return { store, baker, events, httpUrl, httpPort, sshPort, sshHost: sshAddr.host, httpWorkerPids, pxe, close };
+  return { store, baker, events, httpUrl, httpPort, sshPort, sshHost: sshAddr.host, httpWorkerPids, pxe, limits, close };
 }

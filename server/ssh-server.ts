@@ -25,6 +25,12 @@ import { formatLogLine, formatPushStatus, parseSshCommand, splitShellWords, USAG
 import { fsyncDir } from '../protocol/durable.ts';
 import { Enrollment, type PendingKey } from '../store/enrollment.ts';
 import { pendingRefusal, pendingStatusLine } from './ssh-enroll.ts';
+import { serverLimits, type ServerLimits } from './limits.ts';
+import { SshConnectionLimits } from './ssh-limits.ts';
+import { UploadLedger, type Upload } from './push-budget.ts';
+import { drain, PushMeter } from './push-meter.ts';
+
+export { looksLikeZstd } from './push-meter.ts';
 
 const { Server, utils } = ssh2;
 
@@ -88,74 +94,8 @@ export interface SshServerDeps {
   /** Called once a push is recorded (the baker queues it at once instead of waiting for the watcher). */
   onPush?: (id: string) => void;
   log?: (msg: string) => void;
-}
-
-const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
-
-/** zstd frame or skippable frame (0x184D2A5?, little-endian). */
-export function looksLikeZstd(head: Buffer): boolean {
-  if (head.length < 4) return false;
-  if (head.subarray(0, 4).equals(ZSTD_MAGIC)) return true;
-  return (head[0] & 0xf0) === 0x50 && head[1] === 0x2a && head[2] === 0x4d && head[3] === 0x18;
-}
-
-/** Counts bytes, refuses more than `max`, and checks the zstd magic up front. */
-class PushMeter extends Transform {
-  bytes = 0;
-  private head = Buffer.alloc(0);
-  constructor(private readonly max: number) {
-    super({ highWaterMark: 1024 * 1024 });
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.bytes += chunk.length;
-    if (this.bytes > this.max)
-      return cb(
-        new StrataError(
-          'E_TOO_LARGE',
-          `the push is larger than ${this.max} bytes (compressed); split it or ask the admin to raise the limit`,
-          { limit: this.max },
-        ),
-      );
-    if (this.head.length < 4) {
-      this.head = Buffer.concat([this.head, chunk.subarray(0, 4 - this.head.length)]);
-      if (this.head.length >= 4 && !looksLikeZstd(this.head)) {
-        return cb(
-          new StrataError(
-            'E_BAD_COMPRESSION',
-            'stdin is not a zstd stream; send a zstd-compressed tar (tar -cf - . | zstd | ssh ... push)',
-          ),
-        );
-      }
-    }
-    cb(null, chunk);
-  }
-  override _flush(cb: TransformCallback): void {
-    if (this.bytes === 0) return cb(new StrataError('E_BAD_TAR', 'the push was empty; send a zstd-compressed tar on stdin'));
-    if (this.head.length < 4) return cb(new StrataError('E_BAD_COMPRESSION', 'stdin is not a zstd stream'));
-    cb();
-  }
-}
-
-/** Reads and discards a channel's stdin up to EOF, or until `max` bytes (then stops waiting). */
-function drain(ch: ServerChannel, max: number): Promise<void> {
-  return new Promise((resolve) => {
-    let bytes = 0;
-    const done = (): void => {
-      ch.off('data', onData);
-      ch.off('end', done);
-      ch.off('close', done);
-      resolve();
-    };
-    const onData = (b: Buffer): void => {
-      bytes += b.length;
-      if (bytes > max) done();
-    };
-    if (ch.readableEnded) return resolve();
-    ch.on('data', onData);
-    ch.once('end', done);
-    ch.once('close', done);
-    ch.resume();
-  });
+  /** Connection limits (read at each use: a reload may change them); defaults when absent. */
+  limits?: ServerLimits;
 }
 
 function mayUse(key: SshKey, profile: string): boolean {
@@ -170,6 +110,8 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
 
   const connections = new Set<Connection>();
   const enrollment = new Enrollment(store);
+  const limits = new SshConnectionLimits(deps.limits ?? serverLimits(), log);
+  const ledger = new UploadLedger(store);
   const server = new Server({ hostKeys: [deps.hostKey], ident: 'strata' }, (client: Connection, info) => {
     let key: SshKey | null = null;
     // An unknown key that proved it holds its private half: it may only push (held until an admin approves it).
@@ -205,8 +147,14 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
     });
 
     client.on('ready', () => {
-      client.on('session', (acceptSession) => {
+      const channels = limits.authenticated(client);
+      client.on('session', (acceptSession, rejectSession) => {
+        if (!channels.mayOpen()) {
+          log(`ssh: refused a channel from ${info.ip}: the connection has the most channels open it may`);
+          return rejectSession();
+        }
         const session = acceptSession();
+        channels.opened(session);
         session.on('pty', (accept) => accept?.());
         session.on('env', (accept, _reject, e) => {
           // The kit agent says who it is (STRATA_MAC, STRATA_HOSTNAME) for the pending-key list.
@@ -290,6 +238,7 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
       const lines = store.log(cmd.profile).map((c) => `${formatLogLine(c)}\n`);
       return finish(ch, 0, lines.join(''));
     } catch (err) {
+      ch.resume(); // a refused push's stdin is never read: drop it rather than let it fill the window
       // A full disk (the upload's file, its fsync, SQLite) is the admin's to fix, and the client's to hear about.
       const e = wrapIoError(err, `storing data for ${cmd.cmd}`);
       const msg = isStrataError(e) ? e.message : 'internal error; see the server log';
@@ -324,12 +273,40 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
       }
     }
     const parent = store.resolve(cmd.parent);
+    // Held until the upload is stored or refused: caps parallel uploads per key, then quotas and the reserve.
+    const slotKey = key ? key.name : `pending:${pending!.fingerprint}`;
+    const release = limits.pushSlot(slotKey);
+    let upload: Upload;
+    try {
+      upload = await ledger.open(slotKey);
+    } catch (e) {
+      release();
+      throw e;
+    }
+    try {
+      return await storePush(ch, guard, cmd, key, pending, parent, upload);
+    } finally {
+      upload.close();
+      release();
+    }
+  }
+
+  async function storePush(
+    ch: ServerChannel,
+    guard: GuardedChannel,
+    cmd: Extract<SshCommand, { cmd: 'push' }>,
+    key: SshKey | null,
+    pending: PendingKey | null,
+    parent: string,
+    upload: Upload,
+  ): Promise<void> {
+    const { pushKey } = cmd;
     const id = newPushId();
     const dir = store.incomingDir;
     const tmp = incomingTemp(dir, id);
     const final = key ? incomingArchive(dir, id) : enrollment.heldArchivePath(id);
     const fh = await fs.promises.open(tmp, 'wx', 0o600);
-    const meter = new PushMeter(maxPush());
+    const meter = new PushMeter(maxPush(), upload);
     // A numeric fd, not the FileHandle: a stream holding a FileHandle makes fh.close() wait for the stream forever.
     const out = fs.createWriteStream('', { fd: fh.fd, autoClose: false, highWaterMark: 4 * 1024 * 1024 });
     try {
@@ -386,6 +363,7 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
     finish(ch, 0, `${id}\n`);
   }
 
+  limits.attach(server);
   // net.Server.close waits for open connections; shutting down should not wait for idle clients.
   const origClose = server.close.bind(server);
   server.close = ((cb?: (err?: Error) => void) => {

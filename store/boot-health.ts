@@ -87,6 +87,18 @@ export function judgeReport(row: HealthRow | undefined, r: HealthReport, now: nu
  * awaits its report. One transaction, so two racing requests count once.
  */
 export function bootClient(core: StoreCore, mac: string | null, ip: string | null, serverUrl: string, now = Date.now()): BootPlan {
+  try {
+    return settleAndPlan(core, mac, ip, serverUrl, now);
+  } catch {
+    // A boot answer never depends on a write (a full disk, a locked
+    // database): plan from what is stored, without settling or recording.
+    // The next boot settles this one's health; a lost pending record only
+    // means this boot is not counted.
+    return planBoot(bootFacts(core, mac, ip, serverUrl));
+  }
+}
+
+function settleAndPlan(core: StoreCore, mac: string | null, ip: string | null, serverUrl: string, now: number): BootPlan {
   return inTransaction(core, () => {
     const t = core.t.bootHealth;
     if (mac) {

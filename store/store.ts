@@ -36,6 +36,7 @@ import * as refs from './refs.ts';
 import * as revs from './revisions.ts';
 import type { EnrollmentTable } from './tables/enrollment.ts';
 import type { HeartbeatsTable } from './tables/heartbeats.ts';
+import * as quota from './quota.ts';
 import {
   DEFAULT_CONFIG,
   type Assignment,
@@ -257,4 +258,6 @@ export class Store {
   rejectPush = (id: string, reason: string): Promise<Push> => pushes.rejectPush(this.core, id, reason);
   /** Removes incoming/'s dead files (a crash's leftovers); gc does it too. */
   cleanIncoming = (): Promise<string[]> => incoming.cleanIncoming(this.core);
+  // space for pushes: quotas and the free-space reserve (store/quota.ts)
+  pushSpaceFacts = (author: string): Promise<quota.PushSpaceFacts> => quota.pushSpaceFacts(this.core, author);
 }

@@ -193,6 +193,15 @@ export interface StoreConfig {
   maxEntryMetadataBytes: number;
   /** A push whose bake failed (or never finished) this many times is rejected, not retried again. */
   maxBakeAttempts: number;
+  /** Cap on layers plus queued push archives, in bytes; 0: none. Pushes over it are refused. */
+  storeQuotaBytes: number;
+  /** Cap per push key on its queued pushes plus its pushes whose commits are still stored (compressed bytes); 0: none. */
+  keyQuotaBytes: number;
+  /**
+   * Free space pushes never take, so the database, leases and gc can still
+   * write at the limit. Absent: 2% of the filesystem, at most 1 GiB.
+   */
+  reserveBytes?: number;
 }
 
 export const DEFAULT_CONFIG: StoreConfig = {
@@ -209,4 +218,6 @@ export const DEFAULT_CONFIG: StoreConfig = {
   maxMetadataBytes: 128 * 1024 ** 2,
   maxEntryMetadataBytes: 256 * 1024,
   maxBakeAttempts: 5,
+  storeQuotaBytes: 0,
+  keyQuotaBytes: 0,
 };
