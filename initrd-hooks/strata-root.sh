@@ -463,7 +463,11 @@ strata_boot() {
 	strata_get_layers "$STRATA_RUN/layers.list" "$_sb_mode"
 	strata_mount_layers "$STRATA_RUN/layers.list" "$_sb_root"
 	echo "$STRATA_COMMIT" > "$STRATA_RUN/commit"
-	command -v strata_kit_install >/dev/null 2>&1 && strata_kit_install
+	if command -v strata_kit_install >/dev/null 2>&1; then
+		strata_kit_install
+		# Heartbeats: a systemd unit now, or a loop strata_handover starts.
+		strata_kit_unit "$_sb_root" "${STRATA_INIT:-/sbin/init}" || STRATA_KIT_LOOP=1
+	fi
 	if strata_save_last_good "$STRATA_COMMIT" "$_sb_manifest"; then
 		strata_prune_backup "$STRATA_RUN/layers.list"
 		# Offline, the disk's entry already is the last good commit's.
@@ -487,6 +491,7 @@ strata_handover() {
 		mkdir -p "$_ho_root$_ho_m" 2>/dev/null
 		mount --move "$_ho_m" "$_ho_root$_ho_m" 2>/dev/null || umount -l "$_ho_m" 2>/dev/null
 	done
+	[ "${STRATA_KIT_LOOP:-0}" = 1 ] && strata_kit_start_loop "$_ho_root"
 	echo "strata: switch_root at $_ho_up"
 	exec switch_root "$_ho_root" "$_ho_init"
 }

@@ -4,10 +4,10 @@
  * here are only the envelopes. The page's JS files use them through JSDoc
  * `import('./api-types.js')` types; nothing here exists at run time.
  */
-import type { Assignment, ClientLease, Commit, DiffResult, Profile, Push, Ref, ReflogEntry } from '../store/types.ts';
+import type { Assignment, ClientLease, ClientReport, Commit, DiffResult, Profile, Push, Ref, ReflogEntry } from '../store/types.ts';
 import type { GcRoot, HeldWhy } from './held.js';
 
-export type { Assignment, ClientLease, Commit, DiffResult, GcRoot, HeldWhy, Profile, Push, Ref, ReflogEntry };
+export type { Assignment, ClientLease, ClientReport, Commit, DiffResult, GcRoot, HeldWhy, Profile, Push, Ref, ReflogEntry };
 
 /** The body of every error answer: { error: ApiErrorBody }. */
 export interface ApiErrorBody {
@@ -36,7 +36,7 @@ export interface DiffResponse {
   diff: DiffResult;
 }
 export interface ClientsResponse {
-  clients: ClientLease[];
+  clients: ClientReport[];
 }
 export interface AssignmentsResponse {
   assignments: Assignment[];
@@ -86,7 +86,7 @@ export interface PageState {
   selected: string | null;
   branch: string | null;
   assignments: Assignment[];
-  clients: ClientLease[];
+  clients: ClientReport[];
   /** Client keys held for approval (GET /v1/keys/pending). */
   pendingKeys: PendingKey[];
   pushes: Push[];

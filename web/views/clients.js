@@ -1,9 +1,10 @@
 // @ts-check
 /**
  * The clients view: every machine that booted, whether it is online, what it
- * runs (a link into the history) and which assignment matched it.
+ * runs (a link into the history), which assignment matched it, and its last
+ * heartbeat with the hardware it reported (docs/agent.md, "Heartbeats").
  */
-import { $, code, h, short, table, time } from '../dom.js';
+import { $, bytes, code, h, muted, short, table, time } from '../dom.js';
 import { S, online } from '../state.js';
 import { showCommit } from './history.js';
 
@@ -49,9 +50,44 @@ export function renderClients() {
         { label: 'Last boot', cell: (c) => time(c.lastBoot) },
         { label: 'Last seen', cell: (c) => time(c.lastSeen) },
         { label: 'Matched', cell: (c) => (c.assignment ? code(c.assignment) : '—') },
+        {
+          label: 'Last heartbeat',
+          cell: (c) => (c.heartbeat ? [time(c.heartbeat.at), ` up ${uptime(c.heartbeat.uptimeSec)}`] : muted('none yet')),
+        },
+        { label: 'Hardware', cell: (c) => (c.heartbeat ? hardware(c.heartbeat.inventory) : '—') },
       ],
       S.clients,
       (c) => (online(c) ? 'online' : 'offline'),
+    ),
+  );
+}
+
+/** @param {number} sec */
+function uptime(sec) {
+  if (sec < 3600) return `${Math.floor(sec / 60)} min`;
+  if (sec < 172800) return `${Math.floor(sec / 3600)} h`;
+  return `${Math.floor(sec / 86400)} d`;
+}
+
+/**
+ * CPUs and memory in one line; CPU model, NICs, disks and DMI when opened.
+ * @param {import('../../store/types.ts').Inventory} inv
+ */
+function hardware(inv) {
+  const cpus = inv.cpus ? `${inv.cpus} CPU${inv.cpus === 1 ? '' : 's'}` : '? CPUs';
+  const mem = inv.memoryKb ? bytes(inv.memoryKb * 1024) : '? memory';
+  const dmi = [inv.dmi?.vendor, inv.dmi?.product, inv.dmi?.serial ? `serial ${inv.dmi.serial}` : ''].filter(Boolean).join(' ');
+  return h(
+    'details',
+    { class: 'hardware' },
+    h('summary', {}, `${cpus}, ${mem}`),
+    h(
+      'ul',
+      {},
+      inv.cpuModel ? h('li', {}, inv.cpuModel) : null,
+      ...(inv.nics ?? []).map((n) => h('li', {}, `${n.name} `, code(n.mac))),
+      ...(inv.disks ?? []).map((d) => h('li', {}, `${d.name} ${bytes(d.bytes)}`)),
+      dmi ? h('li', {}, dmi) : null,
     ),
   );
 }
