@@ -52,7 +52,7 @@ export function renderClients() {
         { label: 'Matched', cell: (c) => (c.assignment ? code(c.assignment) : '—') },
         {
           label: 'Last heartbeat',
-          cell: (c) => (c.heartbeat ? [time(c.heartbeat.at), ` up ${uptime(c.heartbeat.uptimeSec)}`] : muted('none yet')),
+          cell: (c) => (c.heartbeat ? [time(c.heartbeat.at), h('br'), `up ${uptime(c.heartbeat.uptimeSec)}`] : muted('none yet')),
         },
         { label: 'Hardware', cell: (c) => (c.heartbeat ? hardware(c.heartbeat.inventory) : '—') },
       ],
