@@ -70,7 +70,7 @@ beforeAll(async () => {
   await srv.store.importBase('demo', root, { kernel: kernel.path, initrd, message: 'busybox demo' } as Parameters<
     typeof srv.store.importBase
   >[2]);
-  srv.store.setCmdline('demo', `console=ttyS0 panic=-1 quiet strata.reboot.delay=0 strata.ssh=${srv.sshPort}`);
+  srv.store.setCmdline('demo', `console=ttyS0 panic=-1 quiet no_timer_check strata.reboot.delay=0 strata.ssh=${srv.sshPort}`);
   srv.store.assign('default', 'demo');
   tftp = join(dir, 'tftp');
   mkdirSync(tftp, { recursive: true });
