@@ -133,7 +133,7 @@ describe('boot -> change -> commit from the client -> boot the new commit (Debia
         } finally {
           approving = false;
         }
-      }, 2000);
+      }, 4000);
       const first = await runQemu({ tftpDir: tftp, memoryMb: 1024, timeoutMs: 900_000 }).finally(() => clearInterval(admin));
       const p1 = proofs(first.output);
       const why = `console:\n${first.output.slice(-5000)}\nstrata lines:\n${strataLines(first.output).join('\n')}\napprove: ${approveOut}`;
