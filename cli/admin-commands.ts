@@ -215,7 +215,7 @@ export function registerAdminCommands(program: Command): void {
 
   program
     .command('clients')
-    .description('who booted what, and when; each machine\'s last heartbeat and hardware')
+    .description("who booted what, and when; each machine's last heartbeat and hardware")
     .action(
       act(async (s, g) => {
         // With the last heartbeat (commit, uptime, inventory) of each machine that sent one.
