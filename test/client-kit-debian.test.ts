@@ -27,7 +27,8 @@ const serverMod: ServerModule = await import('../server/main.ts');
 
 /** The developer on the client, as a unit of the image: commit on the first boot, report on the next. */
 const LOOP_SCRIPT = `#!/bin/sh
-say() { echo "PROOF $1" > /dev/console; }
+# A newline first: systemd's and the kernel's console output may leave a line unfinished.
+say() { printf '\nPROOF %s\n' "$1" > /dev/console; }
 agent=/run/strata/bin/strata-agent
 if [ -f /etc/from-client ]; then
 	say "second-file=$(cat /etc/from-client)"
@@ -89,7 +90,7 @@ beforeAll(async () => {
   const tar = join(dir, 'unit.tar');
   execFileSync('tar', ['-C', unit, '--numeric-owner', '--owner=0', '--group=0', '--sort=name', '-cf', tar, '.']);
   await srv.store.commitTar('deb', tar, { message: 'the loop unit' });
-  srv.store.setCmdline('deb', `console=ttyS0 panic=-1 no_timer_check strata.reboot.delay=0 strata.retries=3 strata.ssh=${srv.sshPort}`);
+  srv.store.setCmdline('deb', `console=ttyS0 panic=-1 no_timer_check quiet systemd.show_status=0 strata.reboot.delay=0 strata.retries=3 strata.ssh=${srv.sshPort}`);
   srv.store.assign('default', 'deb');
   tftp = join(dir, 'tftp');
   mkdirSync(tftp, { recursive: true });
