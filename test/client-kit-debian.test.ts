@@ -28,7 +28,7 @@ const serverMod: ServerModule = await import('../server/main.ts');
 /** The developer on the client, as a unit of the image: commit on the first boot, report on the next. */
 const LOOP_SCRIPT = `#!/bin/sh
 # A newline first: systemd's and the kernel's console output may leave a line unfinished.
-say() { printf '\nPROOF %s\n' "$1" > /dev/console; }
+say() { printf '\\nPROOF %s\\n' "$1" > /dev/console; }
 agent=/run/strata/bin/strata-agent
 if [ -f /etc/from-client ]; then
 	say "second-file=$(cat /etc/from-client)"
