@@ -90,7 +90,10 @@ beforeAll(async () => {
   const tar = join(dir, 'unit.tar');
   execFileSync('tar', ['-C', unit, '--numeric-owner', '--owner=0', '--group=0', '--sort=name', '-cf', tar, '.']);
   await srv.store.commitTar('deb', tar, { message: 'the loop unit' });
-  srv.store.setCmdline('deb', `console=ttyS0 panic=-1 no_timer_check quiet systemd.show_status=0 strata.reboot.delay=0 strata.retries=3 strata.ssh=${srv.sshPort}`);
+  srv.store.setCmdline(
+    'deb',
+    `console=ttyS0 panic=-1 no_timer_check quiet systemd.show_status=0 strata.reboot.delay=0 strata.retries=3 strata.ssh=${srv.sshPort}`,
+  );
   srv.store.assign('default', 'deb');
   tftp = join(dir, 'tftp');
   mkdirSync(tftp, { recursive: true });
