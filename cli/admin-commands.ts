@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { StrataError } from '../store/errors.ts';
 import type { Compressor } from '../store/types.ts';
 import { act, out } from './command-kit.ts';
-import { formatTime, shortId } from './format.ts';
+import { formatClients, formatTime, shortId } from './format.ts';
 
 export function registerAdminCommands(program: Command): void {
   program
@@ -227,25 +227,16 @@ export function registerAdminCommands(program: Command): void {
 
   const clients = program
     .command('clients')
-    .description('who booted what, and when; clients held back on their last good commit say why')
+    .description(
+      "who booted what, and when; each machine's last heartbeat and hardware; clients held back on their last good commit say why",
+    )
     .action(
       act(async (s, g) => {
         // With the last heartbeat (commit, uptime, inventory) of each machine that sent one.
-        const { Heartbeats } = await import('../store/heartbeats.ts');
-        const hb = new Heartbeats(s);
-        const all = s.listClients().map((c) => ({ ...c, heartbeat: hb.get(c.mac), heldBack: c.health.heldBack }));
-        out(
-          g,
-          all,
-          () =>
-            all
-              .map(
-                (c) =>
-                  `${c.mac}\t${c.ip}\t${c.profile ?? '-'}\t${c.commit ? shortId(c.commit) : '-'}\t${formatTime(c.lastSeen)}` +
-                  (c.heldBack ? `\theld back: ${c.heldBack.reason}` : ''),
-              )
-              .join('\n') || 'no clients yet',
-        );
+        const { clientReports } = await import('../store/heartbeats.ts');
+        const health = new Map(s.listClients().map((c) => [c.mac, c.health.heldBack]));
+        const all = clientReports(s).map((c) => ({ ...c, heldBack: health.get(c.mac) ?? null }));
+        out(g, all, () => formatClients(all));
       }),
     );
   clients

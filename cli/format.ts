@@ -1,5 +1,5 @@
 /** Human output of the CLI (the --json output is the plain data). */
-import type { Commit, DiffResult, Ref } from '../store/types.ts';
+import type { ClientReport, Commit, DiffResult, Inventory, Ref } from '../store/types.ts';
 
 export const shortId = (id: string) => id.slice(0, 12);
 export const formatTime = (t: number) =>
@@ -45,4 +45,39 @@ export function formatDiff(d: DiffResult): string {
   return (
     [...d.added.map((p) => `A ${p}`), ...d.changed.map((p) => `M ${p}`), ...d.deleted.map((p) => `D ${p}`)].join('\n') || '(no changes)'
   );
+}
+
+const gib = (bytes: number) => (bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(1)} GiB` : `${Math.round(bytes / 2 ** 20)} MiB`);
+
+function duration(sec: number): string {
+  if (sec < 120) return `${sec}s`;
+  if (sec < 7200) return `${Math.floor(sec / 60)}m`;
+  if (sec < 172800) return `${Math.floor(sec / 3600)}h`;
+  return `${Math.floor(sec / 86400)}d`;
+}
+
+/** One line of hardware: "2 CPUs (model), 1.9 GiB; eth0 52:54:..; vda 8.0 GiB; vendor product serial S". */
+export function formatInventory(inv: Inventory): string {
+  const cpu = inv.cpus ? `${inv.cpus} CPU${inv.cpus === 1 ? '' : 's'}${inv.cpuModel ? ` (${inv.cpuModel})` : ''}` : 'CPUs unknown';
+  const parts = [`${cpu}, ${inv.memoryKb ? gib(inv.memoryKb * 1024) : 'memory unknown'}`];
+  if (inv.nics?.length) parts.push(inv.nics.map((n) => `${n.name} ${n.mac}`).join(', '));
+  if (inv.disks?.length) parts.push(inv.disks.map((d) => `${d.name} ${gib(d.bytes)}`).join(', '));
+  const dmi = [inv.dmi?.vendor, inv.dmi?.product, inv.dmi?.serial ? `serial ${inv.dmi.serial}` : ''].filter(Boolean).join(' ');
+  if (dmi) parts.push(dmi);
+  return parts.join('; ');
+}
+
+/** `strata clients`: a line per client, and its last heartbeat and hardware indented below it. */
+export function formatClients(all: (ClientReport & { heldBack?: { reason: string } | null })[]): string {
+  if (!all.length) return 'no clients yet';
+  return all
+    .map((c) => {
+      const line =
+        `${c.mac}\t${c.ip}\t${c.profile ?? '-'}\t${c.commit ? shortId(c.commit) : '-'}\t${formatTime(c.lastSeen)}` +
+        (c.heldBack ? `\theld back: ${c.heldBack.reason}` : '');
+      const hb = c.heartbeat;
+      if (!hb) return `${line}\n  heartbeat: none yet`;
+      return `${line}\n  heartbeat: ${formatTime(hb.at)}, runs ${shortId(hb.commit)}, up ${duration(hb.uptimeSec)}\n  hardware: ${formatInventory(hb.inventory)}`;
+    })
+    .join('\n');
 }

@@ -466,7 +466,11 @@ strata_boot() {
 	strata_get_layers "$STRATA_RUN/layers.list" "$_sb_mode"
 	strata_mount_layers "$STRATA_RUN/layers.list" "$_sb_root"
 	echo "$STRATA_COMMIT" > "$STRATA_RUN/commit"
-	command -v strata_kit_install >/dev/null 2>&1 && strata_kit_install
+	if command -v strata_kit_install >/dev/null 2>&1; then
+		strata_kit_install
+		# Heartbeats: a systemd unit now, or a loop strata_handover starts.
+		strata_kit_unit "$_sb_root" "${STRATA_INIT:-/sbin/init}" || STRATA_KIT_LOOP=1
+	fi
 	if command -v strata_health_arm >/dev/null 2>&1 && strata_health_arm "$_sb_mode"; then
 		strata_log "health check armed: the last good commit moves once this boot proves healthy"
 	elif strata_save_last_good "$STRATA_COMMIT" "$_sb_manifest"; then
@@ -493,6 +497,7 @@ strata_handover() {
 		mount --move "$_ho_m" "$_ho_root$_ho_m" 2>/dev/null || umount -l "$_ho_m" 2>/dev/null
 	done
 	command -v strata_health_spawn >/dev/null 2>&1 && strata_health_spawn "$_ho_root"
+	[ "${STRATA_KIT_LOOP:-0}" = 1 ] && strata_kit_start_loop "$_ho_root"
 	echo "strata: switch_root at $_ho_up"
 	exec switch_root "$_ho_root" "$_ho_init"
 }

@@ -6,6 +6,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Store } from '../store/store.ts';
 import { gcReasonText } from '../store/gc.ts';
+import { clientReports } from '../store/heartbeats.ts';
 import { requireToken } from './auth.ts';
 import { asObject, optBool, optLimit, optString, reqString } from './body.ts';
 import { sseFrame, type EventHub } from './events.ts';
@@ -134,7 +135,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       return { ok: true, match };
     });
 
-    a.get('/v1/clients', async () => ({ clients: store.listClients() }));
+    a.get('/v1/clients', async () => ({ clients: clientReports(store) }));
     a.get('/v1/pushes', async (req: P<Record<string, never>>) => ({ pushes: store.listPushes({ limit: optLimit(req.query) }) }));
     a.get('/v1/pushes/:id', async (req: P<{ id: string }>) => ({ push: store.getPush(req.params.id) }));
     // An admin ends a push that waits or keeps failing (strata push reject); its archive goes.

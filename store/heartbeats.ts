@@ -10,13 +10,14 @@
  * in store/db.ts).
  */
 import { StrataError } from './errors.ts';
-import type { Heartbeat, HeartbeatsTable, Inventory } from './tables/heartbeats.ts';
+import type { HeartbeatsTable } from './tables/heartbeats.ts';
+import type { ClientLease, ClientReport, Heartbeat, Inventory } from './types.ts';
 
-export type { Heartbeat, Inventory } from './tables/heartbeats.ts';
+export type { ClientReport, Heartbeat, Inventory } from './types.ts';
 
 export interface HeartbeatStore {
   readonly heartbeatsTable: HeartbeatsTable;
-  listClients(): { mac: string }[];
+  listClients(): ClientLease[];
   getCommit(id: string): unknown;
 }
 
@@ -59,4 +60,9 @@ export class Heartbeats {
   get(mac: string): Heartbeat | null {
     return this.store.heartbeatsTable.get(mac) ?? null;
   }
+}
+
+/** Every client with its last heartbeat: what `strata clients` and GET /v1/clients show. */
+export function clientReports(store: HeartbeatStore): ClientReport[] {
+  return store.listClients().map((c) => ({ ...c, heartbeat: store.heartbeatsTable.get(c.mac) ?? null }));
 }

@@ -221,3 +221,29 @@ export const DEFAULT_CONFIG: StoreConfig = {
   storeQuotaBytes: 0,
   keyQuotaBytes: 0,
 };
+
+/** A running client's hardware, as its heartbeat reports it (store/heartbeats.ts); fields it could not read are absent or empty. */
+export interface Inventory {
+  cpuModel?: string;
+  cpus?: number;
+  memoryKb?: number;
+  nics?: { name: string; mac: string }[];
+  disks?: { name: string; bytes: number }[];
+  dmi?: { vendor?: string; product?: string; serial?: string };
+}
+
+/** The last heartbeat of a machine: what it runs, since when, on what (POST /v1/heartbeat). */
+export interface Heartbeat {
+  mac: string;
+  ip: string | null;
+  commit: CommitId;
+  uptimeSec: number;
+  inventory: Inventory;
+  /** When the server received it (ms since the epoch). */
+  at: number;
+}
+
+/** A client as `strata clients` and GET /v1/clients show it: its lease and its last heartbeat (null: none yet). */
+export interface ClientReport extends ClientLease {
+  heartbeat: Heartbeat | null;
+}

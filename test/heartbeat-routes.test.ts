@@ -2,13 +2,14 @@
  * POST /v1/heartbeat on a real store (fastify inject): a known client's
  * report is kept and shown by `strata clients --json`; a heartbeat from a
  * MAC the server never booted that names a commit it does not have is
- * refused; malformed reports get a 400 that says what is wrong.
+ * refused; malformed reports get a 400 that says what is wrong. GET
+ * /v1/clients and `strata clients` show the last heartbeat and hardware.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildServer } from '../server/build-server.ts';
 import { Store } from '../store/store.ts';
-import { strataJson } from './helpers/cli.ts';
+import { runStrata, strataJson } from './helpers/cli.ts';
 import { importProfile, tempDir } from './helpers/server-fixture.ts';
 
 let tmp: ReturnType<typeof tempDir>;
@@ -51,6 +52,34 @@ describe('POST /v1/heartbeat', () => {
     const lease = store.listClients().find((x) => x.mac === '52:54:00:00:00:01');
     expect(lease?.lastSeen).toBeGreaterThanOrEqual(c ? Date.now() - 60_000 : 0);
     expect(lease?.commit).toBe(base);
+  });
+
+  it('GET /v1/clients and `strata clients` show each client with its last heartbeat and hardware', async () => {
+    const full = {
+      ...inventory,
+      cpuModel: 'QEMU Virtual CPU version 2.5+',
+      dmi: { vendor: 'QEMU', product: 'Standard PC (i440FX + PIIX, 1996)', serial: '' },
+    };
+    await app.inject({ method: 'GET', url: '/v1/boot/ipxe?mac=52:54:00:00:00:02' });
+    expect((await beat({ mac: '52:54:00:00:00:02', commit: base, uptimeSec: 3700, inventory: full })).statusCode).toBe(200);
+    await app.inject({ method: 'GET', url: '/v1/boot/ipxe?mac=52:54:00:00:00:03' });
+    const token = store.createToken('heartbeat-test').token;
+    const r = await app.inject({ method: 'GET', url: '/v1/clients', headers: { authorization: `Bearer ${token}` } });
+    expect(r.statusCode, r.body).toBe(200);
+    const clients = r.json().clients as Array<{ mac: string; heartbeat: { uptimeSec: number; inventory: unknown; at: number } | null }>;
+    const two = clients.find((c) => c.mac === '52:54:00:00:00:02');
+    expect(two?.heartbeat?.uptimeSec).toBe(3700);
+    expect(two?.heartbeat?.inventory).toEqual(full);
+    expect(clients.find((c) => c.mac === '52:54:00:00:00:03')?.heartbeat).toBeNull();
+
+    const text = await runStrata(['clients'], { data: store.dataDir });
+    expect(text.code, text.stderr).toBe(0);
+    const block = text.stdout.slice(text.stdout.indexOf('52:54:00:00:00:02'));
+    expect(block).toMatch(/^52:54:00:00:00:02\t.*\n {2}heartbeat: \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ, runs [0-9a-f]{12}, up 61m\n/);
+    expect(block).toContain(
+      '  hardware: 2 CPUs (QEMU Virtual CPU version 2.5+), 1000 MiB; eth0 52:54:00:00:00:01; vda 954 MiB; QEMU Standard PC (i440FX + PIIX, 1996)\n',
+    );
+    expect(text.stdout).toMatch(/^52:54:00:00:00:03\t.*\n {2}heartbeat: none yet$/m);
   });
 
   it('refuses an unknown MAC with a forged commit id, and bad input', async () => {

@@ -312,6 +312,28 @@ describe('web UI as an admin', () => {
     const row = page.locator('#clients-table tr', { hasText: '52:54:00:aa:bb:cc' });
     await row.waitFor({ timeout: WAIT });
     expect(await row.innerText()).toMatch(/10\.9\.7\.7[\s\S]*online[\s\S]*lab[\s\S]*10\.9\.0\.0\/16/);
+    // Its heartbeat brings its hardware onto the page, live; opened, the details.
+    const inventory = {
+      cpus: 2,
+      memoryKb: 2048000,
+      cpuModel: 'Test CPU 3000',
+      nics: [{ name: 'eth0', mac: '52:54:00:aa:bb:cc' }],
+      disks: [{ name: 'vda', bytes: 8 * 2 ** 30 }],
+      dmi: { vendor: 'QEMU', product: 'Standard PC', serial: 'S123' },
+    };
+    const beat = await fetch(`${base}/v1/heartbeat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ mac: '52:54:00:aa:bb:cc', commit: head, uptimeSec: 7300, inventory }),
+    });
+    expect(beat.status).toBe(200);
+    const hw = row.locator('details.hardware');
+    await hw.filter({ hasText: '2 CPUs, 2.0 GiB' }).waitFor({ timeout: WAIT });
+    expect(await row.innerText()).toMatch(/up 2 h/);
+    await hw.locator('summary').click();
+    expect(await hw.innerText()).toMatch(
+      /Test CPU 3000[\s\S]*eth0 52:54:00:aa:bb:cc[\s\S]*vda 8\.0 GiB[\s\S]*QEMU Standard PC serial S123/,
+    );
     await shots('clients');
   });
 

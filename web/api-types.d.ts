@@ -5,11 +5,22 @@
  * `import('./api-types.js')` types; nothing here exists at run time.
  */
 import type { ClientHealth } from '../store/boot-health.ts';
-import type { Assignment, ClientLease as Lease, Commit, DiffResult, Profile, Push, Ref, ReflogEntry } from '../store/types.ts';
+import type {
+  Assignment,
+  ClientLease as Lease,
+  ClientReport as Report,
+  Commit,
+  DiffResult,
+  Profile,
+  Push,
+  Ref,
+  ReflogEntry,
+} from '../store/types.ts';
 import type { GcRoot, HeldWhy } from './held.js';
 
-/** A client as GET /v1/clients sends it: its lease and its boot health. */
+/** A client as GET /v1/clients sends it: its lease, its boot health and its last heartbeat. */
 export type ClientLease = Lease & { health?: ClientHealth };
+export type ClientReport = Report & { health?: ClientHealth };
 
 export type { Assignment, Commit, DiffResult, GcRoot, HeldWhy, Profile, Push, Ref, ReflogEntry };
 
@@ -40,7 +51,7 @@ export interface DiffResponse {
   diff: DiffResult;
 }
 export interface ClientsResponse {
-  clients: ClientLease[];
+  clients: ClientReport[];
 }
 export interface AssignmentsResponse {
   assignments: Assignment[];
@@ -90,7 +101,7 @@ export interface PageState {
   selected: string | null;
   branch: string | null;
   assignments: Assignment[];
-  clients: ClientLease[];
+  clients: ClientReport[];
   /** Client keys held for approval (GET /v1/keys/pending). */
   pendingKeys: PendingKey[];
   pushes: Push[];

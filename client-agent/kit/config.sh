@@ -72,4 +72,5 @@ agent_config() {
 	AGENT_QUIET=30
 	AGENT_CMDLINE_FILE=${STRATA_AGENT_CMDLINE:-/proc/cmdline}
 }
+# Read before agent_config runs (agent_setup passes the file's text to it).
 AGENT_CMDLINE_FILE=${STRATA_AGENT_CMDLINE:-/proc/cmdline}

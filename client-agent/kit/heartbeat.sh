@@ -36,5 +36,19 @@ agent_heartbeat() {
 	read -r _hb_up _ < /proc/uptime
 	_hb_body=$(printf '{"mac":%s,"commit":%s,"uptimeSec":%s,"inventory":%s}' \
 		"$(agent_json_str "$(agent_mac)")" "$(agent_json_str "$AGENT_BOOTED")" "${_hb_up%.*}" "$(agent_inventory)")
-	wget -q -O - --header 'Content-Type: application/json' --post-data "$_hb_body" "$AGENT_SERVER/v1/heartbeat"
+	# timeout: a stalled server must not stop the loop (busybox wget -T is unsafe, see docs/booting.md).
+	timeout 30 wget -q -O - --header 'Content-Type: application/json' --post-data "$_hb_body" "$AGENT_SERVER/v1/heartbeat" 2> "$AGENT_TMP/heartbeat.err"
+}
+
+# agent_heartbeat_note: the outcome of the last heartbeat in
+# $AGENT_RUN/heartbeat ("ok EPOCH" or "failed EPOCH REASON"), which
+# `strata-agent status` shows.
+agent_heartbeat_note() { # RC
+	if [ "$1" = 0 ]; then
+		echo "ok $(date +%s)" > "$AGENT_RUN/heartbeat.tmp"
+	else
+		echo "failed $(date +%s) $(tail -n 1 "$AGENT_TMP/heartbeat.err" 2>/dev/null | tr -d '\n')" > "$AGENT_RUN/heartbeat.tmp"
+	fi
+	mv -f "$AGENT_RUN/heartbeat.tmp" "$AGENT_RUN/heartbeat" 2>/dev/null
+	return "$1"
 }

@@ -1,23 +1,8 @@
 /** SQL for heartbeats (store/heartbeats.ts): the last report of each running client, by MAC. */
 import type { DB } from '../db.ts';
+import type { Heartbeat, Inventory } from '../types.ts';
 
-export interface Inventory {
-  cpuModel?: string;
-  cpus?: number;
-  memoryKb?: number;
-  nics?: { name: string; mac: string }[];
-  disks?: { name: string; bytes: number }[];
-  dmi?: { vendor?: string; product?: string; serial?: string };
-}
-
-export interface Heartbeat {
-  mac: string;
-  ip: string | null;
-  commit: string;
-  uptimeSec: number;
-  inventory: Inventory;
-  at: number;
-}
+export type { Heartbeat, Inventory } from '../types.ts';
 
 export class HeartbeatsTable {
   constructor(private readonly db: DB) {}

@@ -1,12 +1,13 @@
 // @ts-check
 /**
  * The clients view: every machine that booted, whether it is online, what it
- * runs (a link into the history), which assignment matched it, and whether
- * it is held back on its last good commit (docs/booting.md, "Boot health").
+ * runs (a link into the history), which assignment matched it, whether it
+ * is held back on its last good commit (docs/booting.md, "Boot health"), and
+ * its last heartbeat with the hardware it reported (docs/agent.md, "Heartbeats").
  */
 import { api } from '../api.js';
 import { showError, toast } from '../dialogs.js';
-import { $, code, enc, h, short, table, time } from '../dom.js';
+import { $, bytes, code, enc, h, muted, short, table, time } from '../dom.js';
 import { S, online } from '../state.js';
 import { showCommit } from './history.js';
 
@@ -53,6 +54,11 @@ export function renderClients() {
         { label: 'Last seen', cell: (c) => time(c.lastSeen) },
         { label: 'Matched', cell: (c) => (c.assignment ? code(c.assignment) : '—') },
         { label: 'Boot health', cell: health },
+        {
+          label: 'Last heartbeat',
+          cell: (c) => (c.heartbeat ? [time(c.heartbeat.at), h('br'), `up ${uptime(c.heartbeat.uptimeSec)}`] : muted('none yet')),
+        },
+        { label: 'Hardware', cell: (c) => (c.heartbeat ? hardware(c.heartbeat.inventory) : '—') },
       ],
       S.clients,
       (c) => (online(c) ? 'online' : 'offline'),
@@ -88,4 +94,34 @@ function health(c) {
   const r = c.health?.lastReport;
   if (!r) return '—';
   return h('span', { title: r.reason || '' }, r.ok ? `good (${short(r.commit)})` : `failed (${short(r.commit)})`);
+}
+
+/** @param {number} sec */
+function uptime(sec) {
+  if (sec < 3600) return `${Math.floor(sec / 60)} min`;
+  if (sec < 172800) return `${Math.floor(sec / 3600)} h`;
+  return `${Math.floor(sec / 86400)} d`;
+}
+
+/**
+ * CPUs and memory in one line; CPU model, NICs, disks and DMI when opened.
+ * @param {import('../../store/types.ts').Inventory} inv
+ */
+function hardware(inv) {
+  const cpus = inv.cpus ? `${inv.cpus} CPU${inv.cpus === 1 ? '' : 's'}` : '? CPUs';
+  const mem = inv.memoryKb ? bytes(inv.memoryKb * 1024) : '? memory';
+  const dmi = [inv.dmi?.vendor, inv.dmi?.product, inv.dmi?.serial ? `serial ${inv.dmi.serial}` : ''].filter(Boolean).join(' ');
+  return h(
+    'details',
+    { class: 'hardware' },
+    h('summary', {}, `${cpus}, ${mem}`),
+    h(
+      'ul',
+      {},
+      inv.cpuModel ? h('li', {}, inv.cpuModel) : null,
+      ...(inv.nics ?? []).map((n) => h('li', {}, `${n.name} `, code(n.mac))),
+      ...(inv.disks ?? []).map((d) => h('li', {}, `${d.name} ${bytes(d.bytes)}`)),
+      dmi ? h('li', {}, dmi) : null,
+    ),
+  );
 }
