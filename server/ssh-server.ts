@@ -323,7 +323,7 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
         return finish(ch, 0, `${existing.id}\n`);
       }
     }
-    const parent = store.resolve(cmd.parent);
+    const parent = store.pushParent(cmd.profile, cmd.parent);
     const id = newPushId();
     const dir = store.incomingDir;
     const tmp = incomingTemp(dir, id);

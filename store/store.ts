@@ -222,6 +222,8 @@ export class Store {
   setPushState = (id: string, state: 'baking' | 'queued'): void => this.core.t.pushes.setState(id, state);
   /** Bakes and commits a queued push exactly once; throws (push stays queued) when the failure may pass. */
   landPush = (id: string): Promise<Push> => pushes.landPush(this.core, id);
+  /** A push's --parent resolved, refused unless it is in the pushed profile's history. */
+  pushParent = (profile: string, rev: string): CommitId => pushes.pushParent(this.core, profile, rev);
 
   // the rows behind store/enrollment.ts and store/heartbeats.ts (those classes own the rules)
   get enrollmentTable(): EnrollmentTable {

@@ -34,6 +34,8 @@ import { isOpaqueMark, isWhiteoutDevice, OPAQUE_XATTR } from '../protocol/overla
 import {
   addXattr,
   bad,
+  checkNameLengths,
+  checkOverlayXattrs,
   checkPolicy,
   EMPTY_SHA256,
   longString,
@@ -254,6 +256,7 @@ export class TarChecker {
     const rawName = nameBytes.toString('latin1');
     if (rawName.includes('\0')) throw unsafe(`NUL byte in the path '${printable(rawName)}'`);
     const key = normalizeTarPath(rawName);
+    checkNameLengths(key);
     if (type !== 'dir' && rawName.endsWith('/')) throw bad(`'${printable(rawName)}' ends in '/' but is not a directory`);
 
     // The smuggling guard: only regular files may carry data (see top).
@@ -329,6 +332,7 @@ export class TarChecker {
     const mode = type === 'symlink' ? 0o777 : h.mode & 0o7777;
     const whiteout = isWhiteoutDevice(type, h.devmajor, h.devminor);
     checkPolicy(this.opts.policy, { type, key, mode, devmajor: h.devmajor, devminor: h.devminor, whiteout, kept });
+    checkOverlayXattrs(key, kept);
 
     this.nodes.set(key, type === 'dir');
     const pathUtf8 = Buffer.from(key, 'latin1').toString('utf8');
