@@ -11,8 +11,7 @@ import { incomingArchive } from '../protocol/push-incoming.ts';
 import { isUniqueViolation } from './db.ts';
 import { isStrataError, meaningOf, StrataError } from './errors.ts';
 import { getProfile } from './profiles.ts';
-import { getCommit, resolve } from './revisions.ts';
-import { reachable } from './dag.ts';
+import { getCommit, inProfileHistory, resolve } from './revisions.ts';
 import type { Profile, Push } from './types.ts';
 
 export function pushArchivePath(core: StoreCore, id: string): string {
@@ -46,12 +45,7 @@ export function pushParent(core: StoreCore, profile: string, rev: string): strin
     if (e instanceof StrataError && (e.code === 'E_COMMIT_NOT_FOUND' || e.code === 'E_AMBIGUOUS_REF')) throw refuse();
     throw e;
   }
-  if (getCommit(core, id).profile === profile) return id;
-  const heads = core.t.refs
-    .all()
-    .filter((r) => r.profile === profile)
-    .map((r) => r.commit);
-  if (reachable(heads, core.commits.lookup).has(id)) return id;
+  if (inProfileHistory(core, profile, id)) return id;
   throw refuse();
 }
 

@@ -189,6 +189,9 @@ export class Store {
     assignment?: string | null;
   }) => clients.recordClient(this.core, c);
   listClients = (): ClientLease[] => this.core.t.clients.all();
+  /** Why a heartbeat from mac may not claim commit (null: it may); see store/clients.ts. */
+  heartbeatRefusal = (mac: string, ip: string | null, commit: string): string | null =>
+    clients.heartbeatRefusal(this.core, mac, ip, commit);
 
   // keys and tokens (store/access.ts)
   addKey = (name: string, publicKeyLine: string, opts: { admin: boolean; profiles: string[] }): SshKey =>

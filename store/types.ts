@@ -175,6 +175,12 @@ export interface StoreConfig {
   /** Cap on one push as sent over SSH (compressed). */
   maxPushBytes: number;
   maxEntries: number;
+  /**
+   * Client rows (leases, and so gc roots) kept for MACs no assignment names:
+   * boots and heartbeats are unauthenticated, so made-up MACs would add rows
+   * without end. Over the cap the least recently seen unknown MAC goes.
+   */
+  unknownClientsMax: number;
 }
 
 export const DEFAULT_CONFIG: StoreConfig = {
@@ -186,4 +192,5 @@ export const DEFAULT_CONFIG: StoreConfig = {
   maxUncompressedBytes: 16 * 1024 ** 3,
   maxPushBytes: 4 * 1024 ** 3,
   maxEntries: 2_000_000,
+  unknownClientsMax: 1000,
 };
