@@ -12,9 +12,8 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Store } from '../store/store.ts';
-import type { Commit, ReflogEntry } from '../store/types.ts';
-import { runStrata, STRATA, strataJson } from './helpers/cli.ts';
-import { makeTar } from './helpers/tars.ts';
+import { runStrata, STRATA } from './helpers/cli.ts';
+import { commitFiles, importProfile } from './helpers/server-fixture.ts';
 
 let work: string;
 let data: string;
@@ -52,24 +51,29 @@ const writeLocked = () => {
   }
 };
 
-async function commit(name: string): Promise<string> {
-  const tar = join(work, `${name}.tar`);
-  writeFileSync(tar, await makeTar({ [`etc/${name}`]: `${name}\n` }));
-  const r = await runStrata(['commit', 'lab', '--tar', tar, '-m', name], { data });
-  expect(r.code, r.stderr).toBe(0);
-  return (await strataJson<Commit[]>(['log', 'lab'], { data }))[0]!.id;
+/** In-process store work between the killed CLI runs (each CLI start costs seconds). */
+async function withStore<T>(f: (s: Store) => Promise<T> | T, create = false): Promise<T> {
+  const store = await Store.open(data, { create });
+  try {
+    return await f(store);
+  } finally {
+    store.close();
+  }
 }
 
+const commit = (name: string) => withStore((s) => commitFiles(s, work, 'lab', { [`etc/${name}`]: `${name}\n` }, name));
+const logIds = () => withStore((s) => s.log('lab').map((c) => c.id));
+
 async function expectFsckClean() {
-  const f = await runStrata(['fsck'], { data });
-  expect(f.code, f.stdout + f.stderr).toBe(0);
+  const f = await withStore((s) => s.fsck());
+  expect(f.problems).toEqual([]);
+  expect(f.ok).toBe(true);
 }
 
 beforeAll(async () => {
   work = mkdtempSync(join(tmpdir(), 'strata-fault-'));
   data = join(work, 'data');
-  writeFileSync(join(work, 'base.tar'), await makeTar({ 'etc/hostname': 'lab\n' }));
-  expect((await runStrata(['import', 'lab', join(work, 'base.tar'), '--level', '3'], { data })).code).toBe(0);
+  await withStore((s) => importProfile(s, work, 'lab'), true);
   // gc may take what only the reflog keeps, at once: the test needs dead commits now.
   writeFileSync(join(data, 'config.json'), JSON.stringify({ reflogKeepMs: 0, gcGraceMs: 0, leaseMs: 0 }));
 }, 120_000);
@@ -80,25 +84,24 @@ describe('SIGKILL at injected fault points', () => {
   it('a rollback killed inside its transaction leaves the head and the reflog as they were; the next rollback works', async () => {
     const c1 = await commit('one');
     const c2 = await commit('two');
-    const reflog = await strataJson<ReflogEntry[]>(['reflog', 'lab'], { data });
+    const reflog = await withStore((s) => s.reflog('lab'));
     await killWhen(strataAt(['rollback', 'lab'], 'rollback'), writeLocked);
     expect(readDb((db) => db.prepare("SELECT commit_id FROM refs WHERE name = 'lab'").get())).toEqual({ commit_id: c2 });
-    expect(await strataJson<ReflogEntry[]>(['reflog', 'lab'], { data })).toEqual(reflog);
+    expect(await withStore((s) => s.reflog('lab'))).toEqual(reflog);
     await expectFsckClean();
-    expect((await runStrata(['rollback', 'lab'], { data })).code).toBe(0);
-    expect((await strataJson<Commit[]>(['log', 'lab'], { data }))[0]!.id).toBe(c1);
+    await withStore((s) => s.rollback('lab'));
+    expect((await logIds())[0]).toBe(c1);
   });
 
   it('a gc killed after its transaction, before deleting blobs, loses nothing live; the next gc removes the orphans', async () => {
-    const log = await strataJson<Commit[]>(['log', 'lab'], { data });
-    const head = log[0]!.id;
+    const log = await logIds();
     const dead = await commit('doomed');
-    const layer = (await strataJson<Commit[]>(['log', 'lab'], { data }))[0]!.manifest.layers.at(-1)!.digest;
-    expect((await runStrata(['rollback', 'lab', head], { data })).code).toBe(0);
+    const { blob } = await withStore((s) => {
+      const layer = s.getCommit(dead).manifest.layers.at(-1)!.digest;
+      s.rollback('lab', log[0]);
+      return { blob: s.objects.pathOf(layer) };
+    });
     await new Promise((r) => setTimeout(r, 50)); // the reflog entries are now older than reflogKeepMs (0)
-    const store = await Store.open(data);
-    const blob = store.objects.pathOf(layer);
-    store.close();
     expect(existsSync(blob)).toBe(true);
 
     const commitRow = () => readDb((db) => db.prepare('SELECT id FROM commits WHERE id = ?').get(dead));
@@ -107,13 +110,12 @@ describe('SIGKILL at injected fault points', () => {
     expect(commitRow()).toBeUndefined();
     expect(existsSync(blob)).toBe(true);
     await expectFsckClean();
-    const after = await strataJson<Commit[]>(['log', 'lab'], { data });
-    expect(after.map((c) => c.id)).toEqual(log.map((c) => c.id));
+    expect(await logIds()).toEqual(log);
 
     const again = await runStrata(['gc'], { data });
     expect(again.code, again.stderr).toBe(0);
     expect(existsSync(blob)).toBe(false);
     await expectFsckClean();
-    expect((await strataJson<Commit[]>(['log', 'lab'], { data })).map((c) => c.id)).toEqual(log.map((c) => c.id));
+    expect(await logIds()).toEqual(log);
   });
 });
