@@ -121,17 +121,21 @@ describe('SIGKILL under concurrent pushes', () => {
 
     await waitPort(ports.ssh, 60_000);
     const deadline = Date.now() + 180_000;
-    for (const a of answered) {
-      for (;;) {
-        const s = (await attempt(`status ${a.id}`))?.stdout.trim() ?? '';
-        if (/^(committed|rejected)/.test(s)) {
-          expect(s, a.pushKey).toMatch(/^committed [0-9a-f]{64}$/);
-          break;
+    await Promise.all(
+      Array.from({ length: CLIENTS }, async (_, c) => {
+        for (const a of answered.filter((_, i) => i % CLIENTS === c)) {
+          for (;;) {
+            const s = (await attempt(`status ${a.id}`))?.stdout.trim() ?? '';
+            if (/^(committed|rejected)/.test(s)) {
+              expect(s, a.pushKey).toMatch(/^committed [0-9a-f]{64}$/);
+              break;
+            }
+            if (Date.now() > deadline) throw new Error(`push ${a.id} (${a.pushKey}) still "${s}"`);
+            await sleep(300);
+          }
         }
-        if (Date.now() > deadline) throw new Error(`push ${a.id} (${a.pushKey}) still "${s}"`);
-        await sleep(200);
-      }
-    }
+      }),
+    );
     await kill(last!, 'SIGTERM');
 
     const store = await Store.open(data);
