@@ -101,7 +101,32 @@ export interface BootRouteDeps {
   log?: (msg: string) => void;
 }
 
-type BootQuery = { mac?: string; ip?: string };
+type BootQuery = { mac?: unknown; ip?: unknown };
+
+/**
+ * The boot query as firmware sends it: at most one mac and one ip. A repeated
+ * parameter or a mac that is not one is answered with a script that says so
+ * and asks again (firmware shows it), never a 500 or a guess. An empty mac
+ * (GRUB's unset $net_default_mac) or an unreadable ip counts as none given.
+ */
+export function parseBootQuery(q: BootQuery | undefined): { ok: true; mac: string | null; ip: string | null } | { ok: false; why: string } {
+  const one = (name: 'mac' | 'ip'): string | null | Error => {
+    const v = q?.[name];
+    if (v === undefined || v === null) return null;
+    if (typeof v !== 'string') return new Error(`the boot URL gives ${name}= more than once; give one`);
+    return v.trim();
+  };
+  const rawMac = one('mac');
+  const rawIp = one('ip');
+  for (const r of [rawMac, rawIp]) if (r instanceof Error) return { ok: false, why: r.message };
+  const mac = normalizeMac(rawMac as string | null);
+  if (rawMac && !mac)
+    return {
+      ok: false,
+      why: `mac=${JSON.stringify((rawMac as string).slice(0, 40))} in the boot URL is not a MAC address (aa:bb:cc:dd:ee:ff)`,
+    };
+  return { ok: true, mac, ip: normalizeIp(rawIp as string | null) };
+}
 
 export function registerBootRoutes(app: FastifyInstance, deps: BootRouteDeps): void {
   const { store, events } = deps;
@@ -109,8 +134,13 @@ export function registerBootRoutes(app: FastifyInstance, deps: BootRouteDeps): v
 
   const answer = (flavour: 'ipxe' | 'grub') => async (req: FastifyRequest<{ Querystring: BootQuery }>) => {
     const serverUrl = flavour === 'grub' ? grubBaseUrl(req, deps.publicUrl) : baseUrl(req, deps.publicUrl);
-    const mac = normalizeMac(req.query.mac);
-    const ip = normalizeIp(req.query.ip) ?? normalizeIp(req.ip);
+    const query = parseBootQuery(req.query);
+    if (!query.ok) {
+      const self = `${serverUrl}/v1/boot/${flavour}`;
+      return flavour === 'ipxe' ? renderIpxeRetry(query.why, self) : renderGrubRetry(query.why, self);
+    }
+    const mac = query.mac;
+    const ip = query.ip ?? normalizeIp(req.ip);
     const q = new URLSearchParams();
     if (mac) q.set('mac', mac);
     if (ip) q.set('ip', ip);
@@ -149,7 +179,20 @@ export function registerBootRoutes(app: FastifyInstance, deps: BootRouteDeps): v
 
   for (const flavour of ['ipxe', 'grub'] as const) {
     app.get(`/v1/boot/${flavour}`, async (req: FastifyRequest<{ Querystring: BootQuery }>, reply) => {
-      const text = await answer(flavour)(req);
+      let text: string;
+      try {
+        text = await answer(flavour)(req);
+      } catch (e) {
+        // Firmware shows a script, not JSON: whatever failed, say it and ask again.
+        const q = parseBootQuery(req.query);
+        const params = new URLSearchParams(
+          q.ok ? Object.entries({ mac: q.mac, ip: q.ip }).filter((kv): kv is [string, string] => !!kv[1]) : [],
+        );
+        const base = flavour === 'grub' ? grubBaseUrl(req, deps.publicUrl) : baseUrl(req, deps.publicUrl);
+        const self = `${base}/v1/boot/${flavour}${params.size ? `?${params}` : ''}`;
+        const why = `the server could not answer this boot (${(e as Error).message ?? String(e)})`;
+        text = flavour === 'ipxe' ? renderIpxeRetry(why, self) : renderGrubRetry(why, self);
+      }
       if (flavour === 'grub') spellContentLengthForGrub(reply.raw);
       // Scripts name a commit resolved now: never let a cache replay an old one.
       return reply.header('Cache-Control', 'no-store').type('text/plain; charset=utf-8').send(text);
@@ -168,6 +211,8 @@ export function registerBootRoutes(app: FastifyInstance, deps: BootRouteDeps): v
         throw new StrataError('E_BAD_ARGUMENT', 'the heartbeat needs "commit": the full id the client runs');
       store.getCommit(commit); // E_COMMIT_NOT_FOUND for ids this server never had
       const ip = normalizeIp(typeof body.ip === 'string' ? body.ip : null) ?? normalizeIp(req.ip) ?? '';
+      const refusal = store.heartbeatRefusal(mac, ip || null, commit);
+      if (refusal) throw new StrataError('E_FORBIDDEN', refusal);
       const profile = typeof body.profile === 'string' ? body.profile : store.getCommit(commit).profile;
       store.recordClient({ mac, ip, commit, profile, boot: false });
       events.emit('client', { mac, ip, commit, profile, boot: false });

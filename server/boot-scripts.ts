@@ -2,6 +2,7 @@
  * Pure renderers for the scripts PXE firmware fetches: iPXE and GRUB.
  * Nothing here does I/O; the boot routes decide what to render.
  */
+import { ipxeUnsafeWord } from '../store/cmdline-rules.ts';
 
 export interface BootScriptInput {
   /** Base URL clients use, e.g. http://10.0.2.2:8080 (no trailing slash). */
@@ -37,6 +38,15 @@ function ipxeText(s: string): string {
   return oneLine(s).replace(/\$\{/g, '$ {');
 }
 
+/** Text for an `echo` line: iPXE would also run `;`, `&&` and `||` there, so they are spelled harmlessly. */
+function ipxeMessage(s: string): string {
+  return ipxeText(s)
+    .replace(/;/g, ',')
+    .replace(/&&/g, '& &')
+    .replace(/\|\|/g, '| |')
+    .replace(/(^|\s)#/g, '$1_#');
+}
+
 export function objectUrl(serverUrl: string, digest: string): string {
   return `${serverUrl}/objects/sha256/${digest}`;
 }
@@ -44,17 +54,20 @@ export function objectUrl(serverUrl: string, digest: string): string {
 export const IPXE_INITRD_NAME = 'initrd.img';
 
 export function renderIpxe(b: BootScriptInput): string {
-  const args = b.args
-    .map(ipxeText)
-    .filter((a) => a.length > 0)
-    .join(' ');
+  const words = b.args.map(ipxeText).filter((a) => a.length > 0);
+  // Set time refuses these (checkCmdline); a line stored before that is refused here, never run.
+  for (const w of words) {
+    const why = ipxeUnsafeWord(w);
+    if (why) return renderIpxeRetry(`the kernel command line of this client is refused: ${why}; an admin must fix it`, b.selfUrl);
+  }
+  const args = words.join(' ');
   // UEFI iPXE hands an initrd to the kernel's EFI stub only when the command
   // line names it (initrd=NAME, matching `initrd --name NAME`); without it a
   // UEFI machine's kernel finds no initramfs. BIOS kernels ignore the word.
   const initrdWord = b.initrd ? `initrd=${IPXE_INITRD_NAME} ` : '';
   const lines = [
     '#!ipxe',
-    `echo strata: ${ipxeText(b.banner)}`,
+    `echo strata: ${ipxeMessage(b.banner)}`,
     'imgfree',
     `kernel ${objectUrl(b.serverUrl, b.kernel)} ${initrdWord}${args} || goto failed`,
   ];
@@ -74,7 +87,7 @@ export function renderIpxe(b: BootScriptInput): string {
 export function renderIpxeRetry(reason: string, selfUrl: string): string {
   return [
     '#!ipxe',
-    `echo strata: ${ipxeText(reason)}`,
+    `echo strata: ${ipxeMessage(reason)}`,
     `echo strata: asking again in ${RETRY_SECONDS} s`,
     `sleep ${RETRY_SECONDS}`,
     `chain ${ipxeText(selfUrl)}`,

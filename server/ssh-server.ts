@@ -272,7 +272,7 @@ export function createSshServer(deps: SshServerDeps): InstanceType<typeof Server
         return finish(ch, 0, `${existing.id}\n`);
       }
     }
-    const parent = store.resolve(cmd.parent);
+    const parent = store.pushParent(cmd.profile, cmd.parent);
     // Held until the upload is stored or refused: caps parallel uploads per key, then quotas and the reserve.
     const slotKey = key ? key.name : `pending:${pending!.fingerprint}`;
     const release = limits.pushSlot(slotKey);

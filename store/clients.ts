@@ -1,13 +1,16 @@
 /** Assignments (which client boots which profile) and what clients reported (leases). */
 import { normalizeMac, parseMatch } from './assignments.ts';
 import type { StoreCore } from './core.ts';
+import { checkCmdline } from './cmdline-rules.ts';
 import { StrataError } from './errors.ts';
 import { getProfile } from './profiles.ts';
-import { resolve } from './revisions.ts';
+import { matchClient } from './boot-plan.ts';
+import { inProfileHistory, resolve } from './revisions.ts';
 import type { Assignment } from './types.ts';
 
 export function assign(core: StoreCore, match: string, target: string, opts: { cmdline?: string } = {}): Assignment {
   const m = parseMatch(match);
+  checkCmdline(opts.cmdline ?? '');
   const [profile, pinRev] = target.split('@') as [string, string | undefined];
   getProfile(core, profile);
   let pin: string | null = null;
@@ -42,4 +45,19 @@ export function recordClient(
     boot: c.boot,
     assignment: c.assignment ?? null,
   });
+  // Boots and heartbeats are unauthenticated: rows of MACs no assignment names are bounded and expire.
+  core.t.clients.forgetUnknown(Date.now() - core.config.leaseMs, core.config.unknownClientsMax);
+}
+
+/**
+ * Why a heartbeat from MAC (at IP) may not claim to run COMMIT, or null when
+ * it may: a heartbeat is unauthenticated and its commit becomes a gc root,
+ * so it may name only the commit this client was served (or last reported),
+ * or a commit of the history of the profile its assignment boots.
+ */
+export function heartbeatRefusal(core: StoreCore, mac: string, ip: string | null, commit: string): string | null {
+  if (core.t.clients.get(mac)?.commit === commit) return null;
+  const m = matchClient(core, mac, ip);
+  if (m && (m.commit === commit || inProfileHistory(core, m.profile.name, commit))) return null;
+  return `heartbeat from ${mac} names commit ${commit.slice(0, 12)}, which this server neither served to it nor has in the history of a profile assigned to it; refused (it is not kept from gc)`;
 }

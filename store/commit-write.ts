@@ -4,6 +4,7 @@
  * registers new layers, inserts the commit and moves the branch, refusing
  * when the branch moved since the decision.
  */
+import { faultPoint } from './fault.ts';
 import { inTransaction, type StoreCore } from './core.ts';
 import type { BakedImage, TarPolicy } from './bake.ts';
 import { withBoot } from './commit-boot.ts';
@@ -170,16 +171,4 @@ export function bakeOptions(core: StoreCore, profile: Pick<Profile, 'compressor'
     maxEntryMetadataBytes: core.config.maxEntryMetadataBytes,
     policy,
   };
-}
-
-/**
- * Fault injection for the crash tests: STRATA_FAULT=<point>:<ms> makes the
- * process sleep at that point (inside the transaction for 'ref-move') so a
- * test can SIGKILL it there. Unset in production: a no-op.
- */
-function faultPoint(name: string): void {
-  const f = process.env.STRATA_FAULT;
-  if (!f) return;
-  const [point, ms] = f.split(':');
-  if (point === name) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(ms ?? 1000));
 }

@@ -3,6 +3,7 @@
  * each with the reasons that keep it as data (GcReason), so the API and
  * the web page never parse sentences back.
  */
+import { faultPoint } from './fault.ts';
 import { existsSync, statSync } from 'node:fs';
 import { inTransaction, type StoreCore } from './core.ts';
 import { reachable } from './dag.ts';
@@ -127,6 +128,7 @@ export async function gc(core: StoreCore, opts: { dryRun?: boolean; now?: number
     return d;
   });
   core.commits.forget(dead.deadCommits);
+  faultPoint('gc-delete');
   for (const o of dead.deadObjects) await core.objects.remove(o.digest);
   await core.objects.cleanTemp();
   return report(dead, await cleanIncoming(core, { now }));

@@ -19,6 +19,7 @@ export interface HeartbeatStore {
   readonly heartbeatsTable: HeartbeatsTable;
   listClients(): ClientLease[];
   getCommit(id: string): unknown;
+  heartbeatRefusal(mac: string, ip: string | null, commit: string): string | null;
 }
 
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
@@ -54,6 +55,9 @@ export class Heartbeats {
         );
       }
     }
+    // Only a commit it was served or its assigned profile's: the lease it records keeps that commit from gc.
+    const refusal = this.store.heartbeatRefusal(hb.mac, hb.ip, hb.commit);
+    if (refusal) throw new StrataError('E_FORBIDDEN', refusal);
     this.store.heartbeatsTable.put(hb);
   }
 

@@ -3,6 +3,7 @@
  * revert, cherry-pick and flatten. Each reads, decides (store/dag.ts) and
  * makes its commit through createCommit (store/commit-write.ts).
  */
+import { faultPoint } from './fault.ts';
 import { bakeTar, type TarPolicy } from './bake.ts';
 import { withBoot } from './commit-boot.ts';
 import { bakeOptions, commitAgainstHead, createCommit, layerOf, registerBaked, type CommitResult } from './commit-write.ts';
@@ -75,6 +76,7 @@ export function rollback(core: StoreCore, profile: string, rev?: string): { from
     if (core.t.refs.get(profile)?.commit !== from)
       throw new StrataError('E_STALE_PARENT', `${profile} moved while rolling back; nothing was changed, try again`);
     core.t.refs.move(profile, 'branch', to, b.profile.name, 'rollback', `rollback from ${from.slice(0, 12)} to ${to.slice(0, 12)}`);
+    faultPoint('rollback');
   });
   return { from, to };
 }

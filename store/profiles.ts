@@ -1,5 +1,6 @@
 /** Profiles: a named image with its settings; its head is its branch. */
 import type { StoreCore } from './core.ts';
+import { checkCmdline } from './cmdline-rules.ts';
 import { StrataError } from './errors.ts';
 import type { ProfileRow } from './tables/profiles.ts';
 import type { Compressor, Profile } from './types.ts';
@@ -29,6 +30,7 @@ export function getProfile(core: StoreCore, name: string): Profile {
 export function setCmdline(core: StoreCore, profile: string, args: string): Profile {
   getProfile(core, profile);
   if (/[\n\r\0]/.test(args)) throw new StrataError('E_BAD_ARGUMENT', 'a kernel command line cannot contain newlines');
+  checkCmdline(args);
   core.t.profiles.setCmdline(profile, args.trim());
   return getProfile(core, profile);
 }

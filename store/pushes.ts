@@ -11,7 +11,7 @@ import { incomingArchive } from '../protocol/push-incoming.ts';
 import { isUniqueViolation } from './db.ts';
 import { isStrataError, meaningOf, StrataError } from './errors.ts';
 import { getProfile } from './profiles.ts';
-import { getCommit } from './revisions.ts';
+import { getCommit, inProfileHistory, resolve } from './revisions.ts';
 import type { Profile, Push } from './types.ts';
 
 export function pushArchivePath(core: StoreCore, id: string): string {
@@ -23,6 +23,30 @@ export function getPush(core: StoreCore, id: string): Push {
   const p = core.t.pushes.get(id);
   if (!p) throw new StrataError('E_NOT_FOUND', `no push ${id}`);
   return p;
+}
+
+/**
+ * The parent a push names, resolved: it must be a commit of the pushed
+ * profile's history (made in it, or reachable from its branches and tags).
+ * Any other revision, e.g. another profile's commit the key may not read, is
+ * refused with the same words as one that does not exist (no probing).
+ */
+export function pushParent(core: StoreCore, profile: string, rev: string): string {
+  const refuse = () =>
+    new StrataError(
+      'E_COMMIT_NOT_FOUND',
+      `--parent ${rev.slice(0, 80)}: no such commit in the history of profile ${profile}; the parent is the commit the client booted (strata log ${profile} lists them)`,
+      { profile },
+    );
+  let id: string;
+  try {
+    id = resolve(core, rev);
+  } catch (e) {
+    if (e instanceof StrataError && (e.code === 'E_COMMIT_NOT_FOUND' || e.code === 'E_AMBIGUOUS_REF')) throw refuse();
+    throw e;
+  }
+  if (inProfileHistory(core, profile, id)) return id;
+  throw refuse();
 }
 
 /**

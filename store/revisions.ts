@@ -4,7 +4,7 @@
  * cache; the order and reachability rules are pure (store/dag.ts).
  */
 import type { StoreCore } from './core.ts';
-import { logOrder, nthFirstParent, touchedPaths, unionTouch, type TouchSet } from './dag.ts';
+import { logOrder, reachable, nthFirstParent, touchedPaths, unionTouch, type TouchSet } from './dag.ts';
 import { StrataError } from './errors.ts';
 import { mergedTree } from './overlay-merge.ts';
 import { getProfile } from './profiles.ts';
@@ -152,4 +152,14 @@ function sameEntry(a: LayerEntry, b: LayerEntry): boolean {
     (a.linkname ?? '') === (b.linkname ?? '') &&
     JSON.stringify(a.xattrs ?? {}) === JSON.stringify(b.xattrs ?? {})
   );
+}
+
+/** Whether commit ID is of PROFILE's history: made in it, or reachable from its branches and tags. */
+export function inProfileHistory(core: StoreCore, profile: string, id: CommitId): boolean {
+  if (core.commits.get(id)?.profile === profile) return true;
+  const heads = core.t.refs
+    .all()
+    .filter((r) => r.profile === profile)
+    .map((r) => r.commit);
+  return reachable(heads, core.commits.lookup).has(id);
 }

@@ -194,6 +194,9 @@ export class Store {
   /** Every client seen, each with its boot health (held back or not). */
   listClients = (): (ClientLease & { health: health.ClientHealth })[] =>
     this.core.t.clients.all().map((c) => ({ ...c, health: health.clientHealth(this.core, c.mac) }));
+  /** Why a heartbeat from mac may not claim commit (null: it may); see store/clients.ts. */
+  heartbeatRefusal = (mac: string, ip: string | null, commit: string): string | null =>
+    clients.heartbeatRefusal(this.core, mac, ip, commit);
 
   // keys and tokens (store/access.ts)
   addKey = (name: string, publicKeyLine: string, opts: { admin: boolean; profiles: string[] }): SshKey =>
@@ -227,6 +230,8 @@ export class Store {
   setPushState = (id: string, state: 'baking' | 'queued'): void => this.core.t.pushes.setState(id, state);
   /** Bakes and commits a queued push exactly once; throws (push stays queued) when the failure may pass. */
   landPush = (id: string): Promise<Push> => pushes.landPush(this.core, id);
+  /** A push's --parent resolved, refused unless it is in the pushed profile's history. */
+  pushParent = (profile: string, rev: string): CommitId => pushes.pushParent(this.core, profile, rev);
 
   // the rows behind store/enrollment.ts and store/heartbeats.ts (those classes own the rules)
   get enrollmentTable(): EnrollmentTable {

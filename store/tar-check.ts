@@ -34,6 +34,8 @@ import { isOpaqueMark, isWhiteoutDevice, OPAQUE_XATTR } from '../protocol/overla
 import {
   addXattr,
   bad,
+  checkNameLengths,
+  checkOverlayXattrs,
   checkPolicy,
   EMPTY_SHA256,
   longString,
@@ -261,6 +263,7 @@ export class TarChecker {
     const rawName = nameBytes.toString('latin1');
     if (rawName.includes('\0')) throw unsafe(`NUL byte in the path '${printable(rawName)}'`);
     const key = normalizeTarPath(rawName);
+    checkNameLengths(key);
     if (type !== 'dir' && rawName.endsWith('/')) throw bad(`'${printable(rawName)}' ends in '/' but is not a directory`);
 
     // The smuggling guard: only regular files may carry data (see top).
@@ -336,6 +339,7 @@ export class TarChecker {
     const mode = type === 'symlink' ? 0o777 : h.mode & 0o7777;
     const whiteout = isWhiteoutDevice(type, h.devmajor, h.devminor);
     checkPolicy(this.opts.policy, { type, key, mode, devmajor: h.devmajor, devminor: h.devminor, whiteout, kept });
+    checkOverlayXattrs(key, kept);
 
     const pathUtf8 = Buffer.from(key, 'latin1').toString('utf8');
     const linkUtf8 = type === 'symlink' || type === 'hardlink' ? Buffer.from(link, 'latin1').toString('utf8') : undefined;

@@ -6,6 +6,7 @@
 import { StrataError } from './errors.ts';
 import { checksumMatches, decodeHeader, headerFormat, printable, type RawHeader } from './tar-format.ts';
 import { createHash } from 'node:crypto';
+import { OPAQUE_XATTR, OVERLAY_XATTR_PREFIX } from '../protocol/overlay.ts';
 
 export const EMPTY_SHA256 = createHash('sha256').digest('hex');
 
@@ -202,5 +203,37 @@ export class MetadataBudget {
         { limit: this.total, entry },
       );
     }
+  }
+}
+
+/** NAME_MAX: squashfs packs a longer name, but the kernel then cannot read the directory that holds it. */
+export const MAX_NAME_BYTES = 255;
+
+/** Refuses a path with a component longer than NAME_MAX bytes (KEY is the normalized path, one char per byte). */
+export function checkNameLengths(key: string): void {
+  for (const part of key.split('/')) {
+    if (part.length > MAX_NAME_BYTES)
+      throw bad(
+        `'${printable(key).slice(0, 200)}...': the name '${printable(part).slice(0, 40)}...' is ${part.length} bytes; Linux allows at most ${MAX_NAME_BYTES} bytes per name (the kernel could not read the directory)`,
+        { path: printable(key).slice(0, 1000) },
+      );
+  }
+}
+
+/**
+ * overlayfs's own xattrs other than the opaque mark: redirect and metacopy
+ * describe a rename or a metadata-only copy-up relative to one mount's lower
+ * layers (flatten refuses them, so a profile holding one could never be
+ * flattened again); origin, upper and the rest name one mount's inodes.
+ * The agent never sends them (it mounts with redirect_dir=off,metacopy=off
+ * and strips the bookkeeping), so an archive carrying one is refused.
+ */
+export function checkOverlayXattrs(key: string, kept: [string, Buffer][]): void {
+  for (const [name] of kept) {
+    if (!name.startsWith(OVERLAY_XATTR_PREFIX) || name === OPAQUE_XATTR) continue;
+    throw bad(
+      `'${printable(key) || '.'}' carries the overlayfs xattr ${name}: layers hold only whiteouts and opaque directories (${OPAQUE_XATTR}); mount the client's overlay with redirect_dir=off,metacopy=off and leave overlayfs's bookkeeping (origin, upper, impure, nlink, uuid) out of the archive`,
+      { path: printable(key), xattr: name },
+    );
   }
 }

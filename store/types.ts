@@ -202,6 +202,12 @@ export interface StoreConfig {
    * write at the limit. Absent: 2% of the filesystem, at most 1 GiB.
    */
   reserveBytes?: number;
+  /**
+   * Client rows (leases, and so gc roots) kept for MACs no assignment names:
+   * boots and heartbeats are unauthenticated, so made-up MACs would add rows
+   * without end. Over the cap the least recently seen unknown MAC goes.
+   */
+  unknownClientsMax: number;
 }
 
 export const DEFAULT_CONFIG: StoreConfig = {
@@ -220,6 +226,7 @@ export const DEFAULT_CONFIG: StoreConfig = {
   maxBakeAttempts: 5,
   storeQuotaBytes: 0,
   keyQuotaBytes: 0,
+  unknownClientsMax: 1000,
 };
 
 /** A running client's hardware, as its heartbeat reports it (store/heartbeats.ts); fields it could not read are absent or empty. */

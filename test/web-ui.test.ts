@@ -275,7 +275,9 @@ describe('web UI as an admin', () => {
   it('adds a CIDR assignment with a preview, and /v1/boot/ipxe answers by it', async () => {
     const base = fx.srv.httpUrl;
     await page.locator('#live').filter({ hasText: 'on' }).waitFor({ timeout: WAIT });
-    // A known client in that network (its heartbeat reaches the page live).
+    // A known client in that network, booted on tools earlier (its heartbeat reaches the page live;
+    // a heartbeat may name only a commit the client was served or its assigned profile's).
+    fx.srv.store.recordClient({ mac: '52:54:00:12:34:56', ip: '10.9.3.4', commit: fx.tools, profile: 'lab', boot: true });
     const hb = await fetch(`${base}/v1/clients/52:54:00:12:34:56/heartbeat`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

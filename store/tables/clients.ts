@@ -65,4 +65,31 @@ export class ClientsTable {
       }[]
     ).map((r) => ({ mac: r.mac, commit: r.commit_id }));
   }
+
+  /** The MAC of the client row, and the commit it was last served or reported. */
+  get(mac: string): { mac: string; commit: string | null } | undefined {
+    const r = this.db.prepare('SELECT mac, commit_id FROM clients WHERE mac = ?').get(mac) as
+      | { mac: string; commit_id: string | null }
+      | undefined;
+    return r ? { mac: r.mac, commit: r.commit_id } : undefined;
+  }
+
+  /**
+   * Forgets clients whose MAC no assignment names: those not seen since
+   * `before` (ms), and beyond the `keep` most recently seen. Their
+   * heartbeat rows go with them. Returns how many client rows went.
+   */
+  forgetUnknown(before: number, keep: number): number {
+    const unknown = "mac NOT IN (SELECT match FROM assignments WHERE kind = 'mac')";
+    return this.db.transaction(() => {
+      let n = this.db.prepare(`DELETE FROM clients WHERE last_seen < ? AND ${unknown}`).run(before).changes;
+      n += this.db
+        .prepare(
+          `DELETE FROM clients WHERE mac IN (SELECT mac FROM clients WHERE ${unknown} ORDER BY last_seen DESC, mac LIMIT -1 OFFSET ?)`,
+        )
+        .run(keep).changes;
+      if (n > 0) this.db.prepare(`DELETE FROM heartbeats WHERE mac NOT IN (SELECT mac FROM clients) AND ${unknown}`).run();
+      return n;
+    })();
+  }
 }

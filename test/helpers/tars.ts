@@ -9,7 +9,7 @@ type H = Headers & { pax?: Record<string, string> };
 export type Spec =
   | string
   | { file: string; mode?: number; uid?: number; gid?: number; mtime?: number; xattrs?: Record<string, string> }
-  | { dir: true; opaque?: boolean; mode?: number }
+  | { dir: true; opaque?: boolean; mode?: number; xattrs?: Record<string, string> }
   | { whiteout: true }
   | { symlink: string }
   | { hardlink: string };
@@ -60,7 +60,13 @@ export async function makeTar(files: Record<string, Spec>, opts: { raw?: boolean
         type: 'directory',
         mode: spec.mode ?? 0o755,
         mtime,
-        pax: spec.opaque ? { 'SCHILY.xattr.trusted.overlay.opaque': 'y' } : undefined,
+        pax:
+          spec.opaque || spec.xattrs
+            ? {
+                ...(spec.opaque ? { 'SCHILY.xattr.trusted.overlay.opaque': 'y' } : {}),
+                ...Object.fromEntries(Object.entries(spec.xattrs ?? {}).map(([k, v]) => [`SCHILY.xattr.${k}`, v])),
+              }
+            : undefined,
       });
     } else if ('whiteout' in spec) await entry({ name: path, type: 'character-device', devmajor: 0, devminor: 0, mode: 0o644, mtime });
     else if ('symlink' in spec) await entry({ name: path, type: 'symlink', linkname: spec.symlink, mode: 0o777, mtime });
