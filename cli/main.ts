@@ -20,6 +20,7 @@ import { registerHistoryCommands } from './history-commands.ts';
 import type { ServeFlags } from './serve-command.ts';
 import { addServiceCommands } from './service-commands.ts';
 import { registerPxeCommands } from './pxe-commands.ts';
+import { registerBuildCommands } from './build-commands.ts';
 
 /** The version in package.json (one directory up from both cli/ and the built dist/). */
 function packageVersion(): string {
@@ -184,6 +185,7 @@ export function buildProgram(): Command {
 
   addServiceCommands(program, { globals, out });
   registerPxeCommands(program);
+  registerBuildCommands(program);
   return program;
 }
 

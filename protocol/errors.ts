@@ -80,6 +80,8 @@ export const ERRORS = {
   E_FORBIDDEN: m(403, X.notAllowed, false, true, 'this token or key may not do that; ask an admin'),
   E_NOT_FOUND: m(404, X.notFound, false, true, 'check the name or path'),
   E_INTERNAL: m(500, X.failure, false, false, 'a bug or an unexpected failure; see the server log'),
+  E_BAD_RECIPE: m(400, X.badInput, false, true, 'fix the recipe at the lines named (docs/cli.md, "strata build")'),
+  E_BUILD_FAILED: m(422, X.badInput, false, true, "read the build log's last lines: a package, suite or command of the recipe failed"),
 } as const satisfies Record<string, ErrorMeaning>;
 
 export type ErrorCode = keyof typeof ERRORS;

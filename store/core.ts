@@ -13,6 +13,7 @@ import { CommitIndex } from './commit-index.ts';
 import { ObjectStore } from './objects.ts';
 import { KeysTable, TokensTable } from './tables/access.ts';
 import { BootTable } from './tables/boot.ts';
+import { BuildsTable } from './tables/builds.ts';
 import { AssignmentsTable, ClientsTable } from './tables/clients.ts';
 import { CommitsTable } from './tables/commits.ts';
 import { EnrollmentTable } from './tables/enrollment.ts';
@@ -47,6 +48,7 @@ export interface Tables {
   readonly boot: BootTable;
   readonly enrollment: EnrollmentTable;
   readonly heartbeats: HeartbeatsTable;
+  readonly builds: BuildsTable;
 }
 
 export function makeCore(dataDir: string, db: DB, config: StoreConfig): StoreCore {
@@ -70,6 +72,7 @@ export function makeCore(dataDir: string, db: DB, config: StoreConfig): StoreCor
       boot: new BootTable(db),
       enrollment: new EnrollmentTable(db),
       heartbeats: new HeartbeatsTable(db),
+      builds: new BuildsTable(db),
     },
   };
 }
