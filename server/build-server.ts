@@ -8,6 +8,7 @@ import { registerAdminRoutes } from './admin-routes.ts';
 import { registerEnrollRoutes } from './enroll-routes.ts';
 import { registerHeartbeatRoutes } from './heartbeat-routes.ts';
 import { registerBootRoutes } from './boot-routes.ts';
+import { registerBuildRoutes } from './build-routes.ts';
 import { EventHub } from './events.ts';
 import { installErrorHandlers } from './http-errors.ts';
 import { registerObjectRoutes } from './object-routes.ts';
@@ -24,6 +25,8 @@ export interface BuildServerDeps {
   events?: EventHub;
   /** Pace each object download (bytes/s); off by default (ipxe #1023 workaround). */
   objectRateLimit?: number;
+  /** Starts the build queue at once (the main process); without it the main process's timer picks queued builds up. */
+  kickBuilds?: () => void;
 }
 
 export function buildServer(deps: BuildServerDeps): FastifyInstance {
@@ -57,6 +60,7 @@ export function buildServer(deps: BuildServerDeps): FastifyInstance {
   registerAdminRoutes(app, { store: deps.store, events });
   registerEnrollRoutes(app, { store: deps.store, events });
   registerHeartbeatRoutes(app, { store: deps.store, events });
+  registerBuildRoutes(app, { store: deps.store, events, kick: deps.kickBuilds });
   if (deps.webDir) registerWebRoutes(app, deps.webDir);
   return app;
 }

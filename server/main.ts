@@ -11,6 +11,7 @@ import { Store } from '../store/store.ts';
 import type { StoreConfig } from '../store/types.ts';
 import { StrataError } from '../store/errors.ts';
 import { Baker } from './baker.ts';
+import { BuildJobs } from './build-routes.ts';
 import { buildServer } from './build-server.ts';
 import { EventHub } from './events.ts';
 import { createSshServer, loadOrCreateHostKey } from './ssh-server.ts';
@@ -84,11 +85,21 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     throw e;
   }
   const events = new EventHub();
+  // Recipe builds and schedules run here, in the main process, one at a time.
+  const builds = new BuildJobs(store, events, log);
   const webDir = opts.webDir ?? (fs.existsSync(`${DEFAULT_WEB_DIR}index.html`) ? DEFAULT_WEB_DIR : undefined);
   // One process: HTTP is served here. Several: only the workers serve HTTP (they relay events through `events`).
   const app =
     workers === 1
-      ? buildServer({ store, publicUrl: opts.publicUrl, logger: opts.logger, webDir, events, objectRateLimit: opts.objectRateLimit })
+      ? buildServer({
+          store,
+          publicUrl: opts.publicUrl,
+          logger: opts.logger,
+          webDir,
+          events,
+          objectRateLimit: opts.objectRateLimit,
+          kickBuilds: () => builds.tick(),
+        })
       : null;
   const pool =
     workers > 1
@@ -130,6 +141,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     await app?.close();
     await workersStopped;
     await baker.stop();
+    builds.stop();
     store.close();
   };
 
@@ -144,6 +156,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
       });
     });
     await baker.start();
+    builds.start();
     if (pxe) {
       const port = app ? (app.server.address() as AddressInfo).port : pool!.port;
       if (!opts.publicUrl && !['0.0.0.0', '::', pxe.address].includes(httpAddr.host))

@@ -108,7 +108,7 @@ function currentBaseDigest(core: StoreCore, profile: string): string | null {
   for (const b of core.t.builds.recent(50, profile)) {
     if ((b.state !== 'committed' && b.state !== 'unchanged') || !b.commit || !b.stats.treeDigest) continue;
     const built = core.commits.get(b.commit)?.manifest.layers.map((l) => l.digest);
-    if (built && built.every((d, i) => headLayers[i] === d)) return b.stats.treeDigest;
+    if (built?.every((d, i) => headLayers[i] === d)) return b.stats.treeDigest;
   }
   // An imported base: its single base layer's listing.
   const first = headLayers[0];

@@ -164,7 +164,10 @@ export function checkRecipe(text: string): { recipe: Recipe | null; problems: Re
     else
       doc.files.forEach((f, i) => {
         const key = `files.${i}`;
-        if (f === null || typeof f !== 'object' || Array.isArray(f)) return problem(key, `must be a table, not ${show(f)}`);
+        if (f === null || typeof f !== 'object' || Array.isArray(f)) {
+          problem(key, `must be a table, not ${show(f)}`);
+          return;
+        }
         const o = f as Record<string, unknown>;
         for (const k of Object.keys(o)) if (!FILE_KEYS.includes(k)) problem(`${key}.${k}`, `unknown key (known: ${FILE_KEYS.join(', ')})`);
         const path = o.path;
@@ -217,12 +220,17 @@ export function mmdebstrapPlan(recipe: Recipe, opts: { output: string; cacheDir:
   if (include.length) args.push(`--include=${include.join(',')}`);
   // Keep downloaded .debs: the cache is synced out after the packages are in.
   args.push('--skip=download/empty', '--skip=essential/unlink');
+  // No fsync per unpacked file (the tar is baked and fsynced as a whole);
+  // the option file is removed again below so the image's dpkg stays safe.
+  args.push('--dpkgopt=force-unsafe-io');
   args.push(`--setup-hook=mkdir -p ${shq(opts.cacheDir)} "$1"/var/cache/apt/archives/`);
   args.push(`--setup-hook=sync-in ${shq(opts.cacheDir)} /var/cache/apt/archives/`);
   // Out of the tree, into the cache, first: a build whose own commands fail
   // still leaves what it downloaded for the next try.
   args.push(`--customize-hook=sync-out /var/cache/apt/archives ${shq(opts.cacheDir)}`);
-  args.push('--customize-hook=rm -f "$1"/var/cache/apt/archives/*.deb "$1"/var/cache/apt/archives/partial/*.deb');
+  args.push(
+    '--customize-hook=rm -f "$1"/var/cache/apt/archives/*.deb "$1"/var/cache/apt/archives/partial/*.deb "$1"/etc/dpkg/dpkg.cfg.d/99mmdebstrap',
+  );
   const uploads: MmdebstrapPlan['uploads'] = [];
   recipe.files.forEach((f, i) => {
     const local = `${opts.tmpDir}/file-${i}`;
