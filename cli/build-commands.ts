@@ -56,42 +56,45 @@ export function registerBuildCommands(program: Command): void {
     .option('--unschedule', "remove the profile's rebuild schedule")
     .option('-v, --verbose', 'print the whole build log, not just its progress lines')
     .action(
-      act(async (s, g, profile: string, o: { recipe?: string; every?: string; at?: string; unschedule?: boolean; verbose?: boolean }) => {
-        if (o.unschedule) {
-          const removed = s.removeSchedule(profile);
-          out(g, { profile, removed }, () => (removed ? `${profile}: schedule removed` : `${profile} had no schedule`));
-          return;
-        }
-        let recipe: string | undefined;
-        if (o.recipe) {
-          try {
-            recipe = readFileSync(o.recipe, 'utf8');
-          } catch (e) {
-            throw new StrataError('E_BAD_ARGUMENT', `cannot read the recipe ${o.recipe}: ${(e as Error).message}`);
+      act(
+        async (s, g, profile: string, o: { recipe?: string; every?: string; at?: string; unschedule?: boolean; verbose?: boolean }) => {
+          if (o.unschedule) {
+            const removed = s.removeSchedule(profile);
+            out(g, { profile, removed }, () => (removed ? `${profile}: schedule removed` : `${profile} had no schedule`));
+            return;
           }
-        }
-        if (o.every || o.at) {
-          if (!recipe) throw new StrataError('E_BAD_ARGUMENT', 'a schedule needs --recipe FILE');
-          const sch = s.setSchedule(profile, recipe, { every: o.every, at: o.at });
-          out(
-            g,
-            sch,
-            () =>
-              `${profile}: rebuilds ${o.every ? `every ${o.every}` : `daily at ${o.at} UTC`}; next at ${formatTime(sch.nextRun)} (the server runs it)`,
-          );
-          return;
-        }
-        recipe ??= s.listSchedules().find((x) => x.profile === profile)?.recipe ?? s.listBuilds({ profile, limit: 1 })[0]?.recipe;
-        if (!recipe) throw new StrataError('E_BAD_ARGUMENT', `${profile} has no recipe yet: give --recipe FILE`);
-        const queued = s.enqueueBuild(profile, recipe);
-        if (!g.json) process.stderr.write(`build ${queued.id} queued (log: ${s.buildLogPath(queued.id)})\n`);
-        // Run the queue here unless another process (the server) holds it; either way follow the log.
-        const running = s.buildRunner().kick();
-        const b = await follow(s, g, queued.id, o.verbose === true);
-        await running;
-        if (b.state === 'failed') throw new StrataError('E_BUILD_FAILED', `build ${b.id} of ${profile} failed: ${b.error}`, { build: b });
-        out(g, b, () => summary(b));
-      }),
+          let recipe: string | undefined;
+          if (o.recipe) {
+            try {
+              recipe = readFileSync(o.recipe, 'utf8');
+            } catch (e) {
+              throw new StrataError('E_BAD_ARGUMENT', `cannot read the recipe ${o.recipe}: ${(e as Error).message}`);
+            }
+          }
+          if (o.every || o.at) {
+            if (!recipe) throw new StrataError('E_BAD_ARGUMENT', 'a schedule needs --recipe FILE');
+            const sch = s.setSchedule(profile, recipe, { every: o.every, at: o.at });
+            out(
+              g,
+              sch,
+              () =>
+                `${profile}: rebuilds ${o.every ? `every ${o.every}` : `daily at ${o.at} UTC`}; next at ${formatTime(sch.nextRun)} (the server runs it)`,
+            );
+            return;
+          }
+          recipe ??= s.listSchedules().find((x) => x.profile === profile)?.recipe ?? s.listBuilds({ profile, limit: 1 })[0]?.recipe;
+          if (!recipe) throw new StrataError('E_BAD_ARGUMENT', `${profile} has no recipe yet: give --recipe FILE`);
+          const queued = s.enqueueBuild(profile, recipe);
+          if (!g.json) process.stderr.write(`build ${queued.id} queued (log: ${s.buildLogPath(queued.id)})\n`);
+          // Run the queue here unless another process (the server) holds it; either way follow the log.
+          const running = s.buildRunner().kick();
+          const b = await follow(s, g, queued.id, o.verbose === true);
+          await running;
+          if (b.state === 'failed') throw new StrataError('E_BUILD_FAILED', `build ${b.id} of ${profile} failed: ${b.error}`, { build: b });
+          out(g, b, () => summary(b));
+        },
+        { create: true },
+      ),
     );
 
   program

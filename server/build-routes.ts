@@ -21,7 +21,7 @@ export class BuildJobs {
   private readonly runner;
   constructor(
     private readonly store: Store,
-    private readonly events: EventHub,
+    events: EventHub,
     private readonly log: (msg: string) => void = () => {},
     private readonly pollMs = 5000,
   ) {
