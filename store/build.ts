@@ -116,6 +116,21 @@ function currentBaseDigest(core: StoreCore, profile: string): string | null {
   return entries ? treeDigest(entries) : null;
 }
 
+/**
+ * Paths whose entry differs between two listings (mtimes aside), for the
+ * log: why a rebuild is not identical.
+ */
+export function changedPaths(a: LayerEntry[], b: LayerEntry[]): string[] {
+  const key = (e: LayerEntry) => treeDigest([{ ...e, path: '' }]);
+  const before = new Map(a.map((e) => [e.path, key(e)]));
+  const out: string[] = [];
+  for (const e of b) {
+    if (before.get(e.path) !== key(e)) out.push(e.path);
+    before.delete(e.path);
+  }
+  return [...out, ...before.keys()].sort();
+}
+
 /** Runs mmdebstrap for RECIPE into TAR, appending its output to LOG; resolves with the exit code. */
 function runMmdebstrap(
   recipe: Recipe,
@@ -219,6 +234,17 @@ export async function runBuild(core: StoreCore, id: string, opts: BuildRunOption
       commit = core.t.refs.get(b.profile)!.commit;
       progress(`the tree is identical to ${b.profile}'s current base: no new commit`);
     } else {
+      if (profile) {
+        const head = core.t.refs.get(b.profile)?.commit;
+        const first = head ? core.commits.get(head)?.manifest.layers[0]?.digest : undefined;
+        const old = first ? core.t.layers.entries(first) : undefined;
+        if (old) {
+          const diff = changedPaths(old, baked.entries);
+          log(
+            `strata: ${diff.length} path(s) differ from ${b.profile}'s base layer: ${diff.slice(0, 20).join(' ')}${diff.length > 20 ? ' ...' : ''}`,
+          );
+        }
+      }
       progress(profile ? `committing a new base on ${b.profile}` : `creating profile ${b.profile}`);
       // The baked image is a squashfs: the import reads it as one, no second bake.
       const c = await importBase(core, b.profile, baked.path, {

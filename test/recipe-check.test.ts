@@ -143,3 +143,20 @@ describe('schedules', () => {
     expect(() => parseScheduleSpec({ every: '24h', at: '03:00' })).toThrow(/not both/);
   });
 });
+
+describe('why a rebuild is not identical', () => {
+  it('lists the paths added, removed or changed, not those only touched', async () => {
+    const { changedPaths } = await import('../store/build.ts');
+    const f = (path: string, sha: string, mtime = 1): LayerEntry => ({
+      path,
+      type: 'file',
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      size: 1,
+      mtime,
+      sha256: sha.repeat(64),
+    });
+    expect(changedPaths([f('a', 'a'), f('b', 'b'), f('c', 'c')], [f('a', 'a', 9), f('b', 'x'), f('d', 'd')])).toEqual(['b', 'c', 'd']);
+  });
+});
