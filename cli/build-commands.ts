@@ -24,7 +24,7 @@ function summary(b: Build): string {
 }
 
 /** Follows build ID's log (progress lines to stderr) until it has finished; returns the finished row. */
-async function follow(s: Store, g: GlobalOpts, id: string, verbose: boolean): Promise<Build> {
+async function follow(s: Store, g: GlobalOpts, id: string, verbose: boolean, runnerError: () => unknown): Promise<Build> {
   let offset = 0;
   const tty = !g.json;
   const show = () => {
@@ -41,6 +41,8 @@ async function follow(s: Store, g: GlobalOpts, id: string, verbose: boolean): Pr
     const b = s.getBuild(id);
     show();
     if (FINISHED.has(b.state)) return b;
+    // This process was running the queue and its runner died: the build will not finish here.
+    if (runnerError()) throw runnerError();
     await new Promise((r) => setTimeout(r, 500));
   }
 }
@@ -87,8 +89,12 @@ export function registerBuildCommands(program: Command): void {
           const queued = s.enqueueBuild(profile, recipe);
           if (!g.json) process.stderr.write(`build ${queued.id} queued (log: ${s.buildLogPath(queued.id)})\n`);
           // Run the queue here unless another process (the server) holds it; either way follow the log.
+          let runnerError: unknown = null;
           const running = s.buildRunner().kick();
-          const b = await follow(s, g, queued.id, o.verbose === true);
+          running.catch((e) => {
+            runnerError = e ?? new Error('the build runner stopped');
+          });
+          const b = await follow(s, g, queued.id, o.verbose === true, () => runnerError);
           await running;
           if (b.state === 'failed') throw new StrataError('E_BUILD_FAILED', `build ${b.id} of ${profile} failed: ${b.error}`, { build: b });
           out(g, b, () => summary(b));
