@@ -218,7 +218,13 @@ export async function runBuild(core: StoreCore, id: string, opts: BuildRunOption
     await new Promise<void>((r) => logFile.write('', () => r()));
     Object.assign(stats, aptCounters(readFileSync(buildLogPath(core, id), 'utf8')));
     stats.cachedDebs = countDebs(cacheDir);
-    if (code !== 0) throw new StrataError('E_BUILD_FAILED', `mmdebstrap exited with status ${code}`);
+    if (code !== 0) {
+      // apt's and mmdebstrap's first "E:" line usually says it all (a missing Release file, an unknown package).
+      const first = readFileSync(buildLogPath(core, id), 'utf8')
+        .split('\n')
+        .find((l) => /^E: /.test(l));
+      throw new StrataError('E_BUILD_FAILED', `mmdebstrap exited with status ${code}${first ? `: ${first.slice(0, 300)}` : ''}`);
+    }
 
     progress('baking the tree');
     const profile = core.t.profiles.get(b.profile);
