@@ -154,6 +154,9 @@ export function checkRecipe(text: string): { recipe: Recipe | null; problems: Re
   }
   const variant = doc.variant === undefined ? 'minbase' : str('variant', /^[a-z]+$/, `one of ${VARIANTS.join(', ')}`);
   if (variant && !VARIANTS.includes(variant)) problem('variant', `must be one of ${VARIANTS.join(', ')}, not "${variant}"`);
+  // Measured with mmdebstrap 1.3.5: the extract variant only unpacks and runs no customize hooks, so files and commands would be dropped silently.
+  if (variant === 'extract' && (doc.customize !== undefined || doc.files !== undefined))
+    problem('variant', 'the extract variant runs no customize commands and adds no files; use "essential" or a larger variant');
   const components = list('components', COMPONENT_RE, 'a component name such as "main"');
   const packages = list('packages', PACKAGE_RE, 'a Debian package name');
   const kernel = str('kernel', PACKAGE_RE, 'a kernel package name such as "linux-image-cloud-amd64"');

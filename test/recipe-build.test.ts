@@ -10,7 +10,7 @@
  *
  * Builds take minutes: the file makes one cold and one warm full build, and
  * the failures are chosen to stop early (a missing Release file, apt's
- * resolver) or to be small (the extract variant).
+ * resolver) or to be small (the essential variant).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -210,10 +210,7 @@ describe('bad recipes fail clearly and leave nothing behind', () => {
       expect(missing.code).toBe(6);
       expect(missing.stderr).toMatch(/build \w+ of nopkg failed: E_BUILD_FAILED/);
       expect(missing.stderr).toMatch(/strata-no-such-package/);
-      const failing = await build(
-        'badcmd',
-        'suite = "bookworm"\nvariant = "extract"\npackages = ["busybox"]\ncustomize = ["echo about to fail; exit 3"]\n',
-      );
+      const failing = await build('badcmd', 'suite = "bookworm"\nvariant = "essential"\ncustomize = ["echo about to fail; exit 3"]\n');
       expect(failing.code).toBe(6);
       expect(failing.stderr).toMatch(/about to fail/);
       expect(failing.stderr).toMatch(/last lines of the build log/);

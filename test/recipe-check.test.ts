@@ -62,6 +62,11 @@ content = 3
   it('a missing suite, an unknown variant and broken TOML are refused with the line', () => {
     expect(checkRecipe('packages = []\n').problems[0]).toMatchObject({ key: 'suite', message: expect.stringMatching(/required/) });
     expect(checkRecipe('suite = "bookworm"\nvariant = "tiny"\n').problems[0]).toMatchObject({ line: 2, key: 'variant' });
+    expect(checkRecipe('suite = "bookworm"\nvariant = "extract"\ncustomize = ["true"]\n').problems[0]).toMatchObject({
+      line: 2,
+      key: 'variant',
+      message: expect.stringMatching(/runs no customize commands/),
+    });
     expect(checkRecipe('suite = "bookworm"\npackages = [\n').problems[0]).toMatchObject({
       message: expect.stringMatching(/not valid TOML/),
     });
