@@ -9,7 +9,7 @@
  * timer calls dueSchedules() and enqueues what is due.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildsDir, runBuild, type BuildProgress } from './build.ts';
 import type { StoreCore } from './core.ts';
@@ -56,8 +56,11 @@ export function takeRunnerLock(core: StoreCore): (() => void) | null {
       const fd = openSync(lock, 'wx');
       writeSync(fd, String(process.pid));
       closeSync(fd);
-      // Builds a dead runner left 'running' never finish: mark them failed.
+      // Builds a dead runner left 'running' never finish: mark them failed
+      // and drop their scratch space (no build runs while we hold the lock).
       core.t.builds.failInterrupted(Date.now());
+      for (const n of readdirSync(buildsDir(core)))
+        if (n.startsWith('work-')) rmSync(join(buildsDir(core), n), { recursive: true, force: true });
       return () => rmSync(lock, { force: true });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
