@@ -35,10 +35,13 @@ export function registerHistoryCommands(program: Command): void {
       act(async (s, g, rev: string) => {
         const c = s.getCommit(s.resolve(rev));
         const { bootLine } = await import('./kernel-commands.ts');
+        // A commit a recipe build made carries the recipe: how the base was made.
+        const recipe = s.commitRecipe(c.id);
         out(
           g,
-          { ...c, manifestText: s.manifestText(c.id), boot: s.bootRecord(c.id) },
-          () => `${formatCommit(c)}\n${bootLine(s, c.id)}\n${s.manifestText(c.id)}`,
+          { ...c, manifestText: s.manifestText(c.id), boot: s.bootRecord(c.id), recipe },
+          () =>
+            `${formatCommit(c)}\n${bootLine(s, c.id)}\n${s.manifestText(c.id)}${recipe ? `\nrecipe (build ${recipe.buildId}):\n${recipe.recipe}` : ''}`,
         );
       }),
     );

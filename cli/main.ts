@@ -21,6 +21,7 @@ import type { ServeFlags } from './serve-command.ts';
 import { addServiceCommands } from './service-commands.ts';
 import { registerPxeCommands } from './pxe-commands.ts';
 import { registerPushCommands } from './push-commands.ts';
+import { registerBuildCommands } from './build-commands.ts';
 
 /** The version in package.json (one directory up from both cli/ and the built dist/). */
 function packageVersion(): string {
@@ -186,6 +187,7 @@ export function buildProgram(): Command {
   addServiceCommands(program, { globals, out });
   registerPxeCommands(program);
   registerPushCommands(program);
+  registerBuildCommands(program);
   return program;
 }
 

@@ -9,6 +9,7 @@ import { registerEnrollRoutes } from './enroll-routes.ts';
 import { registerHeartbeatRoutes } from './heartbeat-routes.ts';
 import { registerBootHealthRoutes } from './boot-health-routes.ts';
 import { registerBootRoutes } from './boot-routes.ts';
+import { registerBuildRoutes } from './build-routes.ts';
 import { EventHub } from './events.ts';
 import { installErrorHandlers } from './http-errors.ts';
 import { registerObjectRoutes } from './object-routes.ts';
@@ -30,6 +31,8 @@ export interface BuildServerDeps {
   limits?: Partial<ServerLimits>;
   /** Where best-effort failures (a lease not recorded) are reported; default: stderr. */
   log?: (msg: string) => void;
+  /** Starts the build queue at once (the main process); without it the main process's timer picks queued builds up. */
+  kickBuilds?: () => void;
 }
 
 export function buildServer(deps: BuildServerDeps): FastifyInstance {
@@ -77,6 +80,7 @@ export function buildServer(deps: BuildServerDeps): FastifyInstance {
   registerEnrollRoutes(app, { store: deps.store, events });
   registerHeartbeatRoutes(app, { store: deps.store, events });
   registerBootHealthRoutes(app, { store: deps.store, events });
+  registerBuildRoutes(app, { store: deps.store, events, kick: deps.kickBuilds });
   if (deps.webDir) registerWebRoutes(app, deps.webDir);
   return app;
 }

@@ -11,6 +11,7 @@ import { Store } from '../store/store.ts';
 import type { StoreConfig } from '../store/types.ts';
 import { StrataError } from '../store/errors.ts';
 import { Baker } from './baker.ts';
+import { BuildJobs } from './build-routes.ts';
 import { buildServer } from './build-server.ts';
 import { EventHub } from './events.ts';
 import { createSshServer, loadOrCreateHostKey } from './ssh-server.ts';
@@ -95,6 +96,8 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
   }
   const events = new EventHub();
   const limits = serverLimits(opts.limits);
+  // Recipe builds and schedules run here, in the main process, one at a time.
+  const builds = new BuildJobs(store, events, log);
   const webDir = opts.webDir ?? (fs.existsSync(`${DEFAULT_WEB_DIR}index.html`) ? DEFAULT_WEB_DIR : undefined);
   // One process: HTTP is served here. Several: only the workers serve HTTP (they relay events through `events`).
   const app =
@@ -108,6 +111,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
           objectRateLimit: opts.objectRateLimit,
           limits,
           log,
+          kickBuilds: () => builds.tick(),
         })
       : null;
   const pool =
@@ -152,6 +156,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     await app?.close();
     await workersStopped;
     await baker.stop();
+    builds.stop();
     store.close();
   };
 
@@ -171,6 +176,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
     const dead = await store.cleanIncoming();
     if (dead.length) log(`incoming/: removed ${dead.length} file(s) a crash left behind: ${dead.slice(0, 10).join(', ')}`);
     await baker.start();
+    builds.start();
     if (pxe) {
       const port = app ? (app.server.address() as AddressInfo).port : pool!.port;
       if (!opts.publicUrl && !['0.0.0.0', '::', pxe.address].includes(httpAddr.host))

@@ -14,6 +14,7 @@ import { ObjectStore } from './objects.ts';
 import { KeysTable, TokensTable } from './tables/access.ts';
 import { BootTable } from './tables/boot.ts';
 import { BootHealthTable } from './tables/boot-health.ts';
+import { BuildsTable } from './tables/builds.ts';
 import { AssignmentsTable, ClientsTable } from './tables/clients.ts';
 import { CommitsTable } from './tables/commits.ts';
 import { EnrollmentTable } from './tables/enrollment.ts';
@@ -49,6 +50,7 @@ export interface Tables {
   readonly enrollment: EnrollmentTable;
   readonly heartbeats: HeartbeatsTable;
   readonly bootHealth: BootHealthTable;
+  readonly builds: BuildsTable;
 }
 
 export function makeCore(dataDir: string, db: DB, config: StoreConfig): StoreCore {
@@ -73,6 +75,7 @@ export function makeCore(dataDir: string, db: DB, config: StoreConfig): StoreCor
       enrollment: new EnrollmentTable(db),
       heartbeats: new HeartbeatsTable(db),
       bootHealth: new BootHealthTable(db),
+      builds: new BuildsTable(db),
     },
   };
 }

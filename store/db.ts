@@ -219,6 +219,38 @@ const MIGRATIONS: string[] = [
   ALTER TABLE pushes ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE pushes ADD COLUMN last_error TEXT;
   `,
+  // 7: recipe builds (store/build.ts): each build job with its recipe and
+  // outcome, the recipe text of each commit a build made (strata show), and
+  // per-profile rebuild schedules.
+  `
+  CREATE TABLE IF NOT EXISTS builds (
+    id TEXT PRIMARY KEY,
+    profile TEXT NOT NULL,
+    recipe TEXT NOT NULL,
+    state TEXT NOT NULL,
+    commit_id TEXT,
+    error TEXT,
+    stats TEXT,
+    scheduled INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    started_at INTEGER,
+    finished_at INTEGER
+  );
+  CREATE INDEX IF NOT EXISTS builds_profile ON builds(profile);
+  CREATE TABLE IF NOT EXISTS commit_recipes (
+    commit_id TEXT PRIMARY KEY,
+    build_id TEXT NOT NULL,
+    recipe TEXT NOT NULL
+  );
+  CREATE TABLE IF NOT EXISTS build_schedules (
+    profile TEXT PRIMARY KEY,
+    recipe TEXT NOT NULL,
+    every_ms INTEGER,
+    at_minute INTEGER,
+    next_run INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+  );
+  `,
 ];
 
 export function openDb(path: string): DB {

@@ -15,6 +15,8 @@ import { INCOMING_DIR } from '../protocol/push-incoming.ts';
 import { existsSync, promises as fsp } from 'node:fs';
 import { join, resolve as resolvePath } from 'node:path';
 import * as access from './access.ts';
+import { aptCacheDir, buildLogPath, logTail, runBuild } from './build.ts';
+import * as builds from './build-queue.ts';
 import type { TarPolicy } from './bake.ts';
 import { bootFacts, matchClient, planBoot, type BootPlan } from './boot-plan.ts';
 import * as clients from './clients.ts';
@@ -61,6 +63,7 @@ export type { BootPlan } from './boot-plan.ts';
 export type { BootRecord } from './commit-boot.ts';
 export type { GcReason } from './gc.ts';
 export type { NewCommit } from './commit-write.ts';
+export type { Build, Schedule } from './tables/builds.ts';
 
 export interface OpenOptions {
   create?: boolean;
@@ -249,6 +252,26 @@ export class Store {
   clearClientHealth = (mac: string) => health.clearClientHealth(this.core, mac);
   healthCheck = (profile: string): string | null => health.healthCheck(this.core, profile);
   setHealthCheck = (profile: string, command: string): string | null => health.setHealthCheck(this.core, profile, command);
+  // recipe builds and schedules (store/build.ts, store/build-queue.ts)
+  /** Checks the recipe and queues a build of it for PROFILE. */
+  enqueueBuild = (profile: string, recipe: string) => builds.enqueueBuild(this.core, profile, recipe);
+  getBuild = (id: string) => builds.getBuild(this.core, id);
+  listBuilds = (opts: { limit?: number; profile?: string } = {}) => this.core.t.builds.recent(opts.limit ?? 50, opts.profile);
+  /** Runs queued build ID here and now (the caller holds the runner lock). */
+  runBuild = (id: string, opts: Parameters<typeof runBuild>[2] = {}) => runBuild(this.core, id, opts);
+  /** A runner that drains the queue one build at a time (the server's, or the CLI's when no server runs). */
+  buildRunner = (events: ConstructorParameters<typeof builds.BuildRunner>[1] = {}) => new builds.BuildRunner(this.core, events);
+  buildLogPath = (id: string) => buildLogPath(this.core, id);
+  buildLogTail = (id: string, lines?: number) => logTail(this.core, id, lines);
+  aptCacheDir = () => aptCacheDir(this.core);
+  /** The recipe text of the build that made commit ID, if a build made it. */
+  commitRecipe = (id: CommitId) => this.core.t.builds.commitRecipe(id) ?? null;
+  setSchedule = (profile: string, recipe: string, spec: { every?: string; at?: string }) =>
+    builds.setSchedule(this.core, profile, recipe, spec);
+  removeSchedule = (profile: string): boolean => this.core.t.builds.removeSchedule(profile);
+  listSchedules = () => this.core.t.builds.schedules();
+  /** Queues the builds whose schedule is due (the server's timer). */
+  enqueueDueBuilds = (now?: number) => builds.enqueueDue(this.core, now);
 
   // gc and fsck (store/gc.ts)
   /** Commits gc must keep, each with every reason (structured; gcReasonText gives the words). */

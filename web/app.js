@@ -22,6 +22,7 @@ import { renderPendingKeys } from './views/pending-keys.js';
 import { renderPushes } from './views/pushes.js';
 import { chooseReflogBranch, renderReflog } from './views/reflog.js';
 import { gcCheck, renderGc } from './views/storage.js';
+import { setupBuilds } from './views/builds.js';
 import { wire } from './wiring.js';
 
 function start() {
@@ -67,6 +68,7 @@ function start() {
   }, 60_000);
   renderPreview();
   renderGc();
+  setupBuilds();
   if (session.get()) enter();
   else logout();
 }

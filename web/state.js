@@ -5,7 +5,7 @@
  */
 
 export const ONLINE_MS = 5 * 60 * 1000;
-export const VIEWS = ['profiles', 'clients', 'assignments', 'pushes', 'gc'];
+export const VIEWS = ['profiles', 'clients', 'assignments', 'pushes', 'gc', 'builds'];
 
 /** @typedef {import('./api-types.js').PageState} PageState */
 
