@@ -279,13 +279,26 @@ export function migrate(db: DB): void {
     );
   }
   while (version < MIGRATIONS.length) {
-    const sql = MIGRATIONS[version]!;
+    const sql = withoutExistingColumns(db, MIGRATIONS[version]!);
     db.transaction(() => {
       db.exec(sql);
       db.prepare('UPDATE schema_version SET version = ?').run(version + 1);
     }).immediate();
     version++;
   }
+}
+
+/**
+ * SQLite has no ADD COLUMN IF NOT EXISTS: drops each `ALTER TABLE t ADD
+ * COLUMN c ...;` whose column is there already, so a migration replayed over
+ * a newer schema (a data directory whose version row was set back, as the
+ * upgrade tests do) is as harmless as the CREATE ... IF NOT EXISTS ones.
+ */
+function withoutExistingColumns(db: DB, sql: string): string {
+  return sql.replace(/ALTER TABLE (\w+) ADD COLUMN (\w+)[^;]*;/g, (stmt, table: string, column: string) => {
+    const cols = db.prepare(`SELECT name FROM pragma_table_info(?)`).pluck().all(table) as string[];
+    return cols.includes(column) ? '' : stmt;
+  });
 }
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
