@@ -21,6 +21,7 @@ export interface ServiceSettings {
   httpWorkers?: number;
   ssh?: string;
   pxeInterface?: string;
+  pxeSecureBoot?: boolean;
   storeConfig: Partial<StoreConfig>;
 }
 
@@ -106,6 +107,8 @@ const iface: Check = (v) =>
     ? { value: v }
     : { error: `must be a network interface name (up to 15 letters, digits, "-", "_", "."), not ${show(v)}` };
 
+const bool: Check = (v) => (typeof v === 'boolean' ? { value: v } : { error: `must be true or false, not ${show(v)}` });
+
 const store =
   (k: keyof StoreConfig) =>
   (s: ServiceSettings, v: unknown): void => {
@@ -167,6 +170,11 @@ export const SCHEMA: Record<string, KeySpec> = {
     check: iface,
     help: 'interface for proxyDHCP + TFTP (strata serve --pxe)',
     apply: (s, v) => void (s.pxeInterface = v as string),
+  },
+  'pxe.secure_boot': {
+    check: bool,
+    help: 'UEFI machines get shim -> Debian-signed GRUB instead of iPXE (strata serve --pxe-secure-boot; docs/pxe.md)',
+    apply: (s, v) => void (s.pxeSecureBoot = v as boolean),
   },
 };
 

@@ -12,13 +12,13 @@
  * dnsmasq; `strata share` of an ISO boots a VM with nothing else configured.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildInitrd } from '../cli/initrd-build.ts';
 import { Store } from '../store/store.ts';
-import { STRATA } from './helpers/cli.ts';
+import { type Proc, stopProc, strataInNetns } from './helpers/lan-proc.ts';
 import { buildIso } from './helpers/make-iso.ts';
 import { findKernel, proofs, runQemu, type QemuResult } from './helpers/qemu.ts';
 import { makeTestChain, type TestChain } from './helpers/static-boot-server.ts';
@@ -36,56 +36,8 @@ let net: TestNet;
 const CMDLINE = 'console=ttyS0 panic=-1 quiet strata.reboot.delay=0 strata.retries=3';
 const MAC = { bios: '52:54:00:77:00:01', uefi: '52:54:00:77:00:02', share: '52:54:00:77:00:03' };
 
-/** A `strata` command run inside the test network, its stderr kept line by line. */
-interface Proc {
-  child: ChildProcess;
-  lines: string[];
-  stdout: string;
-  waitFor(re: RegExp, ms?: number, from?: number): Promise<RegExpExecArray>;
-  exited: Promise<number | null>;
-}
-
-function strataInLan(args: string[]): Proc {
-  const child = spawn('ip', ['netns', 'exec', net.lan, STRATA, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const p: Proc = {
-    child,
-    lines: [],
-    stdout: '',
-    exited: new Promise((r) => child.once('exit', (c) => r(c))),
-    waitFor(re, ms = 60_000, from = 0) {
-      return new Promise((resolve, reject) => {
-        const started = Date.now();
-        const tick = () => {
-          for (const l of p.lines.slice(from)) {
-            const m = re.exec(l);
-            if (m) return resolve(m);
-          }
-          if (child.exitCode !== null || Date.now() - started > ms)
-            return reject(new Error(`no line matching ${re}; got:\n${p.lines.slice(-40).join('\n')}`));
-          setTimeout(tick, 100);
-        };
-        tick();
-      });
-    },
-  };
-  let partial = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    partial += d.toString();
-    const parts = partial.split('\n');
-    partial = parts.pop() ?? '';
-    p.lines.push(...parts);
-  });
-  child.stdout!.on('data', (d: Buffer) => {
-    p.stdout += d.toString();
-  });
-  return p;
-}
-
-async function stop(p: Proc | undefined): Promise<void> {
-  if (!p || p.child.exitCode !== null) return;
-  p.child.kill('SIGTERM');
-  await p.exited;
-}
+const strataInLan = (args: string[]): Proc => strataInNetns(net.lan, args);
+const stop = stopProc;
 
 const alive = (pid: number) => {
   try {
