@@ -8,6 +8,8 @@
  * straight to /v1/boot/ipxe) and a UEFI VM (OVMF's own PXE, no NIC ROM:
  * snponly.efi over TFTP, then iPXE) boot side by side to the overlay root.
  * The site's lease file holds both; strata's dnsmasq leased nothing.
+ * A third VM runs Debian's undionly.kpxe from strata's TFTP on its PXE
+ * stack (the ROM is told to, on its console) and boots from there.
  * Then: a second serve --pxe on br0 is refused; stopping the server stops
  * dnsmasq; `strata share` of an ISO boots a VM with nothing else configured.
  */
@@ -34,7 +36,7 @@ let chain: TestChain;
 let net: TestNet;
 
 const CMDLINE = 'console=ttyS0 panic=-1 quiet strata.reboot.delay=0 strata.retries=3';
-const MAC = { bios: '52:54:00:77:00:01', uefi: '52:54:00:77:00:02', share: '52:54:00:77:00:03' };
+const MAC = { bios: '52:54:00:77:00:01', uefi: '52:54:00:77:00:02', share: '52:54:00:77:00:03', undionly: '52:54:00:77:00:04' };
 
 const strataInLan = (args: string[]): Proc => strataInNetns(net.lan, args);
 const stop = stopProc;
@@ -159,6 +161,31 @@ describe('strata serve --pxe br0 beside the site DHCP', () => {
     const own = join(data, 'pxe', BRIDGE, 'dnsmasq.leases');
     expect(existsSync(own) ? readFileSync(own, 'utf8').trim() : '').toBe('');
     expect(server.lines.join('\n')).not.toMatch(/DHCPACK|DHCPOFFER/);
+  }, 300_000);
+
+  it("undionly.kpxe from strata's TFTP runs on a BIOS PXE stack, and the iPXE it starts boots through the proxy", async () => {
+    // Every QEMU NIC ROM is iPXE, which strata rightly sends straight to the URL, and
+    // undionly's iPXE sends byte-identical DHCP options (user class, vendor class,
+    // option 175: measured), so no DHCP rule can offer undionly.kpxe to the ROM only.
+    // So the ROM is told by hand, on its console, to load undionly.kpxe from strata's
+    // TFTP as a PXE program, as a non-iPXE PXE ROM would after strata's offer; from
+    // there on nothing is typed: undionly's iPXE drives the NIC through the ROM's
+    // UNDI API, asks DHCP, gets the URL from strata's proxy and boots.
+    const from = server.lines.length;
+    const r = await runQemu({
+      tap: { netns: net.lan, ifname: net.addTap(), mac: MAC.undionly },
+      timeoutMs: 280_000,
+      respond: [
+        { when: /Press Ctrl-B/, send: '\x02' },
+        { when: /iPXE> ?$/, send: `dhcp && chain tftp://${BRIDGE_ADDR}/undionly.kpxe\n` },
+      ],
+    });
+    expectOverlayRoot(r, head);
+    expect(r.output).toMatch(new RegExp(`net0: ${MAC.undionly} using undionly on`));
+    const since = server.lines.slice(from);
+    expect(since.join('\n')).toMatch(/dnsmasq-tftp: sent \S+\/undionly\.kpxe to 10\.77\.0\.\d+/);
+    // The iPXE that undionly.kpxe started identified as iPXE and was sent the server's URL.
+    expect(bootfilesSent(since, MAC.undionly)).toEqual(new Set([`http://${BRIDGE_ADDR}:8080/v1/boot/ipxe?mac=\${netX/mac}`]));
   }, 300_000);
 
   it('a second strata serve --pxe on the same interface is refused, naming the first', async () => {

@@ -82,7 +82,8 @@ beforeAll(async () => {
     BRIDGE,
     '--pxe-secure-boot',
   ]);
-  await server.waitFor(/PXE: Secure Boot: GRUB configs .* follow the assignments/, 120_000);
+  // The last line start() logs: dnsmasq runs and the TFTP root is ready.
+  await server.waitFor(/PXE: Secure Boot: beside a site DHCP server/, 120_000);
 }, 400_000);
 
 afterAll(async () => {

@@ -30,6 +30,12 @@ export interface QemuOptions {
   machineArgs?: string[];
   /** Called with each console line as it arrives. */
   onLine?: (line: string) => void;
+  /**
+   * Typed on the serial console, in order, each once: `send` as soon as the
+   * console shows `when` (a prompt often has no newline yet, so the
+   * unfinished line counts).
+   */
+  respond?: Array<{ when: RegExp; send: string }>;
 }
 
 export interface QemuResult {
@@ -107,12 +113,14 @@ export function runQemu(opts: QemuOptions): Promise<QemuResult> {
 /** Runs qemu-system-x86_64 with these arguments, collecting the console until it exits or times out. */
 export function spawnQemu(
   args: string[],
-  opts: Pick<QemuOptions, 'timeoutMs' | 'onLine' | 'tap'> & { stopWhen?: (line: string) => boolean } = {},
+  opts: Pick<QemuOptions, 'timeoutMs' | 'onLine' | 'tap' | 'respond'> & { stopWhen?: (line: string) => boolean } = {},
 ): Promise<QemuResult> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
     const cmd = opts.tap ? ['ip', 'netns', 'exec', opts.tap.netns, 'qemu-system-x86_64'] : ['qemu-system-x86_64'];
-    const child = spawn(cmd[0]!, [...cmd.slice(1), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd[0]!, [...cmd.slice(1), ...args], { stdio: [opts.respond ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+    const answers = [...(opts.respond ?? [])];
+    let answeredUpTo = 0;
     let output = '';
     let partial = '';
     let timedOut = false;
@@ -128,6 +136,11 @@ export function spawnQemu(
       const parts = partial.split('\n');
       partial = parts.pop() ?? '';
       for (const l of parts) opts.onLine?.(l);
+      // Each prompt is looked for only in what came after the previous answer.
+      if (answers.length && answers[0]!.when.test(output.slice(answeredUpTo))) {
+        child.stdin?.write(answers.shift()!.send);
+        answeredUpTo = output.length;
+      }
       // Seen what the test waits for (a guest that would otherwise hang): stop it shortly after.
       // The unfinished last line counts too: firmware often prints a message and no newline.
       if (!stopping && opts.stopWhen && [...parts, partial].some((l) => opts.stopWhen!(l))) {
@@ -135,8 +148,8 @@ export function spawnQemu(
         setTimeout(() => child.kill('SIGKILL'), 2000);
       }
     };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
     child.on('error', (e) => {
       clearTimeout(timer);
       reject(e);
