@@ -54,7 +54,8 @@ function bootVm(mac: string, firmware: 'bios' | 'uefi'): Promise<QemuResult> {
   return runQemu({
     tap: { netns: net.lan, ifname: net.addTap(), mac, ...(firmware === 'uefi' ? { romfile: '' } : {}) },
     machineArgs: firmware === 'uefi' ? ovmfArgs(dir) : [],
-    timeoutMs: 280_000,
+    // Generous: under load (other QEMU tests on the same 2 cores) a UEFI boot took over 280 s.
+    timeoutMs: 420_000,
   });
 }
 
@@ -161,7 +162,7 @@ describe('strata serve --pxe br0 beside the site DHCP', () => {
     const own = join(data, 'pxe', BRIDGE, 'dnsmasq.leases');
     expect(existsSync(own) ? readFileSync(own, 'utf8').trim() : '').toBe('');
     expect(server.lines.join('\n')).not.toMatch(/DHCPACK|DHCPOFFER/);
-  }, 300_000);
+  }, 450_000);
 
   it("undionly.kpxe from strata's TFTP runs on a BIOS PXE stack, and the iPXE it starts boots through the proxy", async () => {
     // Every QEMU NIC ROM is iPXE, which strata rightly sends straight to the URL, and
@@ -174,7 +175,7 @@ describe('strata serve --pxe br0 beside the site DHCP', () => {
     const from = server.lines.length;
     const r = await runQemu({
       tap: { netns: net.lan, ifname: net.addTap(), mac: MAC.undionly },
-      timeoutMs: 280_000,
+      timeoutMs: 420_000,
       respond: [
         { when: /Press Ctrl-B/, send: '\x02' },
         { when: /iPXE> ?$/, send: `dhcp && chain tftp://${BRIDGE_ADDR}/undionly.kpxe\n` },
@@ -186,7 +187,7 @@ describe('strata serve --pxe br0 beside the site DHCP', () => {
     expect(since.join('\n')).toMatch(/dnsmasq-tftp: sent \S+\/undionly\.kpxe to 10\.77\.0\.\d+/);
     // The iPXE that undionly.kpxe started identified as iPXE and was sent the server's URL.
     expect(bootfilesSent(since, MAC.undionly)).toEqual(new Set([`http://${BRIDGE_ADDR}:8080/v1/boot/ipxe?mac=\${netX/mac}`]));
-  }, 300_000);
+  }, 450_000);
 
   it('a second strata serve --pxe on the same interface is refused, naming the first', async () => {
     const second = strataInLan(['--data', join(dir, 'data2'), 'serve', '--http', '0.0.0.0:8081', '--ssh', '127.0.0.1:0', '--pxe', BRIDGE]);

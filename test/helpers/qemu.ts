@@ -8,6 +8,9 @@ import { readdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
+/** Between two keys typed on a guest's serial console (respond). */
+const TYPE_DELAY_MS = 80;
+
 export interface QemuOptions {
   /** Network boot: QEMU's iPXE ROM fetches boot.ipxe from this dir over the built-in TFTP. */
   tftpDir?: string;
@@ -138,7 +141,9 @@ export function spawnQemu(
       for (const l of parts) opts.onLine?.(l);
       // Each prompt is looked for only in what came after the previous answer.
       if (answers.length && answers[0]!.when.test(output.slice(answeredUpTo))) {
-        child.stdin?.write(answers.shift()!.send);
+        // One key at a time, as a person types: the guest's UART holds only a few
+        // characters, and firmware that polls it slowly (TCG) drops the rest.
+        [...answers.shift()!.send].forEach((ch, i) => setTimeout(() => child.stdin?.write(ch), i * TYPE_DELAY_MS));
         answeredUpTo = output.length;
       }
       // Seen what the test waits for (a guest that would otherwise hang): stop it shortly after.
