@@ -143,7 +143,9 @@ export function spawnQemu(
       if (answers.length && answers[0]!.when.test(output.slice(answeredUpTo))) {
         // One key at a time, as a person types: the guest's UART holds only a few
         // characters, and firmware that polls it slowly (TCG) drops the rest.
-        [...answers.shift()!.send].forEach((ch, i) => setTimeout(() => child.stdin?.write(ch), i * TYPE_DELAY_MS));
+        [...answers.shift()!.send].forEach((ch, i) => {
+          setTimeout(() => child.stdin?.write(ch), i * TYPE_DELAY_MS);
+        });
         answeredUpTo = output.length;
       }
       // Seen what the test waits for (a guest that would otherwise hang): stop it shortly after.
