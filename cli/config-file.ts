@@ -22,6 +22,7 @@ export interface ServiceSettings {
   httpWorkers?: number;
   ssh?: string;
   pxeInterface?: string;
+  pxeSecureBoot?: boolean;
   storeConfig: Partial<StoreConfig>;
   /** Connection limits and timeouts ([ssh] and [http] keys); absent keys keep their defaults. */
   serverLimits?: Partial<ServerLimits>;
@@ -108,6 +109,8 @@ const iface: Check = (v) =>
   typeof v === 'string' && /^[A-Za-z0-9_.:@-]{1,15}$/.test(v)
     ? { value: v }
     : { error: `must be a network interface name (up to 15 letters, digits, "-", "_", "."), not ${show(v)}` };
+
+const bool: Check = (v) => (typeof v === 'boolean' ? { value: v } : { error: `must be true or false, not ${show(v)}` });
 
 const store =
   (k: keyof StoreConfig) =>
@@ -254,6 +257,11 @@ export const SCHEMA: Record<string, KeySpec> = {
     check: sizeOrZero,
     help: 'free space pushes never take, kept for the database, leases and gc (default: 2% of the disk, at most "1GiB")',
     apply: store('reserveBytes'),
+  },
+  'pxe.secure_boot': {
+    check: bool,
+    help: 'UEFI machines get shim -> Debian-signed GRUB instead of iPXE (strata serve --pxe-secure-boot; docs/pxe.md)',
+    apply: (s, v) => void (s.pxeSecureBoot = v as boolean),
   },
 };
 

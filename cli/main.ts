@@ -122,6 +122,7 @@ export function buildProgram(): Command {
     )
     .option('--pxe <iface>', "answer PXE clients on this interface (proxyDHCP beside the site's DHCP, TFTP; docs/pxe.md)")
     .option('--pxe-dhcp-range <first,last>', 'with --pxe: be the DHCP server, handing out these addresses (isolated networks only)')
+    .option('--pxe-secure-boot', 'with --pxe: UEFI machines get shim -> Debian-signed GRUB -> kernel over TFTP instead of iPXE')
     .action(async (o: ServeFlags, cmd: Command) => {
       const g = await globals(cmd);
       const { runServe } = await import('./serve-command.ts');

@@ -16,6 +16,7 @@ interface PxeConfOpts {
   tftpRoot: string;
   pxeDhcpRange?: string;
   format?: string;
+  secureBoot?: boolean;
 }
 
 export function registerPxeCommands(program: Command): void {
@@ -28,6 +29,7 @@ export function registerPxeCommands(program: Command): void {
     .option('--tftp-root <dir>', "dnsmasq: the TFTP root (default: Debian's ipxe package files)", '/usr/lib/ipxe')
     .option('--pxe-dhcp-range <first,last>', 'dnsmasq: be the DHCP server for these addresses instead of proxyDHCP')
     .option('--format <f>', `only one of: ${FORMATS.join(', ')} (default: all three)`)
+    .option('--secure-boot', 'UEFI machines get shimx64.efi (shim -> Debian-signed GRUB) instead of snponly.efi (docs/pxe.md)')
     .action(async (o: PxeConfOpts) => {
       const conf = await import('../server/pxe/conf.ts');
       if (o.format !== undefined && !FORMATS.includes(o.format as Format)) {
@@ -47,9 +49,10 @@ export function registerPxeCommands(program: Command): void {
       }
       const mode = o.pxeDhcpRange ? { kind: 'dhcp' as const, ...conf.parseDhcpRange(o.pxeDhcpRange) } : { kind: 'proxy' as const };
       const render: Record<Format, () => string> = {
-        dnsmasq: () => conf.renderDnsmasqConf({ serverUrl: o.server, iface: o.interface, subnet, mode, tftpRoot: o.tftpRoot }),
-        isc: () => conf.renderIscDhcpd({ serverUrl: o.server, tftpServer }),
-        kea: () => conf.renderKea({ serverUrl: o.server, tftpServer }),
+        dnsmasq: () =>
+          conf.renderDnsmasqConf({ serverUrl: o.server, iface: o.interface, subnet, mode, tftpRoot: o.tftpRoot, secureBoot: o.secureBoot }),
+        isc: () => conf.renderIscDhcpd({ serverUrl: o.server, tftpServer, secureBoot: o.secureBoot }),
+        kea: () => conf.renderKea({ serverUrl: o.server, tftpServer, secureBoot: o.secureBoot }),
       };
       if (o.format) {
         process.stdout.write(render[o.format as Format]());

@@ -18,11 +18,12 @@ export interface ServeFlags {
   maxPushSize?: string;
   pxe?: string;
   pxeDhcpRange?: string;
+  pxeSecureBoot?: boolean;
 }
 
 export const SERVE_DEFAULTS = { http: '0.0.0.0:8080', ssh: '0.0.0.0:2222', httpWorkers: 1 };
 
-const RESTART_ONLY: (keyof ServiceSettings)[] = ['dataDir', 'http', 'ssh', 'httpWorkers', 'publicUrl', 'pxeInterface'];
+const RESTART_ONLY: (keyof ServiceSettings)[] = ['dataDir', 'http', 'ssh', 'httpWorkers', 'publicUrl', 'pxeInterface', 'pxeSecureBoot'];
 
 export async function runServe(o: ServeFlags, dataDir: string, configFlag: string | undefined): Promise<void> {
   const { file, settings } = loadSettings(configFlag);
@@ -37,7 +38,9 @@ export async function runServe(o: ServeFlags, dataDir: string, configFlag: strin
     throw new StrataError('E_BAD_ARGUMENT', `--max-push-size must be a number of bytes, not "${o.maxPushSize}"`);
   const pxeIface = o.pxe ?? settings.pxeInterface;
   if (o.pxeDhcpRange && !pxeIface) throw new StrataError('E_BAD_ARGUMENT', '--pxe-dhcp-range needs --pxe IFACE');
-  const pxe = pxeIface ? { iface: pxeIface, dhcpRange: o.pxeDhcpRange } : undefined;
+  const secureBoot = o.pxeSecureBoot ?? settings.pxeSecureBoot ?? false;
+  if (o.pxeSecureBoot && !pxeIface) throw new StrataError('E_BAD_ARGUMENT', '--pxe-secure-boot needs --pxe IFACE');
+  const pxe = pxeIface ? { iface: pxeIface, dhcpRange: o.pxeDhcpRange, secureBoot } : undefined;
   const { startServer } = await import('../server/main.ts');
   const log = (m: string) => process.stderr.write(`strata: ${m}\n`);
   const running = await startServer({

@@ -18,7 +18,7 @@ export interface BootScriptInput {
   /**
    * GRUB only: load kernel and initrd over TFTP from this directory of the
    * TFTP server GRUB came from, not over HTTP (Debian's signed network GRUB
-   * has no http module; cli/secure-boot-tftp.ts).
+   * has no http module; server/pxe/secure-boot-tftp.ts).
    */
   tftpObjectsDir?: string;
 }

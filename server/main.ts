@@ -181,7 +181,7 @@ export async function startServer(opts: StartServerOptions): Promise<RunningServ
       const port = app ? (app.server.address() as AddressInfo).port : pool!.port;
       if (!opts.publicUrl && !['0.0.0.0', '::', pxe.address].includes(httpAddr.host))
         log(`warning: HTTP listens on ${httpAddr.host}, which PXE clients on ${pxe.iface} cannot reach; use --http 0.0.0.0:${port}`);
-      await pxe.start(opts.publicUrl?.replace(/\/+$/, '') ?? `http://${pxe.address}:${port}`);
+      await pxe.start(opts.publicUrl?.replace(/\/+$/, '') ?? `http://${pxe.address}:${port}`, store);
     }
   } catch (e) {
     await close().catch(() => {});

@@ -123,7 +123,9 @@ export async function gc(core: StoreCore, opts: { dryRun?: boolean; now?: number
   const dead = inTransaction(core, () => {
     const d = decide();
     core.t.commits.remove(d.deadCommits);
+    core.t.boot.removeRecords(d.deadCommits);
     core.t.layers.remove(d.deadObjects.map((o) => o.digest));
+    core.t.boot.removeInitrdBuilds(d.deadObjects.map((o) => o.digest));
     core.t.refs.pruneReflog(now - core.config.reflogKeepMs);
     return d;
   });

@@ -44,7 +44,7 @@ export function tag(core: StoreCore, name: string, rev: string): Ref {
   return { name, type: 'tag', commit: id, profile: c.profile };
 }
 
-/** A new branch. `P/NAME` belongs to profile P; a bare NAME becomes a new profile with the source's settings. */
+/** A new branch. `P/NAME` belongs to profile P; a bare NAME becomes a new profile with the source's settings (kernel pin included). */
 export function branch(core: StoreCore, name: string, rev: string): Ref {
   assertRefName(name, 'branch');
   const id = resolve(core, rev);
@@ -56,6 +56,9 @@ export function branch(core: StoreCore, name: string, rev: string): Ref {
       if (name.includes('/')) throw new StrataError('E_PROFILE_NOT_FOUND', `no profile "${profile}" for branch ${name}`);
       const sp = core.t.profiles.get(src.profile)!;
       core.t.profiles.insert({ ...sp, name, createdAt: Date.now() });
+      // The kernel pin is a profile setting too: the new profile boots what its source would.
+      const pin = core.t.boot.pin(src.profile);
+      if (pin !== null) core.t.boot.setPin(name, pin);
     }
     core.t.refs.move(name, 'branch', id, profile, 'branch', `branch ${name} at ${id.slice(0, 12)}`);
   });

@@ -25,7 +25,7 @@ import {
   SECURE_BOOT_TFTP,
   secureBootConfig,
   writeSecureBootTftp,
-} from '../cli/secure-boot-tftp.ts';
+} from '../server/pxe/secure-boot-tftp.ts';
 import { buildServer } from '../server/build-server.ts';
 import { Store } from '../store/store.ts';
 import { missingFirmware, runFirmwareQemu } from './helpers/qemu-firmware.ts';

@@ -211,4 +211,42 @@ describe('kernels in small trees made of the host kernel', () => {
     const listing = execFileSync('sh', ['-c', 'zcat "$1" | cpio -it --quiet', 'sh', out], { encoding: 'utf8' });
     expect(listing).toContain(`lib/modules/6.1.0-2-test/${depPath('overlay')}`);
   });
+
+  it("a branch that starts a new profile keeps the source profile's kernel pin, and its commits boot the pinned kernel", async () => {
+    store.setKernelPin('k', '6.1.0-1-test');
+    store.branch('k-pinned', 'k');
+    expect(store.kernelPin('k-pinned')).toBe('6.1.0-1-test');
+    const shown = await runStrata(['profile', 'k-pinned'], { data: join(dir, 'data') });
+    expect(shown.stdout).toMatch(/^kernel-version 6\.1\.0-1-test/m);
+    const etc = join(dir, 'branch-layer');
+    mkdirSync(join(etc, 'etc'), { recursive: true });
+    writeFileSync(join(etc, 'etc/motd'), 'on the branch\n');
+    // The tree holds 6.1.0-1-test and the newer 6.1.0-2-test: only the pin picks the older one.
+    const c = (await store.commitTar('k-pinned', tarOf(etc, 'branch'))).commit;
+    expect(store.bootRecord(c.id)?.version).toBe('6.1.0-1-test');
+    // Unpinning the source later does not reach into the copy.
+    store.setKernelPin('k', null);
+    expect(store.kernelPin('k-pinned')).toBe('6.1.0-1-test');
+  });
+
+  it('gc forgets where the kernels of the commits it deletes came from', async () => {
+    const keep = store.getProfile('k-pinned').head!;
+    const etc = join(dir, 'gc-layer');
+    mkdirSync(join(etc, 'etc'), { recursive: true });
+    writeFileSync(join(etc, 'etc/motd'), 'soon gone\n');
+    const gone = (await store.commitTar('k-pinned', tarOf(etc, 'gc'))).commit.id;
+    expect(store.bootRecord(gone)).not.toBeNull();
+    store.rollback('k-pinned', keep);
+    // Long ago: the reflog no longer holds the dropped commit.
+    store.db.prepare('UPDATE reflog SET time = time - ?').run(31 * 24 * 3600 * 1000);
+    const r = await store.gc();
+    expect(r.commits).toContain(gone);
+    expect(store.bootRecord(gone)).toBeNull();
+    const orphans = store.db.prepare('SELECT COUNT(*) AS n FROM commit_boot WHERE commit_id NOT IN (SELECT id FROM commits)').get() as {
+      n: number;
+    };
+    expect(orphans.n).toBe(0);
+    expect(store.bootRecord(keep)?.version).toBe('6.1.0-1-test');
+    expect((await store.fsck()).problems).toEqual([]);
+  });
 });

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { networkAddress, parseDhcpRange, renderDnsmasqConf, renderIscDhcpd, renderKea, type PxeConfInput } from '../server/pxe/conf.ts';
+import { cidrRegexp } from '../server/pxe/secure-boot-tftp.ts';
 import { runStrata } from './helpers/cli.ts';
 
 const base: PxeConfInput = {
@@ -109,6 +110,25 @@ describe("snippets for a site's own DHCP server", () => {
   });
 });
 
+describe('Secure Boot: CIDR rules as GRUB regular expressions', () => {
+  const matches = (cidr: string, ip: string) => new RegExp(cidrRegexp(cidr)).test(ip);
+  it('matches exactly the addresses inside the prefix, at any prefix length', () => {
+    expect(cidrRegexp('10.77.0.0/24')).toBe('^10\\.77\\.0\\.[0-9]+$');
+    expect(cidrRegexp('10.77.4.0/22')).toBe('^10\\.77\\.(4|5|6|7)\\.[0-9]+$');
+    expect(cidrRegexp('10.77.0.9/32')).toBe('^10\\.77\\.0\\.9$');
+    expect(cidrRegexp('0.0.0.0/0')).toBe('^[0-9]+\\.[0-9]+\\.[0-9]+\\.[0-9]+$');
+    for (const [cidr, inside, outside] of [
+      ['10.77.4.0/22', '10.77.7.200', '10.77.8.1'],
+      ['10.77.0.128/25', '10.77.0.128', '10.77.0.127'],
+      ['10.77.0.9/32', '10.77.0.9', '10.77.0.90'],
+      ['172.16.0.0/12', '172.31.255.1', '172.32.0.1'],
+    ] as const) {
+      expect(matches(cidr, inside), `${inside} in ${cidr}`).toBe(true);
+      expect(matches(cidr, outside), `${outside} in ${cidr}`).toBe(false);
+    }
+  });
+});
+
 describe('strata pxe-conf', () => {
   const data = join(tmpdir(), 'strata-pxeconf-unused');
 
@@ -128,6 +148,23 @@ describe('strata pxe-conf', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).not.toMatch(/====/);
     expect(dnsmasqAccepts(r.stdout)).toMatch(/syntax check OK.*\s*exit 0$/s);
+  });
+
+  it('--secure-boot: UEFI machines get shim in all three, BIOS and iPXE clients keep iPXE, and the proxy note names next-server', async () => {
+    const r = await runStrata(['pxe-conf', '--server', 'http://10.77.0.1:8080', '--secure-boot'], { data });
+    expect(r.code, r.stderr).toBe(0);
+    const [dnsmasq, isc, kea] = r.stdout.split(/^# ==== .*$/m).slice(1);
+    expect(dnsmasq).toContain('pxe-service=tag:!ipxe,x86-64_EFI,"strata (UEFI, Secure Boot)",shimx64.efi');
+    expect(dnsmasq).toContain('pxe-service=tag:!ipxe,x86PC,"strata (BIOS)",undionly.kpxe');
+    expect(dnsmasq).toContain(`pxe-service=tag:ipxe,x86-64_EFI,"strata",${URL_LINE}`);
+    expect(dnsmasq).not.toContain('snponly.efi');
+    expect(dnsmasq).toMatch(/^# beside a site DHCP server, Debian 12's signed GRUB reads grub\.cfg from the site DHCP's next-server/m);
+    expect(dnsmasqAccepts(dnsmasq!)).toMatch(/syntax check OK.*\s*exit 0$/s);
+    expect(isc).toContain('  filename "shimx64.efi";');
+    expect(isc).toContain('  filename "undionly.kpxe";');
+    expect(kea).toContain('"boot-file-name": "shimx64.efi"');
+    const plain = await runStrata(['pxe-conf', '--server', 'http://10.77.0.1:8080', '--format', 'dnsmasq'], { data });
+    expect(plain.stdout).not.toContain('shimx64.efi');
   });
 
   it('bad input: a sentence and a non-zero exit', async () => {

@@ -8,17 +8,19 @@
  * straight to /v1/boot/ipxe) and a UEFI VM (OVMF's own PXE, no NIC ROM:
  * snponly.efi over TFTP, then iPXE) boot side by side to the overlay root.
  * The site's lease file holds both; strata's dnsmasq leased nothing.
+ * A third VM runs Debian's undionly.kpxe from strata's TFTP on its PXE
+ * stack (the ROM is told to, on its console) and boots from there.
  * Then: a second serve --pxe on br0 is refused; stopping the server stops
  * dnsmasq; `strata share` of an ISO boots a VM with nothing else configured.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildInitrd } from '../cli/initrd-build.ts';
 import { Store } from '../store/store.ts';
-import { STRATA } from './helpers/cli.ts';
+import { type Proc, stopProc, strataInNetns } from './helpers/lan-proc.ts';
 import { buildIso } from './helpers/make-iso.ts';
 import { findKernel, proofs, runQemu, type QemuResult } from './helpers/qemu.ts';
 import { makeTestChain, type TestChain } from './helpers/static-boot-server.ts';
@@ -34,58 +36,10 @@ let chain: TestChain;
 let net: TestNet;
 
 const CMDLINE = 'console=ttyS0 panic=-1 quiet strata.reboot.delay=0 strata.retries=3';
-const MAC = { bios: '52:54:00:77:00:01', uefi: '52:54:00:77:00:02', share: '52:54:00:77:00:03' };
+const MAC = { bios: '52:54:00:77:00:01', uefi: '52:54:00:77:00:02', share: '52:54:00:77:00:03', undionly: '52:54:00:77:00:04' };
 
-/** A `strata` command run inside the test network, its stderr kept line by line. */
-interface Proc {
-  child: ChildProcess;
-  lines: string[];
-  stdout: string;
-  waitFor(re: RegExp, ms?: number, from?: number): Promise<RegExpExecArray>;
-  exited: Promise<number | null>;
-}
-
-function strataInLan(args: string[]): Proc {
-  const child = spawn('ip', ['netns', 'exec', net.lan, STRATA, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const p: Proc = {
-    child,
-    lines: [],
-    stdout: '',
-    exited: new Promise((r) => child.once('exit', (c) => r(c))),
-    waitFor(re, ms = 60_000, from = 0) {
-      return new Promise((resolve, reject) => {
-        const started = Date.now();
-        const tick = () => {
-          for (const l of p.lines.slice(from)) {
-            const m = re.exec(l);
-            if (m) return resolve(m);
-          }
-          if (child.exitCode !== null || Date.now() - started > ms)
-            return reject(new Error(`no line matching ${re}; got:\n${p.lines.slice(-40).join('\n')}`));
-          setTimeout(tick, 100);
-        };
-        tick();
-      });
-    },
-  };
-  let partial = '';
-  child.stderr!.on('data', (d: Buffer) => {
-    partial += d.toString();
-    const parts = partial.split('\n');
-    partial = parts.pop() ?? '';
-    p.lines.push(...parts);
-  });
-  child.stdout!.on('data', (d: Buffer) => {
-    p.stdout += d.toString();
-  });
-  return p;
-}
-
-async function stop(p: Proc | undefined): Promise<void> {
-  if (!p || p.child.exitCode !== null) return;
-  p.child.kill('SIGTERM');
-  await p.exited;
-}
+const strataInLan = (args: string[]): Proc => strataInNetns(net.lan, args);
+const stop = stopProc;
 
 const alive = (pid: number) => {
   try {
@@ -100,7 +54,8 @@ function bootVm(mac: string, firmware: 'bios' | 'uefi'): Promise<QemuResult> {
   return runQemu({
     tap: { netns: net.lan, ifname: net.addTap(), mac, ...(firmware === 'uefi' ? { romfile: '' } : {}) },
     machineArgs: firmware === 'uefi' ? ovmfArgs(dir) : [],
-    timeoutMs: 280_000,
+    // Generous: under load (other QEMU tests on the same 2 cores) a UEFI boot took over 280 s.
+    timeoutMs: 420_000,
   });
 }
 
@@ -207,7 +162,32 @@ describe('strata serve --pxe br0 beside the site DHCP', () => {
     const own = join(data, 'pxe', BRIDGE, 'dnsmasq.leases');
     expect(existsSync(own) ? readFileSync(own, 'utf8').trim() : '').toBe('');
     expect(server.lines.join('\n')).not.toMatch(/DHCPACK|DHCPOFFER/);
-  }, 300_000);
+  }, 450_000);
+
+  it("undionly.kpxe from strata's TFTP runs on a BIOS PXE stack, and the iPXE it starts boots through the proxy", async () => {
+    // Every QEMU NIC ROM is iPXE, which strata rightly sends straight to the URL, and
+    // undionly's iPXE sends byte-identical DHCP options (user class, vendor class,
+    // option 175: measured), so no DHCP rule can offer undionly.kpxe to the ROM only.
+    // So the ROM is told by hand, on its console, to load undionly.kpxe from strata's
+    // TFTP as a PXE program, as a non-iPXE PXE ROM would after strata's offer; from
+    // there on nothing is typed: undionly's iPXE drives the NIC through the ROM's
+    // UNDI API, asks DHCP, gets the URL from strata's proxy and boots.
+    const from = server.lines.length;
+    const r = await runQemu({
+      tap: { netns: net.lan, ifname: net.addTap(), mac: MAC.undionly },
+      timeoutMs: 420_000,
+      respond: [
+        { when: /Press Ctrl-B/, send: '\x02' },
+        { when: /iPXE> ?$/, send: `dhcp && chain tftp://${BRIDGE_ADDR}/undionly.kpxe\n` },
+      ],
+    });
+    expectOverlayRoot(r, head);
+    expect(r.output).toMatch(new RegExp(`net0: ${MAC.undionly} using undionly on`));
+    const since = server.lines.slice(from);
+    expect(since.join('\n')).toMatch(/dnsmasq-tftp: sent \S+\/undionly\.kpxe to 10\.77\.0\.\d+/);
+    // The iPXE that undionly.kpxe started identified as iPXE and was sent the server's URL.
+    expect(bootfilesSent(since, MAC.undionly)).toEqual(new Set([`http://${BRIDGE_ADDR}:8080/v1/boot/ipxe?mac=\${netX/mac}`]));
+  }, 450_000);
 
   it('a second strata serve --pxe on the same interface is refused, naming the first', async () => {
     const second = strataInLan(['--data', join(dir, 'data2'), 'serve', '--http', '0.0.0.0:8081', '--ssh', '127.0.0.1:0', '--pxe', BRIDGE]);

@@ -2,13 +2,19 @@
  * `strata serve --pxe IFACE`: claims the interface, writes dnsmasq's config
  * from strata's state (interface address, HTTP port, mode) and supervises
  * dnsmasq. The config and TFTP root live in DATA/pxe/IFACE/ and are
- * rewritten on every start: they are outputs, never inputs.
+ * rewritten on every start: they are outputs, never inputs. With
+ * `secureBoot`, the TFTP root also holds shim, signed GRUB and the GRUB
+ * configs of every assignment, recomputed from the store every
+ * SECURE_BOOT_REFRESH_MS (a poll, not a hook: assignments and refs also move
+ * from other processes, e.g. `strata assign` on the same data directory).
  */
 import { writeFileSync, renameSync, mkdirSync, rmSync } from 'node:fs';
 import { networkInterfaces, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { StrataError } from '../../store/errors.ts';
-import { networkAddress, parseDhcpRange, renderDnsmasqConf, type PxeMode } from './conf.ts';
+import type { Store } from '../../store/store.ts';
+import { linkSecureBootLoaders, missingSecureBootFiles, secureBootTree, syncSecureBootTftp } from './secure-boot-tftp.ts';
+import { networkAddress, PROXY_NEXT_SERVER_NOTE, parseDhcpRange, renderDnsmasqConf, type PxeMode } from './conf.ts';
 import { lockInterface, type IfaceLock } from './iface-lock.ts';
 import { DnsmasqSupervisor, findDnsmasq } from './supervisor.ts';
 import { prepareTftpRoot } from './tftp-root.ts';
@@ -17,7 +23,11 @@ export interface PxeOptions {
   iface: string;
   /** "FIRST,LAST": a full DHCP server handing out these addresses instead of proxyDHCP. */
   dhcpRange?: string;
+  /** UEFI x86-64 clients get shim -> Debian-signed GRUB -> the commit's kernel over TFTP, not iPXE. */
+  secureBoot?: boolean;
 }
+
+export const SECURE_BOOT_REFRESH_MS = 2000;
 
 /** The interface's first IPv4 address as ADDR/PREFIX (PXE here is IPv4 only). */
 export function interfaceCidr(iface: string): string {
@@ -34,6 +44,9 @@ export function interfaceCidr(iface: string): string {
 
 export class PxeService {
   private supervisor: DnsmasqSupervisor | null = null;
+  private refreshTimer: NodeJS.Timeout | null = null;
+  private lastRefreshError = '';
+  private refreshing = false;
   readonly mode: PxeMode;
   readonly stateDir: string;
   readonly address: string;
@@ -46,6 +59,7 @@ export class PxeService {
     private readonly lock: IfaceLock,
     dataDir: string,
     dhcpRange: string | undefined,
+    readonly secureBoot: boolean,
     private readonly log: (m: string) => void,
   ) {
     this.mode = dhcpRange ? { kind: 'dhcp', ...parseDhcpRange(dhcpRange) } : { kind: 'proxy' };
@@ -63,18 +77,29 @@ export class PxeService {
       throw new StrataError('E_BAD_ARGUMENT', `--pxe: "${opts.iface}" is not an interface name`);
     if (opts.dhcpRange) parseDhcpRange(opts.dhcpRange);
     findDnsmasq();
+    if (opts.secureBoot) {
+      const why = await missingSecureBootFiles();
+      if (why) throw new StrataError('E_BAD_ARGUMENT', `--pxe-secure-boot: ${why}`);
+    }
     const cidr = interfaceCidr(opts.iface);
     const lock = await lockInterface(opts.iface);
-    return new PxeService(opts.iface, cidr, lock, opts.dataDir, opts.dhcpRange, opts.log);
+    return new PxeService(opts.iface, cidr, lock, opts.dataDir, opts.dhcpRange, opts.secureBoot === true, opts.log);
   }
 
-  /** Writes the config for a server reachable at `serverUrl` and starts dnsmasq. */
-  async start(serverUrl: string): Promise<void> {
+  /** Writes the config for a server reachable at `serverUrl` and starts dnsmasq; `store` feeds the Secure Boot configs. */
+  async start(serverUrl: string, store?: Store): Promise<void> {
     this.serverUrl = serverUrl;
     try {
       mkdirSync(this.stateDir, { recursive: true });
       const tftpRoot = join(this.stateDir, 'tftp');
       await prepareTftpRoot(tftpRoot);
+      if (this.secureBoot) {
+        if (!store) throw new Error('PxeService.start: Secure Boot needs the store');
+        await linkSecureBootLoaders(tftpRoot);
+        await this.refreshSecureBoot(tftpRoot, store);
+        this.refreshTimer = setInterval(() => void this.refreshSecureBoot(tftpRoot, store), SECURE_BOOT_REFRESH_MS);
+        this.refreshTimer.unref();
+      }
       const leaseFile = join(this.stateDir, 'dnsmasq.leases');
       // A proxy never leases: an empty file shows it (and a full-DHCP run's old leases do not carry over).
       rmSync(leaseFile, { force: true });
@@ -88,6 +113,7 @@ export class PxeService {
         pidFile: '',
         // dnsmasq drops root after binding; strata's own user can read what strata wrote.
         user: userInfo().username,
+        secureBoot: this.secureBoot,
       });
       const confFile = join(this.stateDir, 'dnsmasq.conf');
       writeFileSync(`${confFile}.tmp`, conf);
@@ -99,9 +125,31 @@ export class PxeService {
           ? `proxyDHCP on ${this.iface} (${this.cidr}): the site's DHCP hands out addresses`
           : `DHCP server on ${this.iface} handing out ${this.mode.start}-${this.mode.end}`;
       this.log(`PXE: ${what}; TFTP serves iPXE; iPXE clients go to ${serverUrl}/v1/boot/ipxe`);
+      if (this.secureBoot) {
+        this.log('PXE: Secure Boot: UEFI x86-64 clients get shimx64.efi -> grubx64.efi (Debian-signed) -> kernel and initrd over TFTP');
+        if (this.mode.kind === 'proxy') this.log(`PXE: Secure Boot: ${PROXY_NEXT_SERVER_NOTE.replace('this server', this.address)}`);
+      }
     } catch (e) {
       await this.close();
       throw e;
+    }
+  }
+
+  /** Brings the Secure Boot files in line with the store; a failure is logged (once per reason) and tried again. */
+  private async refreshSecureBoot(tftpRoot: string, store: Store): Promise<void> {
+    // A slow copy (objects on another file system) must not overlap the next tick.
+    if (this.refreshing) return;
+    this.refreshing = true;
+    try {
+      if (await syncSecureBootTftp(tftpRoot, secureBootTree(store, this.serverUrl)))
+        this.log(`PXE: Secure Boot: GRUB configs in ${tftpRoot} follow the assignments and heads now`);
+      this.lastRefreshError = '';
+    } catch (e) {
+      const m = (e as Error).message;
+      if (m !== this.lastRefreshError) this.log(`PXE: Secure Boot: could not update the GRUB configs: ${m}`);
+      this.lastRefreshError = m;
+    } finally {
+      this.refreshing = false;
     }
   }
 
@@ -110,6 +158,8 @@ export class PxeService {
   }
 
   async close(): Promise<void> {
+    if (this.refreshTimer) clearInterval(this.refreshTimer);
+    this.refreshTimer = null;
     await this.supervisor?.stop();
     await this.lock.release();
   }

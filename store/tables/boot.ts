@@ -55,6 +55,18 @@ export class BootTable {
       .run(commit, r.source, r.version, r.treeKey, r.note);
   }
 
+  /** gc: the commits are gone, so is where their kernels came from. */
+  removeRecords(commits: Iterable<CommitId>): void {
+    const del = this.db.prepare('DELETE FROM commit_boot WHERE commit_id = ?');
+    for (const id of commits) del.run(id);
+  }
+
+  /** gc: builds whose initramfs blob was deleted are built again when next needed, not looked up. */
+  removeInitrdBuilds(digests: Iterable<string>): void {
+    const del = this.db.prepare('DELETE FROM initrd_builds WHERE initrd_digest = ?');
+    for (const d of digests) del.run(d);
+  }
+
   initrdBuild(key: string): InitrdBuild | null {
     const r = this.db.prepare('SELECT initrd_digest, initrd_size FROM initrd_builds WHERE key = ?').get(key) as
       | { initrd_digest: string; initrd_size: number }

@@ -28,6 +28,8 @@ export interface FirmwareQemuOptions {
   bootfile?: string;
   /** 'unplugged': the NIC sits on an empty hub (no DHCP, no server: no network at all). Default 'user'. */
   network?: 'user' | 'unplugged';
+  /** The NIC on a tap device of a test network namespace instead (test/helpers/test-net.ts). */
+  tap?: { netns: string; ifname: string; mac: string };
   /** false: no option ROM on the NIC, so OVMF's own PXE (not QEMU's iPXE) boots from the network. */
   nicRom?: boolean;
   /** Raw disk images, as virtio disks (/dev/vda, ...). */
@@ -73,7 +75,9 @@ export function firmwareQemuArgs(o: FirmwareQemuOptions): string[] {
   if (o.tftpDir) net += `,tftp=${o.tftpDir}`;
   if (o.bootfile) net += `,bootfile=${o.bootfile}`;
   if (o.network === 'unplugged') net = 'hubport,id=n0,hubid=0';
-  args.push('-netdev', net, '-device', `virtio-net-pci,netdev=n0${index('net')}${o.nicRom === false ? ',romfile=' : ''}`);
+  if (o.tap) net = `tap,id=n0,ifname=${o.tap.ifname},script=no,downscript=no`;
+  const mac = o.tap ? `,mac=${o.tap.mac}` : '';
+  args.push('-netdev', net, '-device', `virtio-net-pci,netdev=n0${mac}${index('net')}${o.nicRom === false ? ',romfile=' : ''}`);
   (o.disks ?? []).forEach((d, i) => {
     args.push('-drive', `file=${d},format=raw,if=none,id=d${i}`);
     args.push('-device', `virtio-blk-pci,drive=d${i}${i === 0 ? index('disk') : ''}`);
@@ -82,5 +86,10 @@ export function firmwareQemuArgs(o: FirmwareQemuOptions): string[] {
 }
 
 export function runFirmwareQemu(o: FirmwareQemuOptions): Promise<QemuResult> {
-  return spawnQemu(firmwareQemuArgs(o), { timeoutMs: o.timeoutMs ?? 300_000, onLine: o.onLine, stopWhen: o.stopWhen });
+  return spawnQemu(firmwareQemuArgs(o), {
+    timeoutMs: o.timeoutMs ?? 300_000,
+    onLine: o.onLine,
+    stopWhen: o.stopWhen,
+    tap: o.tap ? { ...o.tap, romfile: '' } : undefined,
+  });
 }

@@ -8,6 +8,9 @@ import { readdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
+/** Between two keys typed on a guest's serial console (respond). */
+const TYPE_DELAY_MS = 80;
+
 export interface QemuOptions {
   /** Network boot: QEMU's iPXE ROM fetches boot.ipxe from this dir over the built-in TFTP. */
   tftpDir?: string;
@@ -30,6 +33,12 @@ export interface QemuOptions {
   machineArgs?: string[];
   /** Called with each console line as it arrives. */
   onLine?: (line: string) => void;
+  /**
+   * Typed on the serial console, in order, each once: `send` as soon as the
+   * console shows `when` (a prompt often has no newline yet, so the
+   * unfinished line counts).
+   */
+  respond?: Array<{ when: RegExp; send: string }>;
 }
 
 export interface QemuResult {
@@ -107,12 +116,14 @@ export function runQemu(opts: QemuOptions): Promise<QemuResult> {
 /** Runs qemu-system-x86_64 with these arguments, collecting the console until it exits or times out. */
 export function spawnQemu(
   args: string[],
-  opts: Pick<QemuOptions, 'timeoutMs' | 'onLine' | 'tap'> & { stopWhen?: (line: string) => boolean } = {},
+  opts: Pick<QemuOptions, 'timeoutMs' | 'onLine' | 'tap' | 'respond'> & { stopWhen?: (line: string) => boolean } = {},
 ): Promise<QemuResult> {
   const started = Date.now();
   return new Promise((resolve, reject) => {
     const cmd = opts.tap ? ['ip', 'netns', 'exec', opts.tap.netns, 'qemu-system-x86_64'] : ['qemu-system-x86_64'];
-    const child = spawn(cmd[0]!, [...cmd.slice(1), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd[0]!, [...cmd.slice(1), ...args], { stdio: [opts.respond ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+    const answers = [...(opts.respond ?? [])];
+    let answeredUpTo = 0;
     let output = '';
     let partial = '';
     let timedOut = false;
@@ -128,6 +139,15 @@ export function spawnQemu(
       const parts = partial.split('\n');
       partial = parts.pop() ?? '';
       for (const l of parts) opts.onLine?.(l);
+      // Each prompt is looked for only in what came after the previous answer.
+      if (answers.length && answers[0]!.when.test(output.slice(answeredUpTo))) {
+        // One key at a time, as a person types: the guest's UART holds only a few
+        // characters, and firmware that polls it slowly (TCG) drops the rest.
+        [...answers.shift()!.send].forEach((ch, i) => {
+          setTimeout(() => child.stdin?.write(ch), i * TYPE_DELAY_MS);
+        });
+        answeredUpTo = output.length;
+      }
       // Seen what the test waits for (a guest that would otherwise hang): stop it shortly after.
       // The unfinished last line counts too: firmware often prints a message and no newline.
       if (!stopping && opts.stopWhen && [...parts, partial].some((l) => opts.stopWhen!(l))) {
@@ -135,8 +155,8 @@ export function spawnQemu(
         setTimeout(() => child.kill('SIGKILL'), 2000);
       }
     };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
     child.on('error', (e) => {
       clearTimeout(timer);
       reject(e);

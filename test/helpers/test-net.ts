@@ -55,7 +55,8 @@ export function haveTestNetTools(): string | null {
   return null;
 }
 
-export async function createTestNet(): Promise<TestNet> {
+/** siteArgs: extra dnsmasq arguments for the site DHCP server (e.g. a next-server for some MACs). */
+export async function createTestNet(opts: { siteArgs?: string[] } = {}): Promise<TestNet> {
   const tag = `${process.pid.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
   const lan = `strata-lan-${tag}`;
   const site = `strata-site-${tag}`;
@@ -115,6 +116,7 @@ export async function createTestNet(): Promise<TestNet> {
         `--dhcp-range=${SITE_RANGE[0]},${SITE_RANGE[1]},1h`,
         `--dhcp-leasefile=${siteLeaseFile}`,
         '--log-dhcp',
+        ...(opts.siteArgs ?? []),
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
