@@ -221,18 +221,23 @@ export function checkNameLengths(key: string): void {
 }
 
 /**
- * overlayfs's own xattrs other than the opaque mark: redirect and metacopy
+ * The overlayfs xattrs a layer must not carry: redirect and metacopy
  * describe a rename or a metadata-only copy-up relative to one mount's lower
  * layers (flatten refuses them, so a profile holding one could never be
- * flattened again); origin, upper and the rest name one mount's inodes.
- * The agent never sends them (it mounts with redirect_dir=off,metacopy=off
- * and strips the bookkeeping), so an archive carrying one is refused.
+ * flattened again); origin and upper name one mount's inodes, which mean
+ * nothing under another stack. The agent never sends them (it mounts with
+ * redirect_dir=off,metacopy=off), so an archive carrying one is refused.
+ * Hints that change no lookup (impure, nlink, uuid: an overlay upper dir
+ * tarred as is carries impure on its root) stay accepted, as the opaque
+ * mark is.
  */
+const REFUSED_OVERLAY_XATTRS = new Set(['redirect', 'metacopy', 'origin', 'upper'].map((n) => `${OVERLAY_XATTR_PREFIX}${n}`));
+
 export function checkOverlayXattrs(key: string, kept: [string, Buffer][]): void {
   for (const [name] of kept) {
-    if (!name.startsWith(OVERLAY_XATTR_PREFIX) || name === OPAQUE_XATTR) continue;
+    if (!REFUSED_OVERLAY_XATTRS.has(name)) continue;
     throw bad(
-      `'${printable(key) || '.'}' carries the overlayfs xattr ${name}: layers hold only whiteouts and opaque directories (${OPAQUE_XATTR}); mount the client's overlay with redirect_dir=off,metacopy=off and leave overlayfs's bookkeeping (origin, upper, impure, nlink, uuid) out of the archive`,
+      `'${printable(key) || '.'}' carries the overlayfs xattr ${name}: layers hold only whiteouts and opaque directories (${OPAQUE_XATTR}); mount the client's overlay with redirect_dir=off,metacopy=off and leave overlayfs's origin and upper marks out of the archive`,
       { path: printable(key), xattr: name },
     );
   }

@@ -46,7 +46,9 @@ async function unmount(dir: string): Promise<void> {
 /** An upper dir as a client pushes it -> a squashfs layer. */
 async function bake(upper: string, image: string): Promise<void> {
   const tarFile = `${image}.tar`;
-  await execa('tar', ['--xattrs', '--xattrs-include=*', '-C', upper, '-cf', tarFile, '.']);
+  // As the agent does: overlayfs's origin/impure bookkeeping stays out (a push carrying origin is refused).
+  const bookkeeping = ['origin', 'impure', 'nlink', 'uuid'].map((n) => `--xattrs-exclude=trusted.overlay.${n}`);
+  await execa('tar', ['--xattrs', '--xattrs-include=*', ...bookkeeping, '-C', upper, '-cf', tarFile, '.']);
   await execa('tar2sqfs', ['-c', 'zstd', '-X', 'level=3', '-q', image], { inputFile: tarFile });
   images.push(image);
 }
