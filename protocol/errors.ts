@@ -80,6 +80,7 @@ export const ERRORS = {
   E_FORBIDDEN: m(403, X.notAllowed, false, true, 'this token or key may not do that; ask an admin'),
   E_NOT_FOUND: m(404, X.notFound, false, true, 'check the name or path'),
   E_INTERNAL: m(500, X.failure, false, false, 'a bug or an unexpected failure; see the server log'),
+  E_IN_USE: m(409, X.conflict, false, true, 'an assignment still uses it; assign those clients elsewhere first'),
 } as const satisfies Record<string, ErrorMeaning>;
 
 export type ErrorCode = keyof typeof ERRORS;

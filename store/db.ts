@@ -182,6 +182,12 @@ const MIGRATIONS: string[] = [
     at INTEGER NOT NULL
   );
   `,
+  // 5: deleting profiles (store/ref-delete.ts). A removed profile keeps its
+  // row, marked, so an undo (strata rollback NAME) gets its settings back;
+  // gc drops the row once the reflog that could restore it has expired.
+  `
+  ALTER TABLE profiles ADD COLUMN deleted_at INTEGER;
+  `,
 ];
 
 export function openDb(path: string): DB {

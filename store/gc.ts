@@ -9,6 +9,7 @@ import { reachable } from './dag.ts';
 import { commitIdOf, parseManifest } from './manifest.ts';
 import { sha256File } from './objects.ts';
 import { listProfiles } from './profiles.ts';
+import { staleBranches } from './ref-delete.ts';
 import { resolve } from './revisions.ts';
 import type { CommitId, Digest, Manifest } from './types.ts';
 
@@ -71,6 +72,8 @@ export interface GcResult {
   commits: CommitId[];
   objects: Digest[];
   bytes: number;
+  /** Push- and rebase-conflict branches older than staleBranchMs: gc keeps them, `strata branch -d` frees them. */
+  staleBranches: { name: string; commit: CommitId; lastMove: number | null }[];
 }
 
 /**
@@ -113,6 +116,7 @@ export async function gc(core: StoreCore, opts: { dryRun?: boolean; now?: number
     commits: d.deadCommits,
     objects: d.deadObjects.map((o) => o.digest),
     bytes: d.deadObjects.reduce((a, o) => a + o.size, 0),
+    staleBranches: staleBranches(core, now),
   });
   if (opts.dryRun) return report(decide());
   const dead = inTransaction(core, () => {
@@ -120,6 +124,8 @@ export async function gc(core: StoreCore, opts: { dryRun?: boolean; now?: number
     core.t.commits.remove(d.deadCommits);
     core.t.layers.remove(d.deadObjects.map((o) => o.digest));
     core.t.refs.pruneReflog(now - core.config.reflogKeepMs);
+    // A removed profile can no longer be restored once its reflog is gone.
+    core.t.profiles.purgeRemoved(now - core.config.reflogKeepMs);
     return d;
   });
   core.commits.forget(dead.deadCommits);

@@ -175,6 +175,14 @@ export interface StoreConfig {
   /** Cap on one push as sent over SSH (compressed). */
   maxPushBytes: number;
   maxEntries: number;
+  /**
+   * A new base for an existing profile is stored as a delta layer over the
+   * old base when that layer is smaller than this share of the full image
+   * (0..1); otherwise as a full base.
+   */
+  deltaMaxShare: number;
+  /** `strata gc --dry-run` lists push-conflict branches (P/push-*, P/rebase-*) that have not moved for this long. */
+  staleBranchMs: number;
 }
 
 export const DEFAULT_CONFIG: StoreConfig = {
@@ -186,4 +194,6 @@ export const DEFAULT_CONFIG: StoreConfig = {
   maxUncompressedBytes: 16 * 1024 ** 3,
   maxPushBytes: 4 * 1024 ** 3,
   maxEntries: 2_000_000,
+  deltaMaxShare: 0.5,
+  staleBranchMs: 14 * 24 * 3600 * 1000,
 };
