@@ -25,9 +25,12 @@ function usedBy(core: StoreCore, pred: (a: { profile: string; pin: string | null
 /** `strata branch -d NAME`: a side branch (P/NAME); a profile's own branch goes with `strata profile rm`. */
 export function deleteBranch(core: StoreCore, name: string): Ref {
   const r = core.t.refs.get(name);
-  if (!r || r.type !== 'branch') throw new StrataError('E_REF_NOT_FOUND', `no branch named "${name}"`);
+  if (r?.type !== 'branch') throw new StrataError('E_REF_NOT_FOUND', `no branch named "${name}"`);
   if (!name.includes('/'))
-    throw new StrataError('E_BAD_ARGUMENT', `${name} is the branch of profile ${name}; remove the profile with "strata profile rm ${name}"`);
+    throw new StrataError(
+      'E_BAD_ARGUMENT',
+      `${name} is the branch of profile ${name}; remove the profile with "strata profile rm ${name}"`,
+    );
   inTransaction(core, () => core.t.refs.remove(name, DELETE_BRANCH, `delete branch ${name} at ${r.commit.slice(0, 12)}`));
   return r;
 }
@@ -35,7 +38,7 @@ export function deleteBranch(core: StoreCore, name: string): Ref {
 /** `strata tag -d NAME`; refused while an assignment is pinned to the tag. */
 export function deleteTag(core: StoreCore, name: string): Ref {
   const r = core.t.refs.get(name);
-  if (!r || r.type !== 'tag') throw new StrataError('E_REF_NOT_FOUND', `no tag named "${name}"`);
+  if (r?.type !== 'tag') throw new StrataError('E_REF_NOT_FOUND', `no tag named "${name}"`);
   const pins = usedBy(core, (a) => a.pin === name);
   if (pins.length)
     throw new StrataError(

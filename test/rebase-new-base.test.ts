@@ -137,7 +137,9 @@ describe('a new base for an existing profile (strata import NAME SOURCE)', () =>
   it('stores a large change as a full base, still reusing the developer layers', async () => {
     const before = store.getCommit(store.resolve('lab'));
     const V3 = { ...V2, 'usr/lib/big.bin': randomBytes(3 << 20) };
-    const r = await store.newBase('lab', derive('lab-v3', join(dir, 'lab-v2'), { 'usr/lib/big.bin': V3['usr/lib/big.bin']! }), { level: 3 });
+    const r = await store.newBase('lab', derive('lab-v3', join(dir, 'lab-v2'), { 'usr/lib/big.bin': V3['usr/lib/big.bin']! }), {
+      level: 3,
+    });
     expect(r.mode).toBe('full');
     expect(r.base.manifest.layers).toHaveLength(1);
     expect(r.base.parent).toBeNull();
@@ -202,7 +204,9 @@ describe('strata rebase PROFILE --onto BASE', () => {
     const moves = store.reflog('kiosk').length;
     const e = await expectCode(store.rebase('kiosk', 'debian2'), 'E_CONFLICT');
     const conflicts = (e.details as { conflicts: { path: string; oldBase: string; newBase: string; layer: string }[] }).conflicts;
-    expect(conflicts).toEqual([{ path: 'etc/obsolete', oldBase: expect.stringMatching(/^file/), newBase: 'absent', layer: own.addedLayer }]);
+    expect(conflicts).toEqual([
+      { path: 'etc/obsolete', oldBase: expect.stringMatching(/^file/), newBase: 'absent', layer: own.addedLayer },
+    ]);
     expect(e.message).toContain('etc/obsolete');
     expect(store.resolve('kiosk')).toBe(own.id);
     expect(store.reflog('kiosk').length).toBe(moves);
