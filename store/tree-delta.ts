@@ -110,13 +110,21 @@ export function planDelta(oldTree: Tree, newEntries: LayerEntry[]): DeltaPlan {
   }
   for (const members of groups.values()) if (members.some((m) => include.has(m))) for (const m of members) add(m);
 
+  // Sorted, so a removed directory comes before what was in it and its one whiteout covers them.
   const whiteouts: string[] = [];
+  const gone = new Set<string>();
   for (const p of changes.removed) {
-    const parent = newTree.get(parentOf(p));
-    if (parent?.type === 'dir' || (parentOf(p) === '' && !newTree.has(''))) {
-      whiteouts.push(p);
-      add(parentOf(p));
+    let covered = false;
+    for (let q = parentOf(p); ; q = parentOf(q)) {
+      if (gone.has(q)) covered = true;
+      if (q === '' || covered) break;
     }
+    const parent = newTree.get(parentOf(p));
+    // Under a path that is now a file or link, nothing of the old subtree shows anyway.
+    if (covered || (parent && parent.type !== 'dir')) continue;
+    gone.add(p);
+    whiteouts.push(p);
+    add(parentOf(p));
   }
 
   const full = planMerge([newEntries], { keepBelow: false });

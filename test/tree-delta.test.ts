@@ -62,6 +62,11 @@ describe('planDelta: the one layer from the old tree to the new one', () => {
     expect(d.plan.whiteouts).toEqual([]);
   });
 
+  it('whites out a removed file even when the listings leave its directory implied (a tar without directory entries)', () => {
+    const old = [file('etc/a', 'a1'), file('etc/b', 'b1')];
+    expect(planDelta(mergedTree([old]), [file('etc/a', 'a1')]).plan.whiteouts).toEqual(['etc/b']);
+  });
+
   it('takes a whole hardlink group when one member changed', () => {
     const old = [
       ...OLD,
