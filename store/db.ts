@@ -183,10 +183,11 @@ const MIGRATIONS: string[] = [
   );
   `,
   // 5: deleting profiles (store/ref-delete.ts). A removed profile keeps its
-  // row, marked, so an undo (strata rollback NAME) gets its settings back;
-  // gc drops the row once the reflog that could restore it has expired.
+  // row, listed here, so an undo (strata rollback NAME) gets its settings
+  // back; gc drops both rows once the reflog that could restore it has
+  // expired. A table rather than a column: IF NOT EXISTS keeps a replay harmless.
   `
-  ALTER TABLE profiles ADD COLUMN deleted_at INTEGER;
+  CREATE TABLE IF NOT EXISTS removed_profiles (name TEXT PRIMARY KEY, removed_at INTEGER NOT NULL);
   `,
 ];
 
