@@ -4,7 +4,7 @@
  * Never fails on a slow machine: the goals are printed, not asserted.
  * `npm run bench -- bake history` runs only those.
  */
-const all = ['startup', 'bake', 'history', 'serve', 'agent', 'boot', 'bake-metadata', 'build'] as const;
+const all = ['startup', 'bake', 'history', 'serve', 'agent', 'boot', 'bake-metadata', 'build', 'delta'] as const;
 const wanted = process.argv.slice(2).filter((a) => (all as readonly string[]).includes(a));
 for (const name of wanted.length ? wanted : all) {
   console.log(`\n=== bench/${name}.ts ===`);

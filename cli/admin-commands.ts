@@ -129,6 +129,17 @@ export function registerAdminCommands(program: Command): void {
           );
         },
       ),
+    )
+    .command('rm')
+    .description(
+      'remove profile NAME with its branches and tags (refused while an assignment uses it); undo with "strata rollback NAME" until gc',
+    )
+    .argument('<name>')
+    .action(
+      act((s, g, name: string) => {
+        const r = s.removeProfile(name);
+        out(g, r, () => `removed profile ${name} (${r.refs.map((x) => x.name).join(', ')}); undo with: strata rollback ${name}`);
+      }),
     );
 
   const keys = program.command('keys').description('SSH keys allowed to push');
@@ -265,6 +276,9 @@ export function registerAdminCommands(program: Command): void {
             (r.incoming.length ? `, ${r.incoming.length} dead file(s) of incoming/` : '') +
             (o.dryRun
               ? `\n${[...r.commits.map((c) => `commit ${c}`), ...r.objects.map((d) => `object ${d}`), ...r.incoming.map((f) => `incoming ${f}`)].join('\n')}`
+              : '') +
+            (o.dryRun && r.staleBranches.length
+              ? `\n${r.staleBranches.map((b) => `stale branch ${b.name} (delete with: strata branch -d ${b.name})`).join('\n')}`
               : ''),
         );
       }),

@@ -81,3 +81,30 @@ export function formatClients(all: (ClientReport & { heldBack?: { reason: string
     })
     .join('\n');
 }
+
+/** `strata import` onto an existing profile: how the new base was stored and what was replayed. */
+export function formatNewBase(
+  name: string,
+  r: {
+    commit: Commit;
+    base: Commit;
+    mode: string;
+    deltaBytes: number | null;
+    fullBytes: number;
+    reused: string[];
+    conflicts: { path: string; oldBase: string; newBase: string; layer: string }[];
+    branch: string | null;
+  },
+): string {
+  const mb = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+  const how =
+    r.mode === 'delta'
+      ? `a delta layer of ${mb(r.deltaBytes ?? 0)} over the old base (full image ${mb(r.fullBytes)})`
+      : `a full base of ${mb(r.fullBytes)}${r.deltaBytes !== null ? ` (the delta, ${mb(r.deltaBytes)}, was too large)` : ''}`;
+  const lines = [`new base for ${name}: ${r.base.id} as ${how}`, `${r.reused.length} layer(s) replayed as they are`];
+  if (r.branch) {
+    lines.push(`conflicts: the result is on ${r.branch}; ${name} did not move`);
+    for (const c of r.conflicts) lines.push(`  ${c.path}: old base ${c.oldBase}, new base ${c.newBase}, layer ${c.layer.slice(0, 12)}`);
+  } else lines.push(`${name} is now ${r.commit.id}`);
+  return lines.join('\n');
+}

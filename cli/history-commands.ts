@@ -5,6 +5,7 @@
  * through act() (cli/command-kit.ts).
  */
 import type { Command } from 'commander';
+import { StrataError } from '../store/errors.ts';
 import { act, out, warn } from './command-kit.ts';
 import { formatCommit, formatDiff, formatLog, formatTime, shortId } from './format.ts';
 
@@ -60,12 +61,16 @@ export function registerHistoryCommands(program: Command): void {
 
   program
     .command('rollback')
-    .description('move PROFILE back (default PROFILE~1); recorded in the reflog, undoable')
+    .description('move PROFILE back (default PROFILE~1); recorded in the reflog, undoable; brings back a deleted branch, tag or profile')
     .argument('<profile>')
     .argument('[commit]')
     .action(
       act((s, g, profile: string, rev?: string) => {
         const r = s.rollback(profile, rev);
+        if (r.restored) {
+          out(g, r, () => `restored ${r.restored!.join(', ')}`);
+          return;
+        }
         out(g, r, () => `${profile}: ${shortId(r.from)} -> ${shortId(r.to)} (undo with: strata rollback ${profile} ${shortId(r.from)})`);
       }),
     );
@@ -122,11 +127,18 @@ export function registerHistoryCommands(program: Command): void {
 
   program
     .command('tag')
-    .description('name a commit')
+    .description('name a commit; -d deletes the tag (undo: strata rollback NAME)')
     .argument('<name>')
-    .argument('<commit>')
+    .argument('[commit]')
+    .option('-d, --delete', 'delete tag NAME')
     .action(
-      act((s, g, name: string, rev: string) => {
+      act((s, g, name: string, rev: string | undefined, o: { delete?: boolean }) => {
+        if (o.delete) {
+          const r = s.deleteTag(name);
+          out(g, r, () => `deleted tag ${name} (was ${shortId(r.commit)}; undo with: strata rollback ${name})`);
+          return;
+        }
+        if (!rev) throw new StrataError('E_BAD_ARGUMENT', 'give the COMMIT to tag (or -d NAME to delete a tag)');
         const r = s.tag(name, rev);
         out(g, r, () => `tag ${name} -> ${r.commit}`);
       }),
@@ -134,13 +146,34 @@ export function registerHistoryCommands(program: Command): void {
 
   program
     .command('branch')
-    .description('a new branch at COMMIT (P/NAME belongs to profile P; a bare NAME is a new profile)')
+    .description('a new branch at COMMIT (P/NAME belongs to profile P; a bare NAME is a new profile); -d deletes a side branch')
     .argument('<name>')
-    .argument('<commit>')
+    .argument('[commit]')
+    .option('-d, --delete', 'delete side branch NAME (undo: strata rollback NAME)')
     .action(
-      act((s, g, name: string, rev: string) => {
+      act((s, g, name: string, rev: string | undefined, o: { delete?: boolean }) => {
+        if (o.delete) {
+          const r = s.deleteBranch(name);
+          out(g, r, () => `deleted branch ${name} (was ${shortId(r.commit)}; undo with: strata rollback ${name})`);
+          return;
+        }
+        if (!rev) throw new StrataError('E_BAD_ARGUMENT', 'give the COMMIT to branch from (or -d NAME to delete a branch)');
         const r = s.branch(name, rev);
         out(g, r, () => `branch ${name} -> ${r.commit}`);
+      }),
+    );
+
+  program
+    .command('rebase')
+    .description("replay PROFILE's own layers (those above its base) onto BASE, reused as they are; one ref move, undo with rollback")
+    .argument('<profile>')
+    .requiredOption('--onto <base>', 'the new base (a commit, tag or profile)')
+    .option('--force', 'stack the layers even where the new base changed the same paths (their version wins)')
+    .action(
+      act(async (s, g, profile: string, o: { onto: string; force?: boolean }) => {
+        const r = await s.rebase(profile, o.onto, { force: o.force });
+        warn(r.warnings);
+        out(g, r, () => `rebased ${profile} onto ${shortId(s.resolve(o.onto))}: now ${r.commit.id} (${r.reused.length} layer(s) reused)`);
       }),
     );
 

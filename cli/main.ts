@@ -58,16 +58,18 @@ export function buildProgram(): Command {
 
   program
     .command('import')
-    .description('create profile NAME whose first commit is the base made from SOURCE (.iso | .sqfs | .tar[.zst|.gz|.xz] | dir | -)')
+    .description(
+      'create profile NAME whose first commit is the base made from SOURCE (.iso | .sqfs | .tar[.zst|.gz|.xz] | dir | -); when NAME exists, SOURCE becomes its new base (a delta layer when small) and its own layers are replayed onto it',
+    )
     .argument('<name>')
     .argument('<source>')
     .option('--kernel <file>', 'kernel image to boot this profile with')
     .option('--initrd <file>', 'initramfs to boot this profile with (see "strata initrd build")')
     .option('-m, --message <msg>', 'commit message')
-    .addOption(
-      new Option('--compressor <c>', 'squashfs compressor for this profile').choices(['zstd', 'lz4', 'gzip', 'xz']).default('zstd'),
-    )
+    .addOption(new Option('--compressor <c>', 'squashfs compressor for this profile').choices(['zstd', 'lz4', 'gzip', 'xz']))
     .option('--level <n>', 'compression level (default: tar2sqfs default, zstd 15; 3 bakes ~30x faster for ~15% larger layers)')
+    .option('--full', 'an existing profile: store a full base, never a delta layer')
+    .option('--delta-share <x>', 'an existing profile: keep the delta when smaller than this share of the full image (default 0.5)')
     .action(
       act(
         async (
@@ -75,16 +77,32 @@ export function buildProgram(): Command {
           g,
           name: string,
           source: string,
-          o: { kernel?: string; initrd?: string; message?: string; compressor: Compressor; level?: string },
+          o: {
+            kernel?: string;
+            initrd?: string;
+            message?: string;
+            compressor?: Compressor;
+            level?: string;
+            full?: boolean;
+            deltaShare?: string;
+          },
         ) => {
-          const c = await s.importBase(name, source, {
+          const r = await s.newBase(name, source, {
             kernel: o.kernel,
             initrd: o.initrd,
             message: o.message,
             compressor: o.compressor,
-            level: o.level === undefined ? null : Number(o.level),
+            level: o.level === undefined ? undefined : Number(o.level),
+            full: o.full,
+            deltaShare: o.deltaShare === undefined ? undefined : Number(o.deltaShare),
           });
-          out(g, c, () => `imported ${name}: commit ${c.id}\n${formatCommit(c)}`);
+          warn(r.warnings);
+          if (r.mode === 'new') {
+            out(g, r.commit, () => `imported ${name}: commit ${r.commit.id}\n${formatCommit(r.commit)}`);
+            return;
+          }
+          const { formatNewBase } = await import('./format.ts');
+          out(g, r, () => formatNewBase(name, r));
         },
         { create: true },
       ),

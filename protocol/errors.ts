@@ -97,6 +97,7 @@ export const ERRORS = {
   E_TOO_BUSY: m(429, X.locked, true, true, 'too many at once for this key or connection; wait for the others to finish and retry'),
   E_BAD_RECIPE: m(400, X.badInput, false, true, 'fix the recipe at the lines named (docs/cli.md, "strata build")'),
   E_BUILD_FAILED: m(422, X.badInput, false, true, "read the build log's last lines: a package, suite or command of the recipe failed"),
+  E_IN_USE: m(409, X.conflict, false, true, 'an assignment still uses it; assign those clients elsewhere first'),
 } as const satisfies Record<string, ErrorMeaning>;
 
 export type ErrorCode = keyof typeof ERRORS;

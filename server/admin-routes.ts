@@ -87,6 +87,20 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       events.emit('ref', { action: 'cherry-pick', profile: req.params.name, commit: r.commit.id });
       return r;
     });
+    a.post('/v1/profiles/:name/rebase', async (req: P<{ name: string }>) => {
+      const b = asObject(req.body, 'rebase');
+      const r = await store.rebase(req.params.name, reqString(b, 'onto', 'rebase'), {
+        force: optBool(b, 'force', 'rebase'),
+        author: author(req),
+      });
+      events.emit('ref', { action: 'rebase', profile: req.params.name, commit: r.commit.id });
+      return r;
+    });
+    a.delete('/v1/profiles/:name', async (req: P<{ name: string }>) => {
+      const r = store.removeProfile(req.params.name);
+      events.emit('ref', { action: 'profile-rm', profile: req.params.name });
+      return r;
+    });
     a.post('/v1/profiles/:name/flatten', async (req: P<{ name: string }>) => {
       const b = asObject(req.body, 'flatten');
       const profile = req.params.name;
@@ -115,6 +129,20 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       const b = asObject(req.body, 'branch');
       const ref = store.branch(reqString(b, 'name', 'branch'), reqString(b, 'commit', 'branch'));
       events.emit('ref', { action: 'branch', ref });
+      return { ref };
+    });
+
+    // Branch names hold a '/', so the name comes in the query or body (as for assignments).
+    a.delete('/v1/branches', async (req: P<Record<string, never>>) => {
+      const b = { ...req.query, ...asObject(req.body, 'delete branch') };
+      const ref = store.deleteBranch(reqString(b, 'name', 'delete branch'));
+      events.emit('ref', { action: 'delete-branch', ref });
+      return { ref };
+    });
+    a.delete('/v1/tags', async (req: P<Record<string, never>>) => {
+      const b = { ...req.query, ...asObject(req.body, 'delete tag') };
+      const ref = store.deleteTag(reqString(b, 'name', 'delete tag'));
+      events.emit('ref', { action: 'delete-tag', ref });
       return { ref };
     });
 

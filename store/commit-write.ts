@@ -35,6 +35,8 @@ export interface NewCommit {
   /** Further new layers (an ISO whose root is a stack of squashfs files). */
   moreLayers?: NewLayer[];
   action: string;
+  /** The reflog line of the ref move, when it is not the commit message (a rebase's summary). */
+  reflogMessage?: string;
   /** Extra statements to run inside the same transaction (e.g. marking a push committed). */
   also?: (id: CommitId) => void;
 }
@@ -48,54 +50,71 @@ export interface CommitResult {
 export type ParentDecision = { kind: 'onto'; onto: CommitId } | { kind: 'conflict'; paths: string[] };
 
 export function createCommit(core: StoreCore, c: NewCommit): CommitResult {
+  const r = createCommits(core, [c]);
+  return { commit: r.commits[0]!, warnings: r.warnings };
+}
+
+/**
+ * Several commits, each the parent of the next, in one transaction with one
+ * move of the last one's ref (a rebase replays a profile's layers as one
+ * reflog entry). Every commit's checks are createCommit's.
+ */
+export function createCommits(core: StoreCore, cs: NewCommit[]): { commits: Commit[]; warnings: string[] } {
   const warnings: string[] = [];
-  if (c.layers.length > core.config.maxChainLength) {
-    throw new StrataError(
-      'E_CHAIN_TOO_LONG',
-      `this commit would stack ${c.layers.length} layers; the limit is ${core.config.maxChainLength} (overlayfs mounts at most 500 lower layers and its option string must fit one page). Run "strata flatten ${c.profile}" first.`,
-    );
-  }
-  if (c.layers.length >= core.config.warnChainLength) {
+  const last = cs[cs.length - 1];
+  if (!last) throw new StrataError('E_INTERNAL', 'createCommits needs at least one commit');
+  const made = cs.map((c) => {
+    if (c.layers.length > core.config.maxChainLength) {
+      throw new StrataError(
+        'E_CHAIN_TOO_LONG',
+        `this commit would stack ${c.layers.length} layers; the limit is ${core.config.maxChainLength} (overlayfs mounts at most 500 lower layers and its option string must fit one page). Run "strata flatten ${c.profile}" first.`,
+      );
+    }
+    const manifest: Manifest = { parent: c.parent, kernel: c.kernel, initrd: c.initrd, layers: c.layers };
+    const text = renderManifest(manifest);
+    return { c, text, id: commitIdOf(text) };
+  });
+  if (last.layers.length >= core.config.warnChainLength) {
     warnings.push(
-      `the chain of ${c.profile} is now ${c.layers.length} layers deep; boots fetch and mount every layer, consider "strata flatten ${c.profile}"`,
+      `the chain of ${last.profile} is now ${last.layers.length} layers deep; boots fetch and mount every layer, consider "strata flatten ${last.profile}"`,
     );
   }
-  const manifest: Manifest = { parent: c.parent, kernel: c.kernel, initrd: c.initrd, layers: c.layers };
-  const text = renderManifest(manifest);
-  const id = commitIdOf(text);
   const now = Date.now();
   inTransaction(core, () => {
     faultPoint('ref-move');
-    const cur = core.t.refs.get(c.ref);
-    if (cur && cur.type !== 'branch') throw new StrataError('E_REF_EXISTS', `${c.ref} is a tag, not a branch`);
-    if (c.expectedHead !== undefined && (cur?.commit ?? null) !== c.expectedHead) {
+    const cur = core.t.refs.get(last.ref);
+    if (cur && cur.type !== 'branch') throw new StrataError('E_REF_EXISTS', `${last.ref} is a tag, not a branch`);
+    if (last.expectedHead !== undefined && (cur?.commit ?? null) !== last.expectedHead) {
       throw new StrataError(
         'E_STALE_PARENT',
-        `${c.ref} moved to ${cur?.commit.slice(0, 12) ?? 'nothing'} while this was being prepared; nothing was changed, try again`,
+        `${last.ref} moved to ${cur?.commit.slice(0, 12) ?? 'nothing'} while this was being prepared; nothing was changed, try again`,
       );
     }
-    for (const l of [...(c.newLayer ? [c.newLayer] : []), ...(c.moreLayers ?? [])]) core.t.layers.insert(l, now);
-    for (const l of c.layers) {
-      if (!core.t.layers.info(l.digest)) throw new StrataError('E_INTERNAL', `layer ${l.digest} is not registered`);
+    for (const { c, text, id } of made) {
+      for (const l of [...(c.newLayer ? [c.newLayer] : []), ...(c.moreLayers ?? [])]) core.t.layers.insert(l, now);
+      for (const l of c.layers) {
+        if (!core.t.layers.info(l.digest)) throw new StrataError('E_INTERNAL', `layer ${l.digest} is not registered`);
+      }
+      // Same manifest = same commit id: committing identical content on the
+      // same parent again is not an error, the existing commit is reused.
+      core.t.commits.insert({
+        id,
+        parent: c.parent,
+        merge_parent: c.mergeParent ?? null,
+        profile: c.profile,
+        message: c.message,
+        author: c.author,
+        created_at: now,
+        manifest: text,
+        added_layer: c.addedLayer,
+        kind: c.kind,
+      });
     }
-    // Same manifest = same commit id: committing identical content on the
-    // same parent again is not an error, the existing commit is reused.
-    core.t.commits.insert({
-      id,
-      parent: c.parent,
-      merge_parent: c.mergeParent ?? null,
-      profile: c.profile,
-      message: c.message,
-      author: c.author,
-      created_at: now,
-      manifest: text,
-      added_layer: c.addedLayer,
-      kind: c.kind,
-    });
-    core.t.refs.move(c.ref, 'branch', id, c.profile, c.action, c.message);
-    c.also?.(id);
+    const top = made[made.length - 1]!;
+    core.t.refs.move(last.ref, 'branch', top.id, last.profile, last.action, last.reflogMessage ?? last.message);
+    for (const { c, id } of made) c.also?.(id);
   });
-  return { commit: getCommit(core, id), warnings };
+  return { commits: made.map((m) => getCommit(core, m.id)), warnings };
 }
 
 /**

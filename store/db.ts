@@ -251,6 +251,13 @@ const MIGRATIONS: string[] = [
     created_at INTEGER NOT NULL
   );
   `,
+  // 8: deleting profiles (store/ref-delete.ts). A removed profile keeps its
+  // row, listed here, so an undo (strata rollback NAME) gets its settings
+  // back; gc drops both rows once the reflog that could restore it has
+  // expired. A table rather than a column: IF NOT EXISTS keeps a replay harmless.
+  `
+  CREATE TABLE IF NOT EXISTS removed_profiles (name TEXT PRIMARY KEY, removed_at INTEGER NOT NULL);
+  `,
 ];
 
 export function openDb(path: string): DB {

@@ -188,3 +188,11 @@ export function flattenToTar(layerImages: string[], entries: LayerEntry[][], opt
   const plan = planMerge(entries, opts);
   return flattenStream(layerImages, entries, plan);
 }
+
+/**
+ * The tar of a merge plan made elsewhere (store/tree-delta.ts's delta over
+ * one full image): only the paths the plan owns, then its whiteouts.
+ */
+export function planToTar(layerImages: string[], entries: LayerEntry[][], plan: MergePlan): FlattenTar {
+  return flattenStream(layerImages, entries, plan);
+}

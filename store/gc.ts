@@ -11,6 +11,7 @@ import { cleanIncoming } from './incoming.ts';
 import { commitIdOf, parseManifest } from './manifest.ts';
 import { sha256File } from './objects.ts';
 import { listProfiles } from './profiles.ts';
+import { staleBranches } from './ref-delete.ts';
 import { resolve } from './revisions.ts';
 import type { CommitId, Digest, Manifest } from './types.ts';
 
@@ -75,6 +76,8 @@ export interface GcResult {
   bytes: number;
   /** Dead files of incoming/ (uploads cut short, archives of pushes already landed: store/incoming.ts). */
   incoming: string[];
+  /** Push- and rebase-conflict branches older than staleBranchMs: gc keeps them, `strata branch -d` frees them. */
+  staleBranches: { name: string; commit: CommitId; lastMove: number | null }[];
 }
 
 /**
@@ -118,6 +121,7 @@ export async function gc(core: StoreCore, opts: { dryRun?: boolean; now?: number
     objects: d.deadObjects.map((o) => o.digest),
     bytes: d.deadObjects.reduce((a, o) => a + o.size, 0),
     incoming,
+    staleBranches: staleBranches(core, now),
   });
   if (opts.dryRun) return report(decide(), await cleanIncoming(core, { now, dryRun: true }));
   const dead = inTransaction(core, () => {
@@ -127,6 +131,8 @@ export async function gc(core: StoreCore, opts: { dryRun?: boolean; now?: number
     core.t.layers.remove(d.deadObjects.map((o) => o.digest));
     core.t.boot.removeInitrdBuilds(d.deadObjects.map((o) => o.digest));
     core.t.refs.pruneReflog(now - core.config.reflogKeepMs);
+    // A removed profile can no longer be restored once its reflog is gone.
+    core.t.profiles.purgeRemoved(now - core.config.reflogKeepMs);
     return d;
   });
   core.commits.forget(dead.deadCommits);

@@ -12,6 +12,7 @@ import { chainDifference, conflictingPaths, mergeBase, touchedPaths } from './da
 import { StrataError } from './errors.ts';
 import { flattenToTar } from './flatten-stream.ts';
 import { objectPath } from './object-access.ts';
+import { isRestorable, restoreDeleted } from './ref-delete.ts';
 import { branchInfo } from './refs.ts';
 import { chainOf, getCommit, layerEntries, resolve, touchOf } from './revisions.ts';
 import type { CommitId } from './types.ts';
@@ -67,7 +68,13 @@ export async function commitTar(
   return { commit: r.commit, warnings: [...baked.warnings, ...r.warnings] };
 }
 
-export function rollback(core: StoreCore, profile: string, rev?: string): { from: CommitId; to: CommitId } {
+export function rollback(core: StoreCore, profile: string, rev?: string): { from: CommitId; to: CommitId; restored?: string[] } {
+  // A deleted branch, tag or profile: the undo puts it back (store/ref-delete.ts).
+  if (!rev && isRestorable(core, profile)) {
+    const r = restoreDeleted(core, profile);
+    const at = r.restored.find((x) => x.name === profile)?.commit ?? r.restored[0]?.commit ?? '';
+    return { from: at, to: at, restored: r.restored.map((x) => x.name) };
+  }
   const b = branchInfo(core, profile);
   const from = b.head;
   const to = rev ? resolve(core, rev) : resolve(core, `${profile}~1`);

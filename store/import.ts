@@ -25,7 +25,7 @@ export interface ImportOptions {
 }
 
 /** A layer read from the source: its blob, listing and unpacked size. */
-interface Read {
+export interface Read {
   ref: BlobRef;
   entries: LayerEntry[];
   uncompressed: number;
@@ -42,12 +42,6 @@ export async function importBase(core: StoreCore, name: string, source: string, 
   }
   const compressor = opts.compressor ?? 'zstd';
   const level = opts.level === undefined ? null : opts.level;
-  const kind = await sourceKind(source);
-  let base: Read;
-  /** Layers above the base when an ISO ships its root as a stack (newer Ubuntu). */
-  const upper: Read[] = [];
-  let kernelSrc = opts.kernel;
-  const initrdSrc = opts.initrd;
   const tmpFiles: string[] = [];
   const temp = (what: string) => {
     const f = core.objects.tempPath(what);
@@ -55,44 +49,9 @@ export async function importBase(core: StoreCore, name: string, source: string, 
     return f;
   };
   try {
-    if (kind === 'dir' || kind === 'tar') {
-      base = kind === 'dir' ? await bakeDir(core, source, compressor, level) : await bakeFile(core, source, compressor, level);
-    } else {
-      let sqfs = source;
-      if (kind === 'iso') {
-        const iso = await inspectIso(source);
-        sqfs = temp('iso-root');
-        await extractIsoFile(source, iso.rootfs, sqfs);
-        if (await isNestedRootfs(sqfs)) {
-          throw new StrataError(
-            'E_BAD_ISO',
-            `${source}: ${iso.rootfs} holds LiveOS/rootfs.img (an ext4 image inside squashfs, older Fedora); strata cannot read it without mounting. Loop-mount rootfs.img yourself and "strata import ${name} <that directory>".`,
-          );
-        }
-        if (!kernelSrc) {
-          kernelSrc = temp('iso-kernel');
-          await extractIsoFile(source, iso.kernel, kernelSrc);
-        }
-        // The ISO's own initrd ignores strata's boot arguments: the initramfs is built from the root image's modules.
-        for (const inner of (iso.layers ?? []).slice(1)) {
-          const f = temp('iso-layer');
-          await extractIsoFile(source, inner, f);
-          upper.push(await readSquashfs(core, f));
-        }
-      }
-      base = await readSquashfs(core, sqfs);
-    }
-    const asLayer = (r: Read): NewLayer => ({
-      info: {
-        digest: r.ref.digest,
-        size: r.ref.size,
-        kind: 'base',
-        entryCount: r.entries.length,
-        uncompressedBytes: r.uncompressed,
-        compressor,
-      },
-      entries: r.entries,
-    });
+    const { base, upper, kernelSrc } = await readBaseSource(core, name, source, { compressor, level, kernel: opts.kernel }, temp);
+    const initrdSrc = opts.initrd;
+    const asLayer = (r: Read) => baseLayerOf(r, compressor);
     // The tree decides the kernel and initramfs unless --kernel/--initrd (or the ISO's kernel) say otherwise.
     const first = await withBoot(
       core,
@@ -128,6 +87,67 @@ export async function importBase(core: StoreCore, name: string, source: string, 
   } finally {
     for (const f of tmpFiles) await fsp.rm(f, { force: true });
   }
+}
+
+/** A layer read from a base source as the row that registers it. */
+export function baseLayerOf(r: Read, compressor: Compressor): NewLayer {
+  return {
+    info: {
+      digest: r.ref.digest,
+      size: r.ref.size,
+      kind: 'base',
+      entryCount: r.entries.length,
+      uncompressedBytes: r.uncompressed,
+      compressor,
+    },
+    entries: r.entries,
+  };
+}
+
+/**
+ * SOURCE (a directory, tar, squashfs or ISO) as base layers in the object
+ * store (not registered yet): the base, the layers above it when an ISO
+ * ships its root as a stack, and the ISO's kernel file unless one was given.
+ */
+export async function readBaseSource(
+  core: StoreCore,
+  name: string,
+  source: string,
+  o: { compressor: Compressor; level: number | null; kernel?: string },
+  temp: (what: string) => string,
+): Promise<{ base: Read; upper: Read[]; kernelSrc?: string }> {
+  const { compressor, level } = o;
+  const kind = await sourceKind(source);
+  /** Layers above the base when an ISO ships its root as a stack (newer Ubuntu). */
+  const upper: Read[] = [];
+  let kernelSrc = o.kernel;
+  if (kind === 'dir' || kind === 'tar') {
+    const base = kind === 'dir' ? await bakeDir(core, source, compressor, level) : await bakeFile(core, source, compressor, level);
+    return { base, upper, kernelSrc };
+  }
+  let sqfs = source;
+  if (kind === 'iso') {
+    const iso = await inspectIso(source);
+    sqfs = temp('iso-root');
+    await extractIsoFile(source, iso.rootfs, sqfs);
+    if (await isNestedRootfs(sqfs)) {
+      throw new StrataError(
+        'E_BAD_ISO',
+        `${source}: ${iso.rootfs} holds LiveOS/rootfs.img (an ext4 image inside squashfs, older Fedora); strata cannot read it without mounting. Loop-mount rootfs.img yourself and "strata import ${name} <that directory>".`,
+      );
+    }
+    if (!kernelSrc) {
+      kernelSrc = temp('iso-kernel');
+      await extractIsoFile(source, iso.kernel, kernelSrc);
+    }
+    // The ISO's own initrd ignores strata's boot arguments: the initramfs is built from the root image's modules.
+    for (const inner of (iso.layers ?? []).slice(1)) {
+      const f = temp('iso-layer');
+      await extractIsoFile(source, inner, f);
+      upper.push(await readSquashfs(core, f));
+    }
+  }
+  return { base: await readSquashfs(core, sqfs), upper, kernelSrc };
 }
 
 async function bakeDir(core: StoreCore, source: string, compressor: Compressor, level: number | null): Promise<Read> {

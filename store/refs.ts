@@ -54,7 +54,9 @@ export function branch(core: StoreCore, name: string, rev: string): Ref {
     if (core.t.refs.get(name)) throw new StrataError('E_REF_EXISTS', `a tag or branch named "${name}" already exists`);
     if (!core.t.profiles.get(profile)) {
       if (name.includes('/')) throw new StrataError('E_PROFILE_NOT_FOUND', `no profile "${profile}" for branch ${name}`);
-      const sp = core.t.profiles.get(src.profile)!;
+      // The source's profile may have been removed since (strata profile rm): its marked row still has the settings.
+      const sp = core.t.profiles.get(src.profile) ?? core.t.profiles.removed(src.profile);
+      if (!sp) throw new StrataError('E_PROFILE_NOT_FOUND', `the profile of ${id.slice(0, 12)} (${src.profile}) no longer exists`);
       core.t.profiles.insert({ ...sp, name, createdAt: Date.now() });
       // The kernel pin is a profile setting too: the new profile boots what its source would.
       const pin = core.t.boot.pin(src.profile);

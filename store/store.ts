@@ -34,6 +34,9 @@ import type { ObjectStore } from './objects.ts';
 import * as profiles from './profiles.ts';
 import * as pushes from './pushes.ts';
 import * as incoming from './incoming.ts';
+import { newBase, type NewBaseOptions, type NewBaseResult } from './new-base.ts';
+import { rebase, rebaseCheck, type RebaseResult } from './rebase.ts';
+import * as refDelete from './ref-delete.ts';
 import * as refs from './refs.ts';
 import * as revs from './revisions.ts';
 import type { EnrollmentTable } from './tables/enrollment.ts';
@@ -64,6 +67,8 @@ export type { BootRecord } from './commit-boot.ts';
 export type { GcReason } from './gc.ts';
 export type { NewCommit } from './commit-write.ts';
 export type { Build, Schedule } from './tables/builds.ts';
+export type { NewBaseOptions, NewBaseResult } from './new-base.ts';
+export type { RebaseResult } from './rebase.ts';
 
 export interface OpenOptions {
   create?: boolean;
@@ -149,7 +154,9 @@ export class Store {
     input: NodeJS.ReadableStream | string,
     opts: { message?: string; parent?: string; author?: string; policy?: TarPolicy } = {},
   ): Promise<CommitResult> => history.commitTar(this.core, profile, input, opts);
-  rollback = (profile: string, rev?: string): { from: CommitId; to: CommitId } => history.rollback(this.core, profile, rev);
+  /** Moves PROFILE back (default PROFILE~1); for a deleted branch, tag or profile, restores it. */
+  rollback = (profile: string, rev?: string): { from: CommitId; to: CommitId; restored?: string[] } =>
+    history.rollback(this.core, profile, rev);
   revert = async (profile: string, rev: string, opts: { author?: string } = {}): Promise<CommitResult> =>
     history.revert(this.core, profile, rev, opts);
   cherryPickConflicts = (profile: string, rev: string): string[] => history.cherryPickConflicts(this.core, profile, rev);
@@ -277,6 +284,23 @@ export class Store {
   /** Commits gc must keep, each with every reason (structured; gcReasonText gives the words). */
   gcRoots = (now = Date.now()): Map<CommitId, gcm.GcReason[]> => gcm.gcRoots(this.core, now);
   gc = (opts: { dryRun?: boolean; now?: number } = {}): Promise<gcm.GcResult> => gcm.gc(this.core, opts);
+
+  // new bases, rebase and deleting refs (store/new-base.ts, store/rebase.ts, store/ref-delete.ts)
+  /**
+   * SOURCE as NAME's new base: a delta layer over the old base when small
+   * enough, else a full base; NAME's own layers replayed onto it in one ref
+   * move (or onto a branch NAME/rebase-<id> on conflict). A first import when
+   * NAME does not exist; E_NOTHING_TO_DO when the tree is the current base's.
+   */
+  newBase = (name: string, source: string, opts: NewBaseOptions = {}): Promise<NewBaseResult> => newBase(this.core, name, source, opts);
+  /** REF's own layers (above its base) replayed onto ONTO, reused as they are; E_CONFLICT unless force. */
+  rebase = (ref: string, onto: string, opts: { force?: boolean; author?: string } = {}): Promise<RebaseResult> =>
+    rebase(this.core, ref, onto, opts);
+  /** What a rebase would collide on, without changing anything. */
+  rebaseCheck = (ref: string, onto: string) => rebaseCheck(this.core, ref, onto);
+  deleteBranch = (name: string): Ref => refDelete.deleteBranch(this.core, name);
+  deleteTag = (name: string): Ref => refDelete.deleteTag(this.core, name);
+  removeProfile = (name: string): { profile: string; refs: Ref[] } => refDelete.removeProfile(this.core, name);
   fsck = (): Promise<{ ok: boolean; problems: string[]; objects: number; commits: number }> => gcm.fsck(this.core);
 
   // push administration and incoming/ upkeep (store/pushes.ts, store/incoming.ts)

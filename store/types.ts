@@ -208,6 +208,14 @@ export interface StoreConfig {
    * without end. Over the cap the least recently seen unknown MAC goes.
    */
   unknownClientsMax: number;
+  /**
+   * A new base for an existing profile is stored as a delta layer over the
+   * old base when that layer is smaller than this share of the full image
+   * (0..1); otherwise as a full base.
+   */
+  deltaMaxShare: number;
+  /** `strata gc --dry-run` lists push-conflict branches (P/push-*, P/rebase-*) that have not moved for this long. */
+  staleBranchMs: number;
 }
 
 export const DEFAULT_CONFIG: StoreConfig = {
@@ -227,6 +235,8 @@ export const DEFAULT_CONFIG: StoreConfig = {
   storeQuotaBytes: 0,
   keyQuotaBytes: 0,
   unknownClientsMax: 1000,
+  deltaMaxShare: 0.5,
+  staleBranchMs: 14 * 24 * 3600 * 1000,
 };
 
 /** A running client's hardware, as its heartbeat reports it (store/heartbeats.ts); fields it could not read are absent or empty. */

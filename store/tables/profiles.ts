@@ -33,15 +33,22 @@ export class ProfilesTable {
   constructor(private readonly db: DB) {}
 
   get(name: string): ProfileRow | undefined {
-    const r = this.db.prepare('SELECT * FROM profiles WHERE name = ?').get(name) as Raw | undefined;
+    const r = this.db.prepare('SELECT * FROM profiles WHERE name = ? AND name NOT IN (SELECT name FROM removed_profiles)').get(name) as
+      | Raw
+      | undefined;
     return r ? fromRaw(r) : undefined;
   }
 
   all(): ProfileRow[] {
-    return (this.db.prepare('SELECT * FROM profiles ORDER BY name').all() as Raw[]).map(fromRaw);
+    return (
+      this.db.prepare('SELECT * FROM profiles WHERE name NOT IN (SELECT name FROM removed_profiles) ORDER BY name').all() as Raw[]
+    ).map(fromRaw);
   }
 
   insert(p: ProfileRow): void {
+    // A removed profile's name may be taken again; its undo is then gone.
+    if (this.db.prepare('DELETE FROM removed_profiles WHERE name = ?').run(p.name).changes)
+      this.db.prepare('DELETE FROM profiles WHERE name = ?').run(p.name);
     this.db
       .prepare(`INSERT INTO profiles (name, cmdline, compressor, level, kernel_digest, kernel_size, initrd_digest, initrd_size, created_at)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
@@ -64,5 +71,25 @@ export class ProfilesTable {
 
   setCompression(name: string, compressor: Compressor, level: number | null): void {
     this.db.prepare('UPDATE profiles SET compressor = ?, level = ? WHERE name = ?').run(compressor, level, name);
+  }
+
+  /** A removed profile's row (strata profile rm), with when it was removed. */
+  removed(name: string): (ProfileRow & { deletedAt: number }) | undefined {
+    const r = this.db
+      .prepare('SELECT p.*, r.removed_at FROM profiles p JOIN removed_profiles r ON r.name = p.name WHERE p.name = ?')
+      .get(name) as (Raw & { removed_at: number }) | undefined;
+    return r ? { ...fromRaw(r), deletedAt: r.removed_at } : undefined;
+  }
+
+  /** Marks the profile removed (at) or live again (null). */
+  setRemoved(name: string, at: number | null): void {
+    if (at === null) this.db.prepare('DELETE FROM removed_profiles WHERE name = ?').run(name);
+    else this.db.prepare('INSERT OR REPLACE INTO removed_profiles (name, removed_at) VALUES (?, ?)').run(name, at);
+  }
+
+  /** Drops the rows of profiles removed at or before `upTo` (gc, once their undo has expired). */
+  purgeRemoved(upTo: number): void {
+    this.db.prepare('DELETE FROM profiles WHERE name IN (SELECT name FROM removed_profiles WHERE removed_at <= ?)').run(upTo);
+    this.db.prepare('DELETE FROM removed_profiles WHERE removed_at <= ?').run(upTo);
   }
 }

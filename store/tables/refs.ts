@@ -56,4 +56,28 @@ export class RefsTable {
   pruneReflog(upTo: number): void {
     this.db.prepare('DELETE FROM reflog WHERE time <= ?').run(upTo);
   }
+
+  /** Deletes NAME and records it in the reflog (new = null), so it can be restored. Must run inside a transaction. */
+  remove(name: string, action: string, message: string): void {
+    const cur = this.get(name);
+    if (!cur) return;
+    this.db.prepare('DELETE FROM refs WHERE name = ?').run(name);
+    this.db
+      .prepare('INSERT INTO reflog (ref, old, new, action, message, time) VALUES (?, ?, NULL, ?, ?, ?)')
+      .run(name, cur.commit, action, message.slice(0, 200), Date.now());
+  }
+
+  /** The newest reflog entry of every ref whose last move deleted it. */
+  deletions(): ReflogEntry[] {
+    return this.db
+      .prepare(`SELECT r.* FROM reflog r JOIN (SELECT ref, MAX(id) AS id FROM reflog GROUP BY ref) last ON last.id = r.id
+      WHERE r.new IS NULL`)
+      .all() as ReflogEntry[];
+  }
+
+  /** When each ref last moved (refs whose reflog expired are absent). */
+  lastMoves(): Map<string, number> {
+    const rows = this.db.prepare('SELECT ref, MAX(time) AS time FROM reflog GROUP BY ref').all() as { ref: string; time: number }[];
+    return new Map(rows.map((r) => [r.ref, r.time]));
+  }
 }

@@ -14,6 +14,7 @@ import { S, branches, commitById, headOf } from '../state.js';
 import { previewNodes } from './assignments.js';
 import { branchOptions } from './branch-options.js';
 import { wired } from '../wiring.js';
+import { doDeleteBranch, doDeleteTag, doRebase } from './ref-actions.js';
 
 /** @typedef {import('../api-types.js').Commit} Commit */
 
@@ -74,10 +75,15 @@ export function renderActions(c) {
         canPick,
         c.addedLayer ? 'the branch already has this layer' : 'this commit adds no layer',
       ),
+      btn('Rebase branch onto here…', () => doRebase(branch, c, false), canRollback, 'this commit is already the head of the branch'),
       btn('Flatten branch…', () => doFlatten(branch, c), canFlatten, 'the branch head has fewer than two layers'),
       btn('Tag…', () => doTag(c), true),
       btn('Pin clients…', () => doPin(c), true),
       btn('New branch…', () => doBranch(c), true),
+      btn(branch.includes('/') ? 'Delete branch…' : 'Remove profile…', () => doDeleteBranch(branch), true),
+      ...S.graph.refs
+        .filter((r) => r.type === 'tag' && r.commit === c.id)
+        .map((r) => btn(`Delete tag ${r.name}…`, () => doDeleteTag(r.name), true)),
     ),
   );
 }
