@@ -18,7 +18,7 @@ import { bakeTar } from './bake.ts';
 import { bakeOptions } from './commit-write.ts';
 import type { StoreCore } from './core.ts';
 import { StrataError } from './errors.ts';
-import { importBase } from './import.ts';
+import { newBase } from './new-base.ts';
 import { mmdebstrapPlan, parseRecipe, type Recipe } from './recipe.ts';
 import type { Build, BuildStats } from './tables/builds.ts';
 import type { CommitId, LayerEntry } from './types.ts';
@@ -252,17 +252,30 @@ export async function runBuild(core: StoreCore, id: string, opts: BuildRunOption
         }
       }
       progress(profile ? `committing a new base on ${b.profile}` : `creating profile ${b.profile}`);
-      // The baked image is a squashfs: the import reads it as one, no second bake.
-      const c = await importBase(core, b.profile, baked.path, {
-        message,
-        author: 'strata build',
-        compressor: profile?.compressor,
-        level: profile?.level,
-      });
-      commit = c.id;
-      state = 'committed';
-      core.t.builds.setCommitRecipe(commit, id, b.recipe);
-      progress(`committed ${commit}`);
+      // The baked image is a squashfs: the import reads it as one, no second
+      // bake. On an existing profile it becomes the new base (a delta layer
+      // when small enough) with the profile's own layers replayed onto it,
+      // as `strata import NAME` does (store/new-base.ts).
+      try {
+        const r = await newBase(core, b.profile, baked.path, {
+          message,
+          author: 'strata build',
+          compressor: profile?.compressor,
+          level: profile?.level,
+        });
+        commit = r.commit.id;
+        state = 'committed';
+        core.t.builds.setCommitRecipe(r.base.id, id, b.recipe);
+        if (r.commit.id !== r.base.id) core.t.builds.setCommitRecipe(r.commit.id, id, b.recipe);
+        if (r.branch) progress(`conflicts with ${b.profile}'s own layers: the result is on ${r.branch}; ${b.profile} did not move`);
+        else progress(`committed ${commit}${r.mode === 'delta' ? ` (the new base as a delta layer over the old one)` : ''}`);
+      } catch (e) {
+        // The same content digests as the current base, as newBase tells it.
+        if (!(e instanceof StrataError && e.code === 'E_NOTHING_TO_DO')) throw e;
+        state = 'unchanged';
+        commit = core.t.refs.get(b.profile)!.commit;
+        progress(`the tree is identical to ${b.profile}'s current base: no new commit`);
+      }
     }
     stats.totalMs = Date.now() - started;
     core.t.builds.finish(id, { state, commit, stats }, Date.now());
