@@ -77,6 +77,8 @@ describe('web UI: held commits, reflog, gc', () => {
 
     // A client still runs it: the reason says so, live.
     await page.locator('#live').filter({ hasText: 'on' }).waitFor({ timeout: WAIT });
+    // It booted motd before the rollback (a heartbeat may only name a commit its machine was served).
+    fx.srv.store.recordClient({ mac: '52:54:00:00:00:01', ip: '10.0.0.1', commit: fx.motd, profile: 'lab', boot: true });
     const hb = await fetch(`${fx.srv.httpUrl}/v1/clients/52:54:00:00:00:01/heartbeat`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
