@@ -223,21 +223,23 @@ export function checkNameLengths(key: string): void {
 /**
  * The overlayfs xattrs a layer must not carry: redirect and metacopy
  * describe a rename or a metadata-only copy-up relative to one mount's lower
- * layers (flatten refuses them, so a profile holding one could never be
- * flattened again); origin and upper name one mount's inodes, which mean
- * nothing under another stack. The agent never sends them (it mounts with
+ * layers; as a layer under another stack they would make overlayfs follow
+ * them, and flatten refuses them, so a profile holding one could never be
+ * flattened again. The agent never makes them (it mounts with
  * redirect_dir=off,metacopy=off), so an archive carrying one is refused.
- * Hints that change no lookup (impure, nlink, uuid: an overlay upper dir
- * tarred as is carries impure on its root) stay accepted, as the opaque
- * mark is.
+ * origin, upper and the impure/nlink/uuid hints stay accepted: GNU tar of a
+ * real overlay upper dir carries origin on every copied-up file (the
+ * documented one-line client does), and overlayfs reads origin only on an
+ * upper dir, never on the lower layers a commit becomes (docs/decisions.md,
+ * "Overlay xattrs in pushes").
  */
-const REFUSED_OVERLAY_XATTRS = new Set(['redirect', 'metacopy', 'origin', 'upper'].map((n) => `${OVERLAY_XATTR_PREFIX}${n}`));
+const REFUSED_OVERLAY_XATTRS = new Set(['redirect', 'metacopy'].map((n) => `${OVERLAY_XATTR_PREFIX}${n}`));
 
 export function checkOverlayXattrs(key: string, kept: [string, Buffer][]): void {
   for (const [name] of kept) {
     if (!REFUSED_OVERLAY_XATTRS.has(name)) continue;
     throw bad(
-      `'${printable(key) || '.'}' carries the overlayfs xattr ${name}: layers hold only whiteouts and opaque directories (${OPAQUE_XATTR}); mount the client's overlay with redirect_dir=off,metacopy=off and leave overlayfs's origin and upper marks out of the archive`,
+      `'${printable(key) || '.'}' carries the overlayfs xattr ${name}: layers hold only whiteouts and opaque directories (${OPAQUE_XATTR}); mount the client's overlay with redirect_dir=off,metacopy=off (a rename or metadata-only copy-up cannot become a layer)`,
       { path: printable(key), xattr: name },
     );
   }
