@@ -6,7 +6,7 @@
  */
 import { api, ApiError } from '../api.js';
 import { addedLayerOf, chainBytes, chainOf, diffOf, diffSummary, fetchCommit, firstParentDistance } from '../commits.js';
-import { ask, hideToast, showError, toast } from '../dialogs.js';
+import { ask, showError, toast } from '../dialogs.js';
 import { $, bytes, code, enc, h, plural, short } from '../dom.js';
 import { reload } from '../loaders.js';
 import { parseMatch } from '../../protocol/match.js';
@@ -14,7 +14,7 @@ import { S, branches, commitById, headOf } from '../state.js';
 import { previewNodes } from './assignments.js';
 import { branchOptions } from './branch-options.js';
 import { wired } from '../wiring.js';
-import { doDeleteBranch, doDeleteTag, doRebase } from './ref-actions.js';
+import { doDeleteBranch, doDeleteTag, doRebase, perform } from './ref-actions.js';
 
 /** @typedef {import('../api-types.js').Commit} Commit */
 
@@ -86,28 +86,6 @@ export function renderActions(c) {
         .map((r) => btn(`Delete tag ${r.name}…`, () => doDeleteTag(r.name), true)),
     ),
   );
-}
-
-/** Runs an action after its confirmation; reloads and reports. */
-/**
- * @param {string} what
- * @param {() => Promise<any>} run
- * @param {(r: any) => string} done
- */
-async function perform(what, run, done) {
-  toast(`${what}…`);
-  try {
-    const r = await run();
-    toast(done(r));
-    S.diffs.clear();
-    await reload(['profiles', 'assignments']);
-    return r;
-  } catch (e) {
-    hideToast();
-    if (e instanceof ApiError && e.code === 'E_CONFLICT') throw e;
-    await showError(e, what);
-    return null;
-  }
 }
 
 /** @param {Commit} c */

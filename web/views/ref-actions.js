@@ -19,7 +19,7 @@ import { S } from '../state.js';
  * @param {() => Promise<any>} run
  * @param {(r: any) => string} done
  */
-async function perform(what, run, done) {
+export async function perform(what, run, done) {
   toast(`${what}…`);
   try {
     const r = await run();
