@@ -6,9 +6,8 @@
  */
 import { api, ApiError } from '../api.js';
 import { addedLayerOf, chainBytes, chainOf, diffOf, diffSummary, fetchCommit, firstParentDistance } from '../commits.js';
-import { ask, showError, toast } from '../dialogs.js';
+import { ask, showError } from '../dialogs.js';
 import { $, bytes, code, enc, h, plural, short } from '../dom.js';
-import { reload } from '../loaders.js';
 import { parseMatch } from '../../protocol/match.js';
 import { S, branches, commitById, headOf } from '../state.js';
 import { previewNodes } from './assignments.js';
