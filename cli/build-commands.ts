@@ -17,7 +17,14 @@ const FINISHED = new Set(['committed', 'unchanged', 'failed']);
 function summary(b: Build): string {
   const secs = b.stats.totalMs ? ` in ${(b.stats.totalMs / 1000).toFixed(0)} s` : '';
   const debs = b.stats.debsDownloaded !== undefined ? `, ${b.stats.debsDownloaded} .deb(s) downloaded` : '';
-  if (b.state === 'committed') return `built ${b.profile}: commit ${b.commit}${secs}${debs}`;
+  const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+  const stored =
+    b.stats.baseMode === 'delta' && b.stats.deltaBytes != null && b.stats.fullBytes
+      ? `; the new base is a delta layer of ${mb(b.stats.deltaBytes)} over the old one (the full image is ${mb(b.stats.fullBytes)})`
+      : b.stats.baseMode === 'full' && b.stats.fullBytes
+        ? `; the new base is a full image of ${mb(b.stats.fullBytes)}`
+        : '';
+  if (b.state === 'committed') return `built ${b.profile}: commit ${b.commit}${secs}${debs}${stored}`;
   if (b.state === 'unchanged')
     return `${b.profile} unchanged: the built tree is identical to its current base (${shortId(b.commit ?? '')}); no new commit${secs}${debs}`;
   return `build ${b.id} of ${b.profile}: ${b.state}`;

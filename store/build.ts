@@ -265,6 +265,7 @@ export async function runBuild(core: StoreCore, id: string, opts: BuildRunOption
         });
         commit = r.commit.id;
         state = 'committed';
+        Object.assign(stats, { baseMode: r.mode, deltaBytes: r.deltaBytes, fullBytes: r.fullBytes });
         core.t.builds.setCommitRecipe(r.base.id, id, b.recipe);
         if (r.commit.id !== r.base.id) core.t.builds.setCommitRecipe(r.commit.id, id, b.recipe);
         if (r.branch) progress(`conflicts with ${b.profile}'s own layers: the result is on ${r.branch}; ${b.profile} did not move`);

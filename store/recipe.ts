@@ -201,6 +201,27 @@ export function parseRecipe(name: string, text: string): Recipe {
   return recipe;
 }
 
+const UPDATE_INITRAMFS = '/usr/sbin/update-initramfs';
+/** Variants with dpkg in the tree (extract runs no hooks after unpacking; custom installs only what it is told). */
+const DIVERTS_INITRAMFS = new Set(VARIANTS.filter((v) => v !== 'extract' && v !== 'custom'));
+
+/**
+ * mmdebstrap hooks that keep Debian's initramfs from being made. strata
+ * boots every tree with an initramfs it makes from the tree's own modules
+ * (store/initrd-image.ts), so the one the kernel package and initramfs-tools'
+ * trigger would make is never used: making it cost a minute of a 2-core
+ * build and tens of MB in the image. The tool is diverted to `true` while
+ * packages install (as debootstrap diverts start-stop-daemon) and put back
+ * before the recipe's own files and commands, so they, and apt on a booted
+ * client, find the real one.
+ */
+export function skipDebianInitramfs(): string[] {
+  return [
+    `--essential-hook=chroot "$1" dpkg-divert --quiet --local --rename --add ${UPDATE_INITRAMFS} && ln -s /bin/true "$1"${UPDATE_INITRAMFS}`,
+    `--customize-hook=rm -f "$1"${UPDATE_INITRAMFS} && chroot "$1" dpkg-divert --quiet --local --rename --remove ${UPDATE_INITRAMFS}`,
+  ];
+}
+
 /** Shell-quotes one word for a hook command line (mmdebstrap runs hooks with sh -c). */
 export const shq = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
@@ -234,6 +255,7 @@ export function mmdebstrapPlan(recipe: Recipe, opts: { output: string; cacheDir:
   args.push(
     '--customize-hook=rm -f "$1"/var/cache/apt/archives/*.deb "$1"/var/cache/apt/archives/partial/*.deb "$1"/etc/dpkg/dpkg.cfg.d/99mmdebstrap',
   );
+  if (DIVERTS_INITRAMFS.has(recipe.variant)) args.push(...skipDebianInitramfs());
   const uploads: MmdebstrapPlan['uploads'] = [];
   recipe.files.forEach((f, i) => {
     const local = `${opts.tmpDir}/file-${i}`;

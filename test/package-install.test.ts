@@ -1,9 +1,12 @@
 /**
  * The package as an admin installs it: `npm pack` of the built tree, then
  * `npm install -g` of the tarball into a fresh prefix (dependencies from the
- * registry, better-sqlite3 and ssh2 built as npm builds them), then that
- * `strata`, with no checkout on PATH, runs init, import, log and serve.
- * Slow (npm compiles SQLite): one test does it all.
+ * registry, ssh2 built as npm builds it), then that `strata`, with no
+ * checkout on PATH, runs init, import, log and serve. better-sqlite3's binary
+ * comes the way a site without GitHub access provides it (docs/install.md):
+ * a local prebuild, here packed from the checkout's own build, so CI spends
+ * no four minutes compiling SQLite again; its install script still runs and
+ * must load it. One test does it all.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
@@ -18,6 +21,20 @@ beforeAll(() => {
   tmp = tempDir('strata-pkg-');
 });
 afterAll(() => tmp?.cleanup());
+
+/**
+ * A prebuild-install "local prebuild" of better-sqlite3 for this Node, from
+ * the checkout's compiled module: the tarball name prebuild-install looks for
+ * in npm_config_better_sqlite3_local_prebuilds, holding build/Release/*.node.
+ */
+function localSqlitePrebuild(dir: string): string {
+  const mod = join(ROOT, 'node_modules/better-sqlite3');
+  const { version } = JSON.parse(readFileSync(join(mod, 'package.json'), 'utf8')) as { version: string };
+  mkdirSync(dir, { recursive: true });
+  const name = `better-sqlite3-v${version}-node-v${process.versions.modules}-${process.platform}-${process.arch}.tar.gz`;
+  execFileSync('tar', ['-czf', join(dir, name), '-C', mod, 'build/Release/better_sqlite3.node']);
+  return dir;
+}
 
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string; files: string[] };
 
@@ -38,15 +55,19 @@ describe('npm pack + npm install -g', () => {
     expect(listing.filter((f) => /^package\/(cli|store|server|client-agent|test)\//.test(f))).toEqual([]);
 
     const prefix = join(tmp.dir, 'prefix');
+    const prebuilds = localSqlitePrebuild(join(tmp.dir, 'prebuilds'));
     execFileSync('npm', ['install', '-g', '--prefix', prefix, '--prefer-offline', '--no-audit', '--no-fund', tgz], {
       cwd: tmp.dir,
       stdio: 'ignore',
+      env: { ...process.env, npm_config_better_sqlite3_local_prebuilds: prebuilds },
     });
     const installed = join(prefix, 'lib/node_modules/strata');
     // Built code only: no sources and no TypeScript loader to fall back on.
     expect(existsSync(join(installed, 'cli'))).toBe(false);
     expect(existsSync(join(installed, 'node_modules/tsx'))).toBe(false);
     expect(readdirSync(join(installed, 'node_modules/better-sqlite3/build/Release'))).toContain('better_sqlite3.node');
+    // The local prebuild was taken (a compile leaves its object files in obj.target).
+    expect(existsSync(join(installed, 'node_modules/better-sqlite3/build/Release/obj.target'))).toBe(false);
 
     const env = { PATH: `${prefix}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`, HOME: tmp.dir };
     const data = join(tmp.dir, 'data');

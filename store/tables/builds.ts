@@ -19,6 +19,11 @@ export interface BuildStats {
   cachedDebs?: number;
   /** store/build.ts treeDigest() of the built tree: what "identical" compares. */
   treeDigest?: string;
+  /** How the base was stored: a new profile's first, or on an existing profile a delta layer over the old base or a full image. */
+  baseMode?: 'delta' | 'full' | 'new';
+  /** Bytes of the delta layer (when one was made) and of the full image: what a client holding the old base fetches either way. */
+  deltaBytes?: number | null;
+  fullBytes?: number;
 }
 
 export interface Build {

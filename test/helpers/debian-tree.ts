@@ -17,6 +17,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { skipDebianInitramfs } from '../../store/recipe.ts';
 
 const run = promisify(execFile);
 
@@ -54,7 +55,8 @@ export function debianTree(opts: DebianTreeOptions): Promise<string> {
   const suite = opts.suite ?? 'bookworm';
   const variant = opts.variant ?? 'minbase';
   const include = [...opts.include].sort();
-  const args = [`--variant=${variant}`, `--include=${include.join(',')}`, suite];
+  // As strata's own builds do: strata boots the tree with its own initramfs, so Debian's is not made (a minute saved).
+  const args = [`--variant=${variant}`, `--include=${include.join(',')}`, ...skipDebianInitramfs(), suite];
   const key = createHash('sha256')
     .update(JSON.stringify({ args, sources: aptSources() }))
     .digest('hex')

@@ -4,7 +4,7 @@
  * test does not leave loop devices behind.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -54,6 +54,26 @@ export class Mounts {
 }
 
 /**
+ * Mount options reaching a backup disk's layer cache: the whole disk, or on a
+ * disk strata partitioned (a boot partition fits) its partition 3, found
+ * from the MBR entry (initrd-hooks/lib/bootdisk-parse.sh has the layout).
+ */
+function cacheMountOptions(image: string): string {
+  const mbr = Buffer.alloc(512);
+  const fd = openSync(image, 'r');
+  try {
+    readSync(fd, mbr, 0, 512, 0);
+  } finally {
+    closeSync(fd);
+  }
+  const entry = 446 + 2 * 16;
+  if (mbr.readUInt16LE(510) !== 0xaa55 || mbr[entry + 4] === 0) return 'loop';
+  const start = mbr.readUInt32LE(entry + 8) * 512;
+  const size = mbr.readUInt32LE(entry + 12) * 512;
+  return `loop,offset=${start},sizelimit=${size}`;
+}
+
+/**
  * Reads a QEMU guest's disk image from the host. The guest powers off without
  * unmounting, so the ext4 journal needs replaying: mount a copy read-write
  * (a read-only mount would refuse, and noload could show stale metadata).
@@ -63,7 +83,7 @@ export function readDiskImage<T>(image: string, read: (root: string) => T): T {
   const copy = `${mnt}.img`;
   execFileSync('cp', ['--sparse=always', image, copy]);
   try {
-    execFileSync('mount', ['-o', 'loop', copy, mnt]);
+    execFileSync('mount', ['-o', cacheMountOptions(copy), copy, mnt]);
     try {
       return read(mnt);
     } finally {
