@@ -147,7 +147,9 @@ export function registerBootRoutes(app: FastifyInstance, deps: BootRouteDeps): v
     const selfUrl = `${serverUrl}/v1/boot/${flavour}${q.size ? `?${q}` : ''}`;
     const retry = (why: string) => (flavour === 'ipxe' ? renderIpxeRetry(why, selfUrl) : renderGrubRetry(why, selfUrl));
     // Settles the client's last boot's health and may serve its last good commit (store/boot-health.ts).
-    const plan = store.bootClient(mac, ip, serverUrl);
+    const plan = store.bootClient(mac, ip, serverUrl, (e) =>
+      req.log.warn({ mac, ip, err: e }, 'boot health not recorded for this boot (answered from the stored state)'),
+    );
     if (plan.kind === 'retry') return retry(plan.why);
     const input: BootScriptInput = {
       serverUrl,

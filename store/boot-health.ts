@@ -86,14 +86,23 @@ export function judgeReport(row: HealthRow | undefined, r: HealthReport, now: nu
  * counts as failed; then the plan (held back or not), and the served commit
  * awaits its report. One transaction, so two racing requests count once.
  */
-export function bootClient(core: StoreCore, mac: string | null, ip: string | null, serverUrl: string, now = Date.now()): BootPlan {
+export function bootClient(
+  core: StoreCore,
+  mac: string | null,
+  ip: string | null,
+  serverUrl: string,
+  onUnrecorded: (e: unknown) => void = () => {},
+  now = Date.now(),
+): BootPlan {
   try {
     return settleAndPlan(core, mac, ip, serverUrl, now);
-  } catch {
+  } catch (e) {
     // A boot answer never depends on a write (a full disk, a locked
     // database): plan from what is stored, without settling or recording.
     // The next boot settles this one's health; a lost pending record only
-    // means this boot is not counted.
+    // means this boot is not counted. The caller logs why, so an admin
+    // whose boot health stops counting sees the reason.
+    onUnrecorded(e);
     return planBoot(bootFacts(core, mac, ip, serverUrl));
   }
 }

@@ -253,7 +253,9 @@ export class Store {
 
   // boot health and automatic fallback (store/boot-health.ts)
   /** A client asks to boot: settles its last boot's health, plans (maybe held back), records the boot awaiting its report. */
-  bootClient = (mac: string | null, ip: string | null, serverUrl: string): BootPlan => health.bootClient(this.core, mac, ip, serverUrl);
+  /** onUnrecorded: told why this boot's health could not be recorded (the answer is planned from what is stored). */
+  bootClient = (mac: string | null, ip: string | null, serverUrl: string, onUnrecorded?: (e: unknown) => void): BootPlan =>
+    health.bootClient(this.core, mac, ip, serverUrl, onUnrecorded);
   reportBootHealth = (r: health.HealthReport): health.Verdict => health.reportBootHealth(this.core, r);
   clientHealth = (mac: string): health.ClientHealth => health.clientHealth(this.core, mac);
   clearClientHealth = (mac: string) => health.clearClientHealth(this.core, mac);
