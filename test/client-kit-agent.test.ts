@@ -44,8 +44,13 @@ interface Ran {
   stderr: string;
 }
 
-/** Runs the kit's agent the way a client does, with this test's paths instead of /run/strata. */
-function agent(args: string[], timeoutMs = 120_000): Promise<Ran> {
+/**
+ * Runs the kit's agent the way a client does, with this test's paths instead
+ * of /run/strata. Killed after timeoutMs (under vitest's 120 s, so a hang
+ * fails with the agent's own words): its stderr then ends with the
+ * background sender's log.
+ */
+function agent(args: string[], timeoutMs = 100_000): Promise<Ran> {
   return new Promise((resolve, reject) => {
     const child = spawn(join(kit, 'bin/busybox'), ['sh', join(kit, 'bin/strata-agent'), ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -69,10 +74,19 @@ function agent(args: string[], timeoutMs = 120_000): Promise<Ran> {
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
+      if (code === null) stderr += `\n[killed after ${timeoutMs} ms; send.log:]\n${senderLog()}`;
       resolve({ code, stdout, stderr });
     });
   });
 }
+
+const senderLog = () => {
+  try {
+    return readFileSync(join(run, 'agent/send.log'), 'utf8').slice(-3000);
+  } catch {
+    return '(none)';
+  }
+};
 
 async function until<T>(probe: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
   const end = Date.now() + ms;
