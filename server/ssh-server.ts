@@ -11,7 +11,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { Transform, pipeline, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { AuthContext, Connection, ServerChannel } from 'ssh2';
 import type { Store } from '../store/store.ts';
