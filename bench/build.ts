@@ -20,7 +20,7 @@
  * (dpkg in the chroot), so this bench takes 10-20 on 2 cores.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,24 +63,40 @@ async function once(store: Store, text: string): Promise<BuildRun> {
 const line = (name: string, r: BuildRun) =>
   `${name}: ${r.seconds.toFixed(1)} s (mmdebstrap ${r.mmdebstrapSeconds.toFixed(1)} s), ${r.debsDownloaded} .debs / ${(r.bytesToGet / 1e6).toFixed(1)} MB fetched by apt, ${r.state}`;
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
+/**
+ * A free loopback port below 32768: apt-cacher-ng (Debian 12's 3.7.4) fails
+ * with "Error resolving address for binding" on any port above 32767, which
+ * is where the kernel's ephemeral ports (port 0) come from.
+ */
+async function freeLowPort(): Promise<number> {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const s = createServer();
+    const ok = await new Promise<boolean>((r) => {
+      s.once('error', () => r(false));
+      s.listen(port, '127.0.0.1', () => r(true));
+    });
+    if (!ok) continue;
+    await new Promise((r) => s.close(r));
+    return port;
+  }
 }
 
 /** An apt-cacher-ng of the bench's own (its cache and logs under DIR, loopback only), ready to answer. */
 async function startAptCacherNg(dir: string): Promise<{ url: string; stop: () => void } | null> {
   if (!existsSync('/usr/sbin/apt-cacher-ng')) return null;
-  const port = await freePort();
-  for (const d of ['cache', 'log']) mkdirSync(join(dir, d), { recursive: true });
+  const port = await freeLowPort();
+  for (const d of ['cache', 'log', 'conf']) mkdirSync(join(dir, d), { recursive: true });
+  // Debian's configuration, except the backend: its default sends /debian to
+  // ftp.debian.org whatever host the URL names; this one fetches from the
+  // mirror strata's own cache used, so both read the same server.
+  copyFileSync('/etc/apt-cacher-ng/acng.conf', join(dir, 'conf/acng.conf'));
+  writeFileSync(join(dir, 'conf/backends_debian'), `${MIRROR}/\n`);
   const child: ChildProcess = spawn(
     '/usr/sbin/apt-cacher-ng',
     [
       '-c',
-      '/etc/apt-cacher-ng',
+      join(dir, 'conf'),
       'ForeGround=1',
       `CacheDir=${join(dir, 'cache')}`,
       `LogDir=${join(dir, 'log')}`,
@@ -89,8 +105,10 @@ async function startAptCacherNg(dir: string): Promise<{ url: string; stop: () =>
       `PidFile=${join(dir, 'pid')}`,
       `SocketPath=${join(dir, 'socket')}`,
     ],
-    { stdio: 'ignore' },
+    { stdio: ['ignore', 'ignore', 'pipe'] },
   );
+  let said = '';
+  child.stderr?.on('data', (d) => (said += d));
   for (let i = 0; i < 50; i++) {
     const ok = await fetch(`http://127.0.0.1:${port}/acng-report.html`).then(
       (r) => r.status < 500,
@@ -100,6 +118,7 @@ async function startAptCacherNg(dir: string): Promise<{ url: string; stop: () =>
     await new Promise((r) => setTimeout(r, 200));
   }
   child.kill();
+  console.log(`apt-cacher-ng did not answer on 127.0.0.1:${port}: ${said.trim() || 'no message'}`);
   return null;
 }
 
@@ -140,7 +159,7 @@ export async function main(): Promise<{
   let acng: { cold: BuildRun; warm: BuildRun } | null = null;
   try {
     const proxy = await startAptCacherNg(acngDir);
-    if (!proxy) console.log('apt-cacher-ng: not installed (apt-get install apt-cacher-ng), skipped');
+    if (!proxy) console.log('apt-cacher-ng: not installed (apt-get install apt-cacher-ng) or not started, skipped');
     else {
       try {
         const text = recipe(proxy.url, ['less', 'procps']);
