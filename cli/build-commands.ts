@@ -80,8 +80,12 @@ export function registerBuildCommands(program: Command): void {
               throw new StrataError('E_BAD_ARGUMENT', `cannot read the recipe ${o.recipe}: ${(e as Error).message}`);
             }
           }
+          // Without --recipe: the saved schedule's recipe, else the profile's last build's.
+          const known = () =>
+            s.listSchedules().find((x) => x.profile === profile)?.recipe ?? s.listBuilds({ profile, limit: 1 })[0]?.recipe;
           if (o.every || o.at) {
-            if (!recipe) throw new StrataError('E_BAD_ARGUMENT', 'a schedule needs --recipe FILE');
+            recipe ??= known();
+            if (!recipe) throw new StrataError('E_BAD_ARGUMENT', `${profile} has no recipe yet: a schedule needs --recipe FILE`);
             const sch = s.setSchedule(profile, recipe, { every: o.every, at: o.at });
             out(
               g,
@@ -91,7 +95,7 @@ export function registerBuildCommands(program: Command): void {
             );
             return;
           }
-          recipe ??= s.listSchedules().find((x) => x.profile === profile)?.recipe ?? s.listBuilds({ profile, limit: 1 })[0]?.recipe;
+          recipe ??= known();
           if (!recipe) throw new StrataError('E_BAD_ARGUMENT', `${profile} has no recipe yet: give --recipe FILE`);
           const queued = s.enqueueBuild(profile, recipe);
           if (!g.json) process.stderr.write(`build ${queued.id} queued (log: ${s.buildLogPath(queued.id)})\n`);

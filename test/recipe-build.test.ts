@@ -9,7 +9,8 @@
  *   2. `strata branch dev lab` and two developer layers on dev; a PXE boot of
  *      dev with a blank backup disk runs the recipe's kernel and sees both
  *      packages and both layers, and leaves the chain on the disk.
- *   3. The same recipe again: no .deb downloaded (apt's own counters and the
+ *   3. `strata build lab --every 24h` saves a schedule; once due, the same
+ *      recipe runs again: no .deb downloaded (apt's own counters and the
  *      cache's file count), no commit.
  *   4. The recipe plus `tree`: lab's new base is the old base's chain plus
  *      one delta layer; `strata rebase dev --onto lab` reuses both developer
@@ -181,10 +182,25 @@ describe('a recipe builds a profile, and a rebuild ships as a delta', () => {
   }, 600_000);
 
   it(
-    'a second build of the same recipe downloads no .deb and makes no new commit',
+    "the profile's schedule, once due, rebuilds the same recipe: no .deb downloaded, no new commit",
     async () => {
       const cached = readdirSync(join(data, 'apt-cache/archives')).filter((n) => n.endsWith('.deb')).length;
-      const again = json<Build>(await strata(['--json', 'build', 'lab']));
+      // No --recipe: the schedule takes the profile's last recipe.
+      expect(await strata(['build', 'lab', '--every', '24h'])).toMatch(/^lab: rebuilds every 24h; next at /);
+      const store = await Store.open(data);
+      let again: Build;
+      try {
+        // What the server's build loop does each tick, with the clock a day on.
+        expect(store.enqueueDueBuilds()).toEqual([]);
+        const dayLater = Date.now() + 24 * 3600_000 + 60_000;
+        const due = store.enqueueDueBuilds(dayLater);
+        expect(due.map((b) => [b.profile, b.scheduled, b.recipe])).toEqual([['lab', true, RECIPE]]);
+        expect(store.enqueueDueBuilds(dayLater)).toEqual([]);
+        await store.buildRunner().kick();
+        again = store.getBuild(due[0]!.id);
+      } finally {
+        store.close();
+      }
       expect(again.state).toBe('unchanged');
       expect(again.commit).toBe(first.commit);
       // apt's own counters: nothing to get, no Get: line for a package; the cache holds the same files.
@@ -194,6 +210,7 @@ describe('a recipe builds a profile, and a rebuild ships as a delta', () => {
       expect((await strata(['rev-parse', 'lab'])).trim()).toBe(first.commit);
       expect(json<unknown[]>(await strata(['--json', 'reflog', 'lab']))).toHaveLength(1);
       expect(await strata(['builds', again.id, '--log'])).toMatch(/Need to get 0 B\/[\d.]+ [kM]B of archives/);
+      expect(await strata(['build', 'lab', '--unschedule'])).toBe('lab: schedule removed\n');
     },
     45 * 60_000,
   );
