@@ -10,8 +10,12 @@
 # with E.reason. The push key (random, chosen when spooled) makes every
 # resend of one entry the same push on the server.
 
+# Durability is per file: fsync the temp file, rename, fsync the directory
+# (busybox `sync FILE...`). Never a bare `sync`: it waits for every dirty
+# page of every filesystem on the machine, minutes on a client that is busy
+# writing elsewhere, and the push's status would wait with it.
 agent_durable_write() { # FILE: stdin to FILE via a synced temp file
-	cat > "$1.tmp" && sync && mv -f "$1.tmp" "$1" && sync
+	cat > "$1.tmp" && sync "$1.tmp" && mv -f "$1.tmp" "$1" && sync "${1%/*}"
 }
 
 agent_meta() { # ENTRY KEY
@@ -63,7 +67,7 @@ agent_key() {
 	mkdir -p "${AGENT_KEY%/*}" || return 1
 	rm -f "$AGENT_KEY" "$AGENT_KEY.pub"
 	kkeygen -q -t ed25519 -N '' -C "strata-agent@$(hostname 2>/dev/null) $(agent_mac)" -f "$AGENT_KEY" >/dev/null || return 1
-	sync
+	sync "$AGENT_KEY" "$AGENT_KEY.pub" "${AGENT_KEY%/*}"
 }
 
 agent_backoff() { # ATTEMPT: seconds to wait, doubling from 1 to 300, full jitter
@@ -87,7 +91,7 @@ agent_fail_entry() { # ENTRY REASON
 	# The baseline assumed this change would land: the next commit of this
 	# boot sends the whole upper directory again.
 	rm -f "$AGENT_STATE/baseline.list"
-	sync
+	sync "$AGENT_STATE/failed" "$AGENT_SPOOL" "$AGENT_STATE"
 	agent_log "push $1 rejected: $2"
 }
 
@@ -98,7 +102,7 @@ agent_done_entry() { # ENTRY COMMIT
 		echo "$AGENT_BOOT_ID $2" | agent_durable_write "$AGENT_STATE/last-commit"
 	fi
 	rm -f "$AGENT_SPOOL/$1.tar.zst" "$AGENT_SPOOL/$1.push" "$AGENT_SPOOL/$1.meta"
-	sync
+	sync "$AGENT_SPOOL"
 	agent_log "push $1 committed as $2"
 }
 
