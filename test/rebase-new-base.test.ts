@@ -4,6 +4,7 @@
  * and overlayfs mounts, as a booting client stacks them.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -194,6 +195,26 @@ describe('strata rebase PROFILE --onto BASE', () => {
     // Undo is a rollback to where it was.
     store.rollback('dev', l2.id);
     expect(store.resolve('dev')).toBe(l2.id);
+  });
+
+  it("rebases its own layers when they are byte for byte another profile's (one commit id for both)", async () => {
+    // Two profiles imported from identical trees (same mtimes) with the same layer on top share their commits:
+    // ids are manifest hashes, and the commits keep the profile that made them first.
+    const twin = (name: string) => {
+      const root = tree(name, { 'etc/hostname': 'twin\n', 'usr/bin/tool': '#!/bin/sh\n' });
+      execFileSync('find', [root, '-exec', 'touch', '-h', '-d', '@1700000000', '{}', '+']);
+      return root;
+    };
+    const aBase = await store.importBase('twin-a', twin('twin-a-v1'), { level: 3 });
+    const layer = await layerTar('twin-l1.tar', { 'srv/notes': 'mine\n' });
+    const a1 = (await store.commitTar('twin-a', layer, { message: 'notes' })).commit;
+    expect((await store.importBase('twin-b', twin('twin-b-v1'), { level: 3 })).id).toBe(aBase.id);
+    const b1 = (await store.commitTar('twin-b', layer, { message: 'notes' })).commit;
+    expect(b1.id).toBe(a1.id);
+    const r = await store.rebase('twin-b', 'debian2');
+    expect(r.reused).toEqual([b1.addedLayer]);
+    expect(r.commit.manifest.layers.map((l) => l.digest).at(-1)).toBe(b1.addedLayer);
+    expect(store.resolve('twin-a')).toBe(a1.id);
   });
 
   it('refuses a conflicting rebase, listing path, old base, new base and layer, and changes nothing', async () => {
