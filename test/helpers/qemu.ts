@@ -169,14 +169,24 @@ export function spawnQemu(
   });
 }
 
+/**
+ * The console without terminal control sequences and carriage returns:
+ * systemd's status animation ("[*     ] Job ... running") writes ESC[K and
+ * \r around its line, and a proof line printed meanwhile starts after them.
+ */
+const plainConsole = (output: string) => output.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r(?!\n)/g, '\n');
+
 /** "PROOF key=value" lines printed by the guest's init, as a record. */
 export function proofs(output: string): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const m of output.matchAll(/^PROOF ([\w-]+)=(.*)$/gm)) out[m[1]!] = m[2]!.trim();
+  for (const m of plainConsole(output).matchAll(/^PROOF ([\w-]+)=(.*)$/gm)) out[m[1]!] = m[2]!.trim();
   return out;
 }
 
 /** The hook's lines ("strata: ..."), for assertions and for failure messages. */
 export function strataLines(output: string): string[] {
-  return output.split('\n').filter((l) => l.startsWith('strata: '));
+  return plainConsole(output)
+    .split('\n')
+    .map((l) => l.replace(/\r$/, ''))
+    .filter((l) => l.startsWith('strata: '));
 }

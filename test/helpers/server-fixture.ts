@@ -1,6 +1,6 @@
 /** A real store with a small profile, for the server tests. */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Store } from '../../store/store.ts';
@@ -51,7 +51,9 @@ export async function waitForPushSettled(store: Store, id: string, timeoutMs = 9
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const p = store.getPush(id);
-    if (p.state === 'committed' || p.state === 'rejected') return p;
+    // Settled is the final state and the archive gone: the state is recorded first and the
+    // archive deleted right after (store/pushes.ts), so a poll can fall between the two.
+    if ((p.state === 'committed' || p.state === 'rejected') && !existsSync(store.pushArchivePath(id))) return p;
     if (Date.now() > deadline) throw new Error(`push ${id} still ${p.state} after ${timeoutMs / 1000} s`);
     await new Promise((r) => setTimeout(r, 50));
   }
