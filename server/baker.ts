@@ -1,8 +1,11 @@
 /**
  * The baker turns queued pushes into commits, one at a time. Work arrives
- * three ways: a scan of pending pushes at start (pushes survive restarts and
- * SIGKILL), a direct call from the SSH endpoint, and a chokidar watch over
- * incoming/ (archives another process dropped there). Each id is queued at
+ * four ways: a scan of pending pushes at start (pushes survive restarts and
+ * SIGKILL), a direct call from the SSH endpoint, a chokidar watch over
+ * incoming/ (archives another process dropped there), and the same scan
+ * again every rescanMs, for what the watch cannot see: another process
+ * (`strata keys approve`) moves an archive in before it commits the push's
+ * row, so the watch can fire while the row is not there yet. Each id is queued at
  * most once at a time, and store.landPush is idempotent, so a push is never
  * committed twice.
  */
@@ -23,6 +26,8 @@ export interface BakerDeps {
   watch?: boolean;
   /** Wait before retrying a push whose bake failed for a reason that may pass (disk full). */
   retryMs?: number;
+  /** How often to look for queued pushes nothing announced (default 5 s; 0: never). */
+  rescanMs?: number;
 }
 
 export class Baker {
@@ -30,6 +35,7 @@ export class Baker {
   private readonly inFlight = new Set<string>();
   private readonly retries = new Map<string, NodeJS.Timeout>();
   private watcher: FSWatcher | null = null;
+  private rescan: NodeJS.Timeout | null = null;
   private stopped = false;
   private readonly log: (msg: string) => void;
 
@@ -38,7 +44,12 @@ export class Baker {
   }
 
   async start(): Promise<void> {
-    for (const p of this.deps.store.pendingPushes()) this.enqueue(p.id);
+    this.enqueuePending();
+    const every = this.deps.rescanMs ?? 5000;
+    if (every > 0) {
+      this.rescan = setInterval(() => this.enqueuePending(), every);
+      this.rescan.unref();
+    }
     if (this.deps.watch !== false) {
       this.watcher = chokidar.watch(this.deps.store.incomingDir, { ignoreInitial: true, depth: 0 });
       this.watcher.on('add', (file: string) => {
@@ -50,9 +61,18 @@ export class Baker {
     }
   }
 
+  private enqueuePending(): void {
+    try {
+      for (const p of this.deps.store.pendingPushes()) this.enqueue(p.id);
+    } catch (e) {
+      this.log(`baker: cannot list queued pushes: ${String(e)}`);
+    }
+  }
+
   /** Queue a push id unless it is already queued or no longer pending. */
   enqueue(id: string): void {
-    if (this.stopped || this.inFlight.has(id)) return;
+    // A push waiting out its retry delay is not taken early by the rescan.
+    if (this.stopped || this.inFlight.has(id) || this.retries.has(id)) return;
     let push: Push;
     try {
       push = this.deps.store.getPush(id);
@@ -106,6 +126,8 @@ export class Baker {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.rescan) clearInterval(this.rescan);
+    this.rescan = null;
     for (const t of this.retries.values()) clearTimeout(t);
     this.retries.clear();
     this.queue.clear();

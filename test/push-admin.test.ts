@@ -167,6 +167,29 @@ describe('a push whose bake keeps failing for a reason that may pass', () => {
   }, 120_000);
 });
 
+describe('a push another process queues', () => {
+  it('is baked when its archive reached incoming/ before its row (as `strata keys approve` moves it in)', async () => {
+    const store = await Store.open(join(tmp.dir, 'data-late-row'), { create: true });
+    const base = (await importProfile(store, tmp.dir, 'lab')).base;
+    const baker = new Baker({ store, rescanMs: 200 });
+    await baker.start();
+    try {
+      const id = 'platerow0000001';
+      writeFileSync(store.pushArchivePath(id), zstdTar(tmp.dir, { 'etc/motd': 'approved later\n' }));
+      // The watch has seen the archive and found no row for it by now.
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(() => store.getPush(id)).toThrow();
+      store.createPush({ id, profile: 'lab', parent: base, message: 'approved later', author: 'lab-client', bytes: 100 });
+      const p = await waitForPushSettled(store, id, 30_000);
+      expect(p.state).toBe('committed');
+      expect(store.getProfile('lab').head).toBe(p.commit);
+    } finally {
+      await baker.stop();
+      store.close();
+    }
+  }, 60_000);
+});
+
 describe('strata push reject', () => {
   it('rejects a queued push and deletes its archive; a push already rejected is exit 8', async () => {
     const data = join(tmp.dir, 'data-cli');
