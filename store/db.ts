@@ -258,6 +258,18 @@ const MIGRATIONS: string[] = [
   `
   CREATE TABLE IF NOT EXISTS removed_profiles (name TEXT PRIMARY KEY, removed_at INTEGER NOT NULL);
   `,
+  // 9: every profile that made a commit (store/rebase.ts, baseCommitOf).
+  // Commit ids are manifest hashes, so two profiles committing the same
+  // layer on the same base make one commit; commits.profile keeps only the
+  // first. Filled from commits.profile for what exists.
+  `
+  CREATE TABLE IF NOT EXISTS commit_makers (
+    commit_id TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    PRIMARY KEY (commit_id, profile)
+  );
+  INSERT OR IGNORE INTO commit_makers (commit_id, profile) SELECT id, profile FROM commits;
+  `,
 ];
 
 export function openDb(path: string): DB {

@@ -16,27 +16,18 @@ import type { NewLayer } from './tables/layers.ts';
 import { layersAbove, type RebaseConflict, rebaseConflicts, type Tree } from './tree-delta.ts';
 import type { BlobRef, Commit, CommitId, Digest, LayerEntry, Manifest } from './types.ts';
 
-/** Reflog actions that put a commit made for the ref on top of it. */
-const MADE_ON_REF = new Set(['commit', 'push', 'revert', 'cherry-pick']);
-
 /**
  * The commit that is BRANCH's base: walking first parents from its head,
- * the first import, single-layer flatten, or commit of another profile (a
- * branch made from, or rebased onto, another profile's commit starts there).
- * A commit's profile is the one that made it first: two profiles that commit
- * the same layer on the same base make one commit (ids are manifest hashes),
- * so a commit the ref's own reflog shows it committing counts as its own too.
+ * the first import, single-layer flatten, or commit no one in this profile
+ * made (a branch made from, or rebased onto, another profile's commit starts
+ * there). Commit ids are manifest hashes, so two profiles that commit the
+ * same layer on the same base share the commit: what counts is every
+ * profile that made it (commit_makers), not the first (commits.profile).
  */
-export function baseCommitOf(core: StoreCore, head: CommitId, profile: string, ref: string = profile): Commit {
-  const made = new Set(
-    core.t.refs
-      .reflog(ref)
-      .filter((e) => e.new && MADE_ON_REF.has(e.action))
-      .map((e) => e.new),
-  );
+export function baseCommitOf(core: StoreCore, head: CommitId, profile: string): Commit {
   let c = getCommit(core, head);
   for (;;) {
-    const theirs = c.profile !== profile && !made.has(c.id);
+    const theirs = c.profile !== profile && !core.t.commits.madeBy(c.id).includes(profile);
     if (c.kind === 'import' || theirs || (c.kind === 'flatten' && c.manifest.layers.length === 1) || !c.parent) return c;
     c = getCommit(core, c.parent);
   }
@@ -52,7 +43,7 @@ export interface OwnLayer {
 export function ownLayers(core: StoreCore, ref: string): { head: Commit; base: Commit; own: OwnLayer[]; profile: string } {
   const b = branchInfo(core, ref);
   const head = getCommit(core, b.head);
-  const base = baseCommitOf(core, head.id, b.profile.name, ref);
+  const base = baseCommitOf(core, head.id, b.profile.name);
   const digests = layersAbove(
     head.manifest.layers.map((l) => l.digest),
     base.manifest.layers.map((l) => l.digest),

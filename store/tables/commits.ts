@@ -15,6 +15,15 @@ export class CommitsTable {
       .prepare(`INSERT OR IGNORE INTO commits (id, parent, merge_parent, profile, message, author, created_at, manifest, added_layer, kind)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
       .run(r.id, r.parent, r.merge_parent, r.profile, r.message, r.author, r.created_at, r.manifest, r.added_layer, r.kind);
+    // The row above keeps the first maker; every maker is recorded here.
+    this.db.prepare('INSERT OR IGNORE INTO commit_makers (commit_id, profile) VALUES (?, ?)').run(r.id, r.profile);
+  }
+
+  /** Every profile that made commit ID (one commit when two profiles made the same manifest). */
+  madeBy(id: CommitId): string[] {
+    return (this.db.prepare('SELECT profile FROM commit_makers WHERE commit_id = ?').all(id) as { profile: string }[]).map(
+      (r) => r.profile,
+    );
   }
 
   exists(id: string): boolean {
@@ -44,6 +53,10 @@ export class CommitsTable {
 
   remove(ids: Iterable<CommitId>): void {
     const del = this.db.prepare('DELETE FROM commits WHERE id = ?');
-    for (const id of ids) del.run(id);
+    const makers = this.db.prepare('DELETE FROM commit_makers WHERE commit_id = ?');
+    for (const id of ids) {
+      del.run(id);
+      makers.run(id);
+    }
   }
 }
