@@ -8,7 +8,7 @@
  */
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { artifactPath, launchChromium, startWebFixture, type WebFixture } from './helpers/web-fixture.ts';
+import { artifactPath, signedInPage, startWebFixture, type WebFixture } from './helpers/web-fixture.ts';
 
 const WAIT = 120_000;
 let fx: WebFixture;
@@ -18,12 +18,7 @@ const pageErrors: string[] = [];
 
 beforeAll(async () => {
   fx = await startWebFixture();
-  browser = await launchChromium();
-  page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  await page.goto(`${fx.srv.httpUrl}/`);
-  await page.fill('#token', fx.token);
-  await page.click('#login-form button[type=submit]');
+  ({ browser, page } = await signedInPage(fx, pageErrors));
   await page.locator('#nav').waitFor({ state: 'visible', timeout: WAIT });
 }, 180_000);
 

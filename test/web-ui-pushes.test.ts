@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { confirmDialog, launchChromium, startWebFixture, type WebFixture } from './helpers/web-fixture.ts';
+import { confirmDialog, launchChromium, signIn, startWebFixture, type WebFixture } from './helpers/web-fixture.ts';
 import { lastLine, makeKey, ssh2Run, zstdTar } from './helpers/server-ssh.ts';
 
 const WAIT = 30_000;
@@ -59,9 +59,7 @@ describe('the pushes page', () => {
       process.env.PATH = realPath;
     }
 
-    await page.goto(`${fx.srv.httpUrl}/`);
-    await page.fill('#token', fx.token);
-    await page.click('#login-form button[type=submit]');
+    await signIn(page, fx);
     await page.click('#nav a[data-view="pushes"]');
     const row = page.locator('#pushes-table tr', { hasText: id });
     await row.locator('button', { hasText: 'Reject' }).waitFor({ timeout: WAIT });

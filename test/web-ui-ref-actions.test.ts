@@ -9,7 +9,7 @@
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Commit, Ref } from '../store/types.ts';
-import { confirmDialog as confirmDialogIn, artifactPath, launchChromium, startWebFixture, type WebFixture } from './helpers/web-fixture.ts';
+import { confirmDialog as confirmDialogIn, artifactPath, signedInPage, startWebFixture, type WebFixture } from './helpers/web-fixture.ts';
 
 const WAIT = 30_000;
 
@@ -61,12 +61,7 @@ beforeAll(async () => {
   conf = await fx.commit('lab/conf', { 'etc/motd': 'conf motd\n' }, 'conf motd');
   issue = await fx.commit('lab', { 'etc/issue': 'lab v3\n' }, 'issue banner');
   store.tag('v1', fx.tools);
-  browser = await launchChromium();
-  page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  await page.goto(`${fx.srv.httpUrl}/`);
-  await page.fill('#token', fx.token);
-  await page.click('#login-form button[type=submit]');
+  ({ browser, page } = await signedInPage(fx, pageErrors));
   await node(conf).waitFor({ timeout: WAIT });
   await page.locator('#live').filter({ hasText: 'on' }).waitFor({ timeout: WAIT });
 }, 120_000);

@@ -98,6 +98,22 @@ export async function launchChromium(): Promise<Browser> {
   });
 }
 
+/** Opens the admin page of FX and signs in with its token. */
+export async function signIn(page: Page, fx: WebFixture): Promise<void> {
+  await page.goto(`${fx.srv.httpUrl}/`);
+  await page.fill('#token', fx.token);
+  await page.click('#login-form button[type=submit]');
+}
+
+/** A chromium page at 1280x800, signed in to FX; page errors are pushed onto ERRORS. */
+export async function signedInPage(fx: WebFixture, errors: string[]): Promise<{ browser: Browser; page: Page }> {
+  const browser = await launchChromium();
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  page.on('pageerror', (e) => errors.push(e.message));
+  await signIn(page, fx);
+  return { browser, page };
+}
+
 export function artifactPath(name: string): string {
   mkdirSync(ARTIFACTS, { recursive: true });
   return join(ARTIFACTS, name);
